@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs UPG's build dependencies from Debian 12 packages (idempotent) and builds it.
+# Usage: scripts/setup.sh [BUILD_DIR]   (default: build; set UPG_BUILD_TYPE, UPG_SANITIZE=1 to change)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev
+      libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev python3 python3-jinja2 python3-numpy)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+BUILD_DIR="${1:-build}"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${UPG_BUILD_TYPE:-Release}" \
+      -DUPG_SANITIZE="${UPG_SANITIZE:-OFF}" >/dev/null
+cmake --build "$BUILD_DIR" -j "$(nproc)"

@@ -1,0 +1,40 @@
+// The one interface through which every layer reads a weight matrix, whatever its codec.
+// A WeightMatrix is (rows = out_features) x (cols = in_features), like a PyTorch nn.Linear weight.
+// Implementations read their stored arrays in place (usually memory-mapped) and never keep a
+// fully expanded fp32 copy: matmul() decodes tiles on the fly. A CUDA backend provides its own
+// implementations of the same operations beside these (kernels/cuda), reading the same arrays.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace upg {
+
+class WeightMatrix {
+ public:
+  WeightMatrix(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
+  virtual ~WeightMatrix() = default;
+  WeightMatrix(const WeightMatrix&) = delete;
+  WeightMatrix& operator=(const WeightMatrix&) = delete;
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+
+  // y (n x rows, row-major) = x (n x cols, row-major) * W^T. n = 1 is decode, n > 1 is prefill.
+  // Multithreaded (OpenMP) over output rows; y is fully overwritten.
+  virtual void matmul(const float* x, int64_t n, float* y) const = 0;
+
+  // Decodes rows [r0, r1) to fp32, row-major into out ((r1 - r0) x cols). Used for embedding
+  // lookups, verification and the plain reference path of every codec.
+  virtual void decode_rows(int64_t r0, int64_t r1, float* out) const = 0;
+
+  // Codec name as written in the file ("bf16", "f16", "f32", "int8", "mdcsr", ...).
+  virtual std::string codec() const = 0;
+  // Bytes of stored arrays this matrix reads (for bits-per-weight reports).
+  virtual size_t stored_bytes() const = 0;
+
+ protected:
+  int64_t rows_, cols_;
+};
+
+}  // namespace upg

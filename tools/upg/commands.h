@@ -1,0 +1,11 @@
+// Each subcommand registers itself on the app with an add_*_command function defined in its own
+// cmd_*.cpp file; main.cpp calls them all. A subcommand's callback throws upg::Error on failure.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace upg::cli {
+
+void add_run_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+
+}  // namespace upg::cli
