@@ -3,7 +3,7 @@
 # Usage: scripts/setup.sh [BUILD_DIR]   (default: build; set UPG_BUILD_TYPE, UPG_SANITIZE=1 to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev
+PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libbz2-dev
       libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev python3 python3-jinja2 python3-numpy)
 missing=()
 for p in "${PKGS[@]}"; do

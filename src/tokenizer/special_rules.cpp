@@ -1,0 +1,125 @@
+#include "tokenizer/special_rules.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+
+namespace upg {
+namespace {
+
+using nlohmann::json;
+
+void parse_post(const json& j, SpecialRules& r, const std::function<std::optional<int32_t>(std::string_view)>& token_id) {
+  if (j.is_null()) return;
+  UPG_CHECK(j.is_object() && j.contains("type") && j["type"].is_string(),
+            "tokenizer.json: post_processor must be an object with a string \"type\"");
+  const std::string type = j["type"];
+  if (type == "Sequence") {
+    for (const auto& p : j.at("processors")) parse_post(p, r, token_id);
+  } else if (type == "ByteLevel") {
+  } else if (type == "TemplateProcessing") {
+    r.prefix.clear();
+    r.suffix.clear();
+    bool seen_a = false;
+    for (const auto& item : j.at("single")) {
+      if (item.contains("Sequence")) {
+        seen_a = true;
+        continue;
+      }
+      UPG_CHECK(item.contains("SpecialToken"), "tokenizer.json: TemplateProcessing item ", item.dump(),
+                " is neither Sequence nor SpecialToken");
+      const std::string name = item["SpecialToken"].at("id").get<std::string>();
+      std::vector<int32_t> ids;
+      const json& st = j.contains("special_tokens") ? j["special_tokens"] : json::object();
+      if (st.contains(name) && st[name].contains("ids")) {
+        for (const auto& id : st[name]["ids"]) ids.push_back(id.get<int32_t>());
+      } else {
+        auto id = token_id(name);
+        UPG_CHECK(id.has_value(), "tokenizer.json: TemplateProcessing special token '", name, "' is unknown");
+        ids.push_back(*id);
+      }
+      auto& dst = seen_a ? r.suffix : r.prefix;
+      dst.insert(dst.end(), ids.begin(), ids.end());
+    }
+  } else if (type == "RobertaProcessing" || type == "BertProcessing") {
+    r.prefix = {j.at("cls").at(1).get<int32_t>()};
+    r.suffix = {j.at("sep").at(1).get<int32_t>()};
+  } else {
+    throw Error(str_cat("tokenizer.json: unsupported post_processor type '", type,
+                        "' (supported: TemplateProcessing, ByteLevel, RobertaProcessing, BertProcessing, Sequence)"));
+  }
+}
+
+// "bos_token": "<s>" | {"content": "<s>", ...} | null -> the text, or "".
+std::string token_text(const json& cfg, const char* key) {
+  if (!cfg.is_object() || !cfg.contains(key)) return {};
+  const json& v = cfg[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  return {};
+}
+
+}  // namespace
+
+SpecialRules parse_special_rules(const json& post, const json& tcfg, const json& gcfg,
+                                 const std::function<std::optional<int32_t>(std::string_view)>& token_id,
+                                 const std::function<std::string(int32_t)>& id_text) {
+  SpecialRules r;
+  parse_post(post, r, token_id);
+
+  // BOS
+  r.bos_text = token_text(tcfg, "bos_token");
+  if (!r.bos_text.empty()) {
+    r.bos_id = token_id(r.bos_text);
+    UPG_CHECK(r.bos_id.has_value(), "tokenizer_config.json: bos_token '", r.bos_text, "' is not a known token");
+  } else if (!(tcfg.is_object() && tcfg.contains("bos_token")) &&  // an explicit null means "no BOS"
+             gcfg.is_object() && gcfg.contains("bos_token_id") && gcfg["bos_token_id"].is_number_integer()) {
+    r.bos_id = gcfg["bos_token_id"].get<int32_t>();
+    r.bos_text = id_text(*r.bos_id);
+  }
+
+  // EOS: tokenizer_config first, then generation_config's int or list.
+  r.eos_text = token_text(tcfg, "eos_token");
+  if (!r.eos_text.empty()) {
+    auto id = token_id(r.eos_text);
+    UPG_CHECK(id.has_value(), "tokenizer_config.json: eos_token '", r.eos_text, "' is not a known token");
+    r.eos_ids.push_back(*id);
+  }
+  if (gcfg.is_object() && gcfg.contains("eos_token_id")) {
+    const json& e = gcfg["eos_token_id"];
+    std::vector<int32_t> ids;
+    if (e.is_number_integer()) {
+      ids.push_back(e.get<int32_t>());
+    } else if (e.is_array()) {
+      for (const auto& x : e) {
+        UPG_CHECK(x.is_number_integer(), "generation_config.json: eos_token_id list holds a non-integer ", x.dump());
+        ids.push_back(x.get<int32_t>());
+      }
+    } else if (!e.is_null()) {
+      throw Error(str_cat("generation_config.json: eos_token_id must be an int or a list, found ", e.dump()));
+    }
+    for (int32_t id : ids)
+      if (std::find(r.eos_ids.begin(), r.eos_ids.end(), id) == r.eos_ids.end()) r.eos_ids.push_back(id);
+  }
+  if (r.eos_text.empty() && !r.eos_ids.empty()) r.eos_text = id_text(r.eos_ids[0]);
+
+  // Explicit add_bos_token / add_eos_token override the post-processor.
+  if (tcfg.is_object() && tcfg.contains("add_bos_token") && tcfg["add_bos_token"].is_boolean()) {
+    r.prefix.clear();
+    if (tcfg["add_bos_token"].get<bool>()) {
+      UPG_CHECK(r.bos_id.has_value(), "tokenizer_config.json: add_bos_token is true but there is no bos_token");
+      r.prefix.push_back(*r.bos_id);
+    }
+  }
+  if (tcfg.is_object() && tcfg.contains("add_eos_token") && tcfg["add_eos_token"].is_boolean()) {
+    r.suffix.clear();
+    if (tcfg["add_eos_token"].get<bool>()) {
+      UPG_CHECK(!r.eos_ids.empty(), "tokenizer_config.json: add_eos_token is true but there is no eos_token");
+      r.suffix.push_back(r.eos_ids[0]);
+    }
+  }
+  return r;
+}
+
+}  // namespace upg
