@@ -11,3 +11,7 @@ if [ "${UPG_SKIP_SANITIZE:-0}" != "1" ]; then
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$(nproc)" --timeout 1800 -LE slow
 fi
+# Last: fuzz the UPG header/index parsers for a bounded time (clang-14 + libFuzzer; UPG_SKIP_FUZZ=1 skips).
+if [ "${UPG_SKIP_FUZZ:-0}" != "1" ]; then
+  tests/fuzz/run_fuzz.sh "${UPG_FUZZ_SECONDS:-60}"
+fi

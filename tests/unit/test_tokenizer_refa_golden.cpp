@@ -1,5 +1,6 @@
 // refA's tokenizer against Hugging Face tokenizers: ids of sample texts and of the whole
 // WikiText-2 test text, as produced by tools/make_goldens.py (tests/golden/refA/).
+#include <cstring>
 #include <fstream>
 #include <sstream>
 

@@ -7,5 +7,9 @@ namespace upg::cli {
 
 void add_run_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_verify_command(CLI::App& app);
+void add_decompress_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace upg::cli

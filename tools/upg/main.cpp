@@ -3,11 +3,18 @@
 #include <iostream>
 
 #include "base/error.h"
+#include "commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"UPG: compress large language models and run them compressed"};
   app.set_version_flag("--version", std::string(UPG_VERSION));
   app.require_subcommand(1);
+  upg::cli::add_run_command(app);
+  upg::cli::add_chat_command(app);
+  upg::cli::add_info_command(app);
+  upg::cli::add_verify_command(app);
+  upg::cli::add_decompress_command(app);
+  upg::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,96 @@
+// The codec interface: how one weight tensor (rows = out_features x cols = in_features, fp32 in)
+// becomes a set of named little-endian arrays plus JSON params, and how those arrays, read in
+// place (memory-mapped), become a WeightMatrix again.
+//
+// A codec is a type implementing Codec plus one row in the table of codec_registry.cpp.
+// Array names are short suffixes ("qweight", "scales", "sparse.values"); the container stores
+// them as "<tensor name>.<array name>". Every layout is defined in a comment beside the code that
+// writes it and in docs/CODECS.md; none depends on SIMD width. Multi-byte values are little-endian
+// (the engine only builds on little-endian hosts; see the static_assert in codec_util.h).
+//
+// Options shared by every codec that stores a dense matrix (handled here, in compose.cpp, not in
+// each codec): "rotate" (randomized Hadamard rotation of the input dimension) and "outliers"
+// (a fraction of entries kept exactly-ish in an mdcsr sparse part added to the dense part).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "codecs/weight_matrix.h"
+
+namespace upg {
+
+// Element types of stored arrays; names as in safetensors ("I8", "U8", "U16", "U32", "F16", "F32").
+enum class DType { I8, U8, U16, U32, F16, F32 };
+const char* dtype_name(DType t);
+size_t dtype_size(DType t);
+// Parses a safetensors dtype string; throws Error for types codecs do not use.
+DType dtype_from_name(const std::string& s);
+
+// One array produced by an encoder; bytes are little-endian, row-major, no padding.
+struct Array {
+  DType dtype = DType::U8;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
+// One array as the decoder sees it: a pointer into (usually) a memory-mapped file. The pointer
+// need not be aligned; codecs read multi-byte values with memcpy.
+struct ArrayView {
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+  DType dtype = DType::U8;
+  std::vector<int64_t> shape;
+};
+using EncodedArrays = std::map<std::string, ArrayView>;
+
+// Codec parameters: a JSON object. encode() receives the user's choices (missing keys take
+// defaults); the EncodedTensor carries the full resolved set, which open() needs.
+using CodecParams = nlohmann::json;
+
+struct EncodedTensor {
+  std::string codec;
+  CodecParams params;
+  std::map<std::string, Array> arrays;
+
+  size_t total_bytes() const;
+  // Stored bits per weight, counting every array (indices, scales, codebooks, outliers).
+  double bits_per_weight(int64_t rows, int64_t cols) const;
+  // Views onto this tensor's own arrays (valid while *this lives and is unchanged).
+  EncodedArrays views() const;
+};
+
+class Codec {
+ public:
+  virtual ~Codec() = default;
+  virtual std::string name() const = 0;
+
+  // W: rows x cols, row-major fp32. importance: per-column weights (cols values, the diagonal of
+  // X^T X from calibration, >= 0) or nullptr for uniform. Encoders minimise
+  // sum_ij importance_j * (W_ij - Q_ij)^2. Handles the shared "rotate"/"outliers" options and
+  // calls encode_core for the dense part. Throws Error on bad params (naming the field).
+  EncodedTensor encode(const float* W, int64_t rows, int64_t cols, const CodecParams& params,
+                       const float* importance = nullptr) const;
+
+  // Opens stored arrays in place. Validates every array (presence, dtype, byte size against
+  // rows/cols/params, indices in range) and throws Error naming the array; the returned matrix
+  // never reads out of bounds. The arrays must outlive the returned matrix.
+  std::unique_ptr<WeightMatrix> open(const EncodedArrays& arrays, int64_t rows, int64_t cols,
+                                     const CodecParams& params) const;
+
+ protected:
+  // Encodes/opens the plain matrix (no rotation, no outliers). `params` for encode_core are the
+  // user's params; the codec returns its resolved params.
+  virtual EncodedTensor encode_core(const float* W, int64_t rows, int64_t cols,
+                                    const CodecParams& params, const float* importance) const = 0;
+  virtual std::unique_ptr<WeightMatrix> open_core(const EncodedArrays& arrays, int64_t rows,
+                                                  int64_t cols, const CodecParams& params) const = 0;
+  // Codecs that are themselves sparse (mdcsr) do not take the shared options.
+  virtual bool supports_shared_options() const { return true; }
+};
+
+}  // namespace upg

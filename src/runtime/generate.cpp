@@ -1,0 +1,113 @@
+#include "runtime/generate.h"
+
+#include <algorithm>
+
+#include "base/error.h"
+#include "runtime/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace upg {
+
+using Clock = std::chrono::steady_clock;
+
+static double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double GenerateStats::prompt_tokens_per_second() const {
+  return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0;
+}
+
+double GenerateStats::generation_tokens_per_second() const {
+  // The first generated token comes from the prefill's logits; the rest each cost one decode step.
+  return decode_seconds > 0 && generated_tokens > 1 ? (generated_tokens - 1) / decode_seconds : 0.0;
+}
+
+size_t stop_string_holdback(const std::string& text, const std::vector<std::string>& stops) {
+  size_t hold = 0;
+  for (const auto& s : stops) {
+    for (size_t k = std::min(s.size() - 1, text.size()); k > hold; --k) {
+      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+        hold = k;
+        break;
+      }
+    }
+  }
+  return hold;
+}
+
+std::vector<int32_t> generate(Session& session, const Tokenizer& tok, const std::vector<int32_t>& prompt_ids,
+                              const GenerateOptions& opt, const std::function<bool(const std::string&)>& on_text,
+                              GenerateStats* stats) {
+  UPG_CHECK(!prompt_ids.empty(), "the prompt is empty: nothing to generate from");
+  UPG_CHECK(opt.max_new_tokens >= 0, "the number of tokens to generate must be >= 0, got ", opt.max_new_tokens);
+  for (const auto& s : opt.stop_strings) UPG_CHECK(!s.empty(), "a stop string is empty");
+  const int max_ctx = session.max_context();
+  UPG_CHECK(session.position() + static_cast<int>(prompt_ids.size()) <= max_ctx, "the prompt needs ",
+            session.position() + prompt_ids.size(), " tokens of context but the model allows ", max_ctx);
+
+  GenerateStats st;
+  st.prompt_tokens = static_cast<int>(prompt_ids.size());
+  Sampler sampler(opt.sampling);
+  std::vector<int32_t> history(prompt_ids);
+  std::vector<int32_t> out;
+  std::vector<float> logits;
+  const std::vector<int32_t> eos = opt.stop_at_eos ? tok.eos_ids() : std::vector<int32_t>{};
+  StreamDecoder dec(tok, /*skip_special=*/true);
+  std::string pending;  // decoded text not yet emitted (may be the start of a stop string)
+  bool stopped = false;
+
+  auto emit = [&](const std::string& piece, bool final) {
+    pending += piece;
+    size_t cut = std::string::npos;
+    for (const auto& s : opt.stop_strings) cut = std::min(cut, pending.find(s));
+    if (cut != std::string::npos) {
+      if (cut > 0) on_text(pending.substr(0, cut));
+      pending.clear();
+      st.stop_reason = "stop string";
+      return false;
+    }
+    size_t hold = final ? 0 : stop_string_holdback(pending, opt.stop_strings);
+    if (pending.size() > hold) {
+      std::string ready = pending.substr(0, pending.size() - hold);
+      pending.erase(0, pending.size() - hold);
+      if (!on_text(ready)) {
+        st.stop_reason = "stopped by caller";
+        return false;
+      }
+    }
+    return true;
+  };
+
+  auto t0 = Clock::now();
+  session.forward(prompt_ids, logits, /*all_logits=*/false);
+  st.prefill_seconds = seconds_since(t0);
+  auto t1 = Clock::now();
+  st.stop_reason = "length";
+  for (int i = 0; i < opt.max_new_tokens; ++i) {
+    int32_t next = sampler.sample(logits, history);
+    if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
+      st.stop_reason = "eos";
+      break;
+    }
+    out.push_back(next);
+    history.push_back(next);
+    if (!emit(dec.push(next), false)) {
+      stopped = true;
+      break;
+    }
+    if (i + 1 == opt.max_new_tokens) break;
+    if (session.position() >= max_ctx) {
+      st.stop_reason = "context full";
+      break;
+    }
+    session.forward(std::span<const int32_t>(&next, 1), logits, false);
+  }
+  if (!stopped) emit(dec.flush(), true);
+  st.decode_seconds = seconds_since(t1);
+  st.generated_tokens = static_cast<int>(out.size());
+  if (stats) *stats = st;
+  return out;
+}
+
+}  // namespace upg

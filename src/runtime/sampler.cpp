@@ -1,0 +1,89 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_set>
+
+#include "base/error.h"
+
+namespace upg {
+
+void SamplingParams::validate() const {
+  UPG_CHECK(std::isfinite(temperature) && temperature >= 0, "--temp must be >= 0, got ", temperature);
+  UPG_CHECK(top_k >= 0, "--top-k must be >= 0, got ", top_k);
+  UPG_CHECK(top_p > 0 && top_p <= 1, "--top-p must be in (0, 1], got ", top_p);
+  UPG_CHECK(min_p >= 0 && min_p < 1, "--min-p must be in [0, 1), got ", min_p);
+  UPG_CHECK(std::isfinite(repeat_penalty) && repeat_penalty > 0, "--repeat-penalty must be > 0, got ",
+            repeat_penalty);
+  UPG_CHECK(repeat_last_n >= -1, "--repeat-last-n must be >= -1, got ", repeat_last_n);
+}
+
+Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) { p_.validate(); }
+
+int32_t argmax(std::span<const float> v) {
+  UPG_CHECK(!v.empty(), "argmax of an empty logits vector");
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  UPG_CHECK(n > 0, "sampling from an empty logits vector");
+  if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) {
+    size_t look = p_.repeat_last_n < 0 ? history.size()
+                                       : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));
+    std::unordered_set<int32_t> seen(history.end() - look, history.end());
+    for (int32_t t : seen) {
+      if (t < 0 || t >= n) continue;
+      float& l = logits[t];
+      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+    }
+  }
+  if (p_.temperature == 0.0f) return argmax(logits);
+
+  // Candidates sorted by logit, descending; top-k keeps the first k.
+  idx_.resize(n);
+  std::iota(idx_.begin(), idx_.end(), 0);
+  int32_t keep = (p_.top_k > 0 && p_.top_k < n) ? p_.top_k : n;
+  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  std::partial_sort(idx_.begin(), idx_.begin() + keep, idx_.end(), by_logit);
+  idx_.resize(keep);
+
+  // Softmax over the candidates (at temperature 1, as llama.cpp filters before temperature).
+  prob_.resize(keep);
+  const float mx = logits[idx_[0]];
+  double sum = 0;
+  for (int32_t i = 0; i < keep; ++i) sum += prob_[i] = std::exp(logits[idx_[i]] - mx);
+  for (auto& p : prob_) p = static_cast<float>(p / sum);
+
+  if (p_.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p
+    double cum = 0;
+    int32_t k = 0;
+    while (k < keep) {
+      cum += prob_[k++];
+      if (cum >= p_.top_p) break;
+    }
+    keep = std::max<int32_t>(k, 1);
+  }
+  if (p_.min_p > 0.0f) {
+    const float floor_p = p_.min_p * prob_[0];
+    int32_t k = 1;
+    while (k < keep && prob_[k] >= floor_p) ++k;
+    keep = k;
+  }
+  // Temperature, then draw among the survivors.
+  double total = 0;
+  for (int32_t i = 0; i < keep; ++i) {
+    prob_[i] = static_cast<float>(std::exp((logits[idx_[i]] - mx) / p_.temperature));
+    total += prob_[i];
+  }
+  std::uniform_real_distribution<double> u(0.0, total);
+  double r = u(rng_), acc = 0;
+  for (int32_t i = 0; i < keep; ++i) {
+    acc += prob_[i];
+    if (r < acc) return idx_[i];
+  }
+  return idx_[keep - 1];
+}
+
+}  // namespace upg

@@ -1,0 +1,43 @@
+// Token sampling from a logits vector: greedy, temperature, top-k, top-p (nucleus), min-p and a
+// repetition penalty, applied in llama.cpp's order (penalty -> top-k -> top-p -> min-p ->
+// temperature -> draw). Deterministic for a given seed.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace upg {
+
+struct SamplingParams {
+  float temperature = 0.8f;     // 0 = greedy (argmax)
+  int top_k = 40;               // 0 = off
+  float top_p = 0.95f;          // 1 = off
+  float min_p = 0.05f;          // 0 = off; drop tokens with p < min_p * p_max
+  float repeat_penalty = 1.1f;  // 1 = off; HF/CTRL style: logit / penalty if > 0, * penalty if < 0
+  int repeat_last_n = 64;       // how many recent tokens the penalty looks at (0 = none, -1 = all)
+  uint64_t seed = 0;
+
+  // Throws Error naming the parameter when a value is out of range.
+  void validate() const;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& p);
+  // Picks the next token. `logits` has vocab entries (modified in place by the penalty);
+  // `history` is every token so far (prompt and generated).
+  int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+  const SamplingParams& params() const { return p_; }
+
+ private:
+  SamplingParams p_;
+  std::mt19937_64 rng_;
+  std::vector<int32_t> idx_;
+  std::vector<float> prob_;
+};
+
+// Index of the largest value (the first one on ties), as torch.argmax.
+int32_t argmax(std::span<const float> v);
+
+}  // namespace upg

@@ -1,0 +1,115 @@
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "base/error.h"
+#include "runtime/sampler.h"
+#include "test_util.h"
+
+using namespace upg;
+
+namespace {
+SamplingParams plain(float temp) {
+  SamplingParams p;
+  p.temperature = temp;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.repeat_penalty = 1.0f;
+  p.seed = 42;
+  return p;
+}
+}  // namespace
+
+TEST(Sampler, GreedyIsArgmaxWithFirstIndexOnTies) {
+  Sampler s(plain(0.0f));
+  std::vector<float> l = {0.1f, 3.0f, -1.0f, 3.0f};
+  EXPECT_EQ(s.sample(l, {}), 1);
+}
+
+TEST(Sampler, TemperatureOneMatchesSoftmaxFrequencies) {
+  Sampler s(plain(1.0f));
+  std::vector<float> base = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  std::map<int, int> counts;
+  const int n = 200000;
+  for (int i = 0; i < n; ++i) {
+    auto l = base;
+    counts[s.sample(l, {})]++;
+  }
+  EXPECT_NEAR(counts[0] / double(n), 0.5, 0.01);
+  EXPECT_NEAR(counts[1] / double(n), 0.3, 0.01);
+  EXPECT_NEAR(counts[2] / double(n), 0.2, 0.01);
+}
+
+TEST(Sampler, TopKOneIsGreedy) {
+  auto p = plain(5.0f);
+  p.top_k = 1;
+  Sampler s(p);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d;
+  for (int i = 0; i < 100; ++i) {
+    std::vector<float> l(50);
+    for (auto& x : l) x = d(rng);
+    auto copy = l;
+    EXPECT_EQ(s.sample(l, {}), argmax(copy));
+  }
+}
+
+TEST(Sampler, TopPKeepsSmallestNucleus) {
+  auto p = plain(1.0f);
+  p.top_p = 0.7f;  // probabilities 0.5, 0.3, 0.2: nucleus is {0, 1}
+  Sampler s(p);
+  std::vector<float> base = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  std::map<int, int> counts;
+  for (int i = 0; i < 20000; ++i) {
+    auto l = base;
+    counts[s.sample(l, {})]++;
+  }
+  EXPECT_EQ(counts[2], 0);
+  EXPECT_NEAR(counts[0] / 20000.0, 0.5 / 0.8, 0.02);
+}
+
+TEST(Sampler, MinPDropsUnlikelyTokens) {
+  auto p = plain(1.0f);
+  p.min_p = 0.5f;  // keeps tokens with p >= 0.25 (0.5 * 0.5)
+  Sampler s(p);
+  std::vector<float> base = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  for (int i = 0; i < 5000; ++i) {
+    auto l = base;
+    EXPECT_NE(s.sample(l, {}), 2);
+  }
+}
+
+TEST(Sampler, RepetitionPenaltyFollowsHfRule) {
+  auto p = plain(0.0f);
+  p.repeat_penalty = 2.0f;
+  Sampler s(p);
+  std::vector<float> l = {3.0f, 2.0f, -1.0f};
+  std::vector<int32_t> hist = {0, 2};
+  EXPECT_EQ(s.sample(l, hist), 1);  // 3 -> 1.5 < 2
+  EXPECT_FLOAT_EQ(l[0], 1.5f);
+  EXPECT_FLOAT_EQ(l[2], -2.0f);
+}
+
+TEST(Sampler, SameSeedSameDraws) {
+  std::vector<float> base(100);
+  for (int i = 0; i < 100; ++i) base[i] = std::sin(i * 0.37f);
+  Sampler a(plain(1.0f)), b(plain(1.0f));
+  for (int i = 0; i < 100; ++i) {
+    auto la = base, lb = base;
+    EXPECT_EQ(a.sample(la, {}), b.sample(lb, {}));
+  }
+}
+
+TEST(Sampler, BadParametersNameTheFlag) {
+  auto p = plain(1.0f);
+  p.top_p = 1.5f;
+  try {
+    Sampler s(p);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--top-p"), std::string::npos);
+  }
+  p = plain(-1.0f);
+  EXPECT_THROW(Sampler s(p), Error);
+}

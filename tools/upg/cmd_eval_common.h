@@ -1,0 +1,42 @@
+// What the `upg eval` subcommands share: the progress line on stderr, Ctrl-C handling (finish
+// the current item, save, stop), atomic JSON writes, and where the default data files are.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace upg::cli {
+
+// Ctrl-C: the first SIGINT sets the flag (loops finish the current item, write their results and
+// stop); a second one ends the process at once.
+void install_interrupt_handler();
+bool interrupted();
+
+// Writes path atomically (path.tmp, then rename), so an interrupted write never leaves half a file.
+void write_json_file(const std::string& path, const nlohmann::json& j);
+
+// <shared data>/rel when that file or folder exists, else "".
+std::string default_data_path(const std::string& rel);
+
+// "done/total  extra  rate  ETA" redrawn in place on stderr when stderr is a terminal (at most
+// 5 times a second); silent otherwise.
+class ProgressLine {
+ public:
+  ProgressLine(std::string label, int64_t total, std::string unit = "items");
+  void update(int64_t done, const std::string& extra = "");
+  void finish();  // ends the line (terminal only)
+
+ private:
+  std::string label_, unit_;
+  int64_t total_ = 0, start_done_ = -1;
+  bool tty_ = false, drawn_ = false;
+  std::chrono::steady_clock::time_point t0_, last_;
+};
+
+// The subcommands of `upg eval`, registered on the `eval` app.
+void add_eval_ppl_commands(CLI::App* eval);
+void add_eval_task_commands(CLI::App* eval);
+
+}  // namespace upg::cli

@@ -1,0 +1,164 @@
+// upg eval ppl MODEL --text FILE [--ctx 512] [--method hf|llama.cpp] [--chunks N]
+// upg eval kld --base ORIGINAL --model COMPRESSED --text FILE [--ctx 512] [--chunks N]
+//
+// ppl --method hf: the method of refA's reference.json (eval/perplexity.h): the text tokenized
+// whole without BOS, non-overlapping windows of ctx tokens, tokens 2..ctx of each scored.
+// ppl --method llama.cpp and kld: llama-perplexity's windows (eval/llama_perplexity.h).
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "base/error.h"
+#include "cmd_eval_common.h"
+#include "eval/data_files.h"
+#include "eval/kl_divergence.h"
+#include "eval/llama_perplexity.h"
+#include "eval/perplexity.h"
+#include "loaded_model.h"
+
+namespace upg::cli {
+
+namespace {
+struct PplOptions {
+  std::string model, base, text, json, method = "hf";
+  int ctx = 512, threads = 0;
+  int64_t chunks = -1;
+};
+
+std::string resolve_text(const std::string& text) {
+  if (!text.empty()) return text;
+  std::string d = default_data_path("text/wiki.test.raw");
+  UPG_CHECK(!d.empty(), "no text given: use --text FILE (the default, ../shared/data/text/wiki.test.raw, is absent)");
+  return d;
+}
+
+void run_ppl(const PplOptions& o) {
+  apply_threads(o.threads);
+  UPG_CHECK(o.method == "hf" || o.method == "llama.cpp", "--method must be hf or llama.cpp, got '", o.method, "'");
+  const std::string text_path = resolve_text(o.text);
+  const std::string text = read_data_file(text_path);
+  LoadedModel lm = load_model(o.model);
+  install_interrupt_handler();
+  nlohmann::json out = {{"task", "ppl"}, {"method", o.method}, {"model", o.model}, {"text", text_path}, {"ctx", o.ctx}};
+  if (o.method == "hf") {
+    UPG_CHECK(o.ctx >= 2, "--ctx must be at least 2, got ", o.ctx);
+    std::vector<int32_t> ids = lm.tokenizer.encode(text, false);
+    UPG_CHECK(static_cast<int64_t>(ids.size()) >= o.ctx, text_path, ": ", ids.size(),
+              " tokens, fewer than one window of --ctx ", o.ctx);
+    int64_t nwin = static_cast<int64_t>(ids.size()) / o.ctx;
+    if (o.chunks >= 0) nwin = std::min(nwin, o.chunks);
+    ProgressLine bar("ppl", nwin, "windows");
+    double nll = 0;
+    int64_t tokens = 0, done = 0;
+    for (int64_t w = 0; w < nwin && !interrupted(); ++w) {
+      // One window at a time through the engine's perplexity(), so Ctrl-C can stop between windows.
+      auto span = std::span<const int32_t>(ids).subspan(static_cast<size_t>(w * o.ctx), static_cast<size_t>(o.ctx));
+      PerplexityResult r = perplexity(*lm.model, span, o.ctx);
+      nll += r.total_nll;
+      tokens += r.tokens;
+      ++done;
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "ppl %.4f", std::exp(nll / static_cast<double>(tokens)));
+      bar.update(done, buf);
+    }
+    bar.finish();
+    const double ppl = tokens ? std::exp(nll / static_cast<double>(tokens)) : 0.0;
+    out.update({{"text_tokens", ids.size()}, {"windows", done}, {"windows_total", nwin}, {"tokens", tokens},
+                {"nll_mean", tokens ? nll / static_cast<double>(tokens) : 0.0}, {"ppl", ppl},
+                {"complete", done == nwin}});
+    std::printf("perplexity (hf method, ctx %d): %.4f over %lld windows, %lld scored tokens%s\n", o.ctx, ppl,
+                static_cast<long long>(done), static_cast<long long>(tokens), done == nwin ? "" : " (interrupted)");
+  } else {
+    std::vector<int32_t> ids = llama_perplexity_tokens(lm.tokenizer, text);
+    std::optional<int32_t> bos;
+    if (lm.tokenizer.add_bos()) bos = lm.tokenizer.bos_id();
+    LlamaWindows win = llama_windows(ids, o.ctx, bos, o.chunks);
+    ProgressLine bar("ppl", win.chunks, "chunks");
+    LlamaPerplexityResult r = llama_perplexity(*lm.model, win, [&](int64_t done, int64_t) {
+      bar.update(done, "");
+      return !interrupted();
+    });
+    bar.finish();
+    out.update({{"text_tokens", ids.size()}, {"bos", bos ? nlohmann::json(*bos) : nlohmann::json(nullptr)},
+                {"chunks", r.chunks}, {"chunks_total", win.chunks}, {"tokens", r.tokens}, {"nll_mean", r.nll_mean},
+                {"nll_stderr", r.nll_stderr}, {"ppl", r.ppl}, {"ppl_err", r.ppl_err},
+                {"complete", r.chunks == win.chunks}});
+    std::printf("Final estimate: PPL = %.4f +/- %.5f  (llama.cpp method, ctx %d, %lld chunks, %lld scored tokens%s)\n",
+                r.ppl, r.ppl_err, o.ctx, static_cast<long long>(r.chunks), static_cast<long long>(r.tokens),
+                r.chunks == win.chunks ? "" : ", interrupted");
+  }
+  if (!o.json.empty()) write_json_file(o.json, out);
+}
+
+void run_kld(const PplOptions& o) {
+  apply_threads(o.threads);
+  const std::string text_path = resolve_text(o.text);
+  const std::string text = read_data_file(text_path);
+  LoadedModel base = load_model(o.base);
+  LoadedModel model = load_model(o.model);
+  install_interrupt_handler();
+  std::vector<int32_t> ids = llama_perplexity_tokens(base.tokenizer, text);
+  std::optional<int32_t> bos;
+  if (base.tokenizer.add_bos()) bos = base.tokenizer.bos_id();
+  LlamaWindows win = llama_windows(ids, o.ctx, bos, o.chunks);
+  ProgressLine bar("kld", win.chunks, "chunks");
+  KldResult r = kl_divergence(*base.model, *model.model, win, [&](int64_t done, int64_t, const KldAccumulator& acc) {
+    KldResult partial = acc.result();
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "KLD %.6f | same top %.2f%%", partial.kld_mean.value, 100 * partial.same_top.value);
+    bar.update(done, buf);
+    return !interrupted();
+  });
+  bar.finish();
+  const bool complete = r.chunks == win.chunks;
+  std::printf("KL divergence of %s from %s (llama.cpp windows, ctx %d, %lld chunks, %lld tokens%s)\n",
+              o.model.c_str(), o.base.c_str(), o.ctx, static_cast<long long>(r.chunks),
+              static_cast<long long>(r.tokens), complete ? "" : ", interrupted");
+  std::printf("Mean PPL(Q)                   : %10.6f +/- %10.6f\n", r.ppl.value, r.ppl.err);
+  std::printf("Mean PPL(base)                : %10.6f +/- %10.6f\n", r.ppl_base.value, r.ppl_base.err);
+  std::printf("Cor(ln(PPL(Q)), ln(PPL(base))): %6.2f%%\n", 100 * r.ln_ppl_correlation);
+  std::printf("Mean ln(PPL(Q)/PPL(base))     : %10.6f +/- %10.6f\n", r.ln_ppl_ratio.value, r.ln_ppl_ratio.err);
+  std::printf("Mean PPL(Q)/PPL(base)         : %10.6f +/- %10.6f\n", r.ppl_ratio.value, r.ppl_ratio.err);
+  std::printf("Mean PPL(Q)-PPL(base)         : %10.6f +/- %10.6f\n", r.ppl_diff.value, r.ppl_diff.err);
+  std::printf("Mean    KLD: %10.6f +/- %10.6f\n", r.kld_mean.value, r.kld_mean.err);
+  std::printf("Maximum KLD: %10.6f\n99.9%%   KLD: %10.6f\n99.0%%   KLD: %10.6f\nMedian  KLD: %10.6f\n", r.kld_max,
+              r.kld_p999, r.kld_p99, r.kld_median);
+  std::printf("RMS Δp    : %6.3f +/- %5.3f %%\n", 100 * r.p_diff_rms.value, 100 * r.p_diff_rms.err);
+  std::printf("Same top p: %6.3f +/- %5.3f %%\n", 100 * r.same_top.value, 100 * r.same_top.err);
+  if (!o.json.empty()) {
+    nlohmann::json out = to_json(r);
+    out.update({{"task", "kld"}, {"base", o.base}, {"model", o.model}, {"text", text_path}, {"ctx", o.ctx},
+                {"chunks_total", win.chunks}, {"complete", complete}});
+    write_json_file(o.json, out);
+  }
+}
+
+void add_common(CLI::App* cmd, PplOptions& o) {
+  cmd->add_option("--text,--data", o.text, "Text file (default ../shared/data/text/wiki.test.raw when present)");
+  cmd->add_option("-c,--ctx", o.ctx, "Window (context) length in tokens")->capture_default_str();
+  cmd->add_option("--chunks,--limit", o.chunks, "Evaluate only the first N windows (default: all)");
+  cmd->add_option("--json", o.json, "Write the results to this JSON file");
+  add_threads_flag(cmd, o.threads);
+}
+}  // namespace
+
+void add_eval_ppl_commands(CLI::App* eval) {
+  auto o = std::make_shared<PplOptions>();
+  auto* ppl = eval->add_subcommand("ppl", "Perplexity of a text (hf = refA reference.json method, llama.cpp = "
+                                          "llama-perplexity's second-half windows)");
+  ppl->add_option("model", o->model, "Hugging Face model directory or .upg file")->required();
+  ppl->add_option("--method", o->method, "hf or llama.cpp")->capture_default_str();
+  add_common(ppl, *o);
+  ppl->callback([o] { run_ppl(*o); });
+
+  auto k = std::make_shared<PplOptions>();
+  auto* kld = eval->add_subcommand("kld", "KL divergence of a (compressed) model from its original, llama.cpp's "
+                                          "--kl-divergence statistics");
+  kld->add_option("--base", k->base, "The original model (reference distribution)")->required();
+  kld->add_option("--model", k->model, "The model to compare with it")->required();
+  add_common(kld, *k);
+  kld->callback([k] { run_kld(*k); });
+}
+
+}  // namespace upg::cli

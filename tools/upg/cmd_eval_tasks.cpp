@@ -1,0 +1,160 @@
+// upg eval {mmlu|hellaswag|arc_challenge|sst2|rte|mrpc|qnli|cola} MODEL [--limit N] [--shots K]
+//     [--threads T] [--json OUT] [--resume] [--data PATH] [--bos] [--max-length L]
+//
+// Scores every item by log-likelihood (eval/multiple_choice.h), shows a progress line with the
+// running accuracy, and keeps --json up to date while it runs (every few seconds, and on Ctrl-C),
+// so that an interrupted run keeps its results and --resume continues it.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "base/error.h"
+#include "base/mapped_file.h"
+#include "cmd_eval_common.h"
+#include "eval/tasks.h"
+#include "loaded_model.h"
+
+namespace upg::cli {
+
+namespace {
+struct TaskOptions {
+  std::string model, json, data;
+  int limit = -1, shots = -1, threads = 0, max_length = 0;
+  bool resume = false, bos = false;
+};
+
+// The settings a resumed file must share with this run for its items to be reused.
+nlohmann::json run_config(const McTaskInfo& t, const TaskOptions& o, int shots) {
+  return {{"task", t.name}, {"model", o.model}, {"shots", shots}, {"add_bos", o.bos}, {"max_length", o.max_length}};
+}
+
+std::map<std::string, McItemResult> load_resume(const std::string& path, const nlohmann::json& config) {
+  std::map<std::string, McItemResult> done;
+  if (!std::filesystem::exists(path)) return done;
+  nlohmann::json j = nlohmann::json::parse(read_text_file(path), nullptr, false);
+  UPG_CHECK(j.is_object() && j.contains("config") && j.contains("items") && j["items"].is_array(), "--resume: '", path,
+            "' is not a results file written by upg eval");
+  for (const auto& [k, v] : config.items())
+    UPG_CHECK(j["config"].contains(k) && j["config"][k] == v, "--resume: '", path, "' was written with ", k, " = ",
+              j["config"].value(k, nlohmann::json()).dump(), ", this run has ", v.dump());
+  for (const auto& item : j["items"]) {
+    McItemResult r = mc_item_result_from_json(item);
+    done[r.id] = std::move(r);
+  }
+  return done;
+}
+
+void print_summary(const McTaskInfo& t, const nlohmann::json& s, bool complete) {
+  auto line = [](const char* name, const nlohmann::json& a) {
+    std::printf("%-40s %7.4f +/- %.4f  (n = %lld)\n", name, a["value"].get<double>(), a["stderr"].get<double>(),
+                static_cast<long long>(a["n"].get<int64_t>()));
+  };
+  std::printf("%s%s\n", t.name.c_str(), complete ? "" : " (interrupted: partial results)");
+  if (t.categories) {
+    for (const auto& [name, a] : s["subjects"].items()) line(("  " + name).c_str(), a);
+    for (const auto& [name, c] : s["categories"].items()) line(("category " + name + " (macro)").c_str(), c["macro"]);
+    line("mmlu macro average (subjects)", s["macro"]);
+    line("mmlu micro average (questions)", s["micro"]);
+  } else {
+    line("acc", s["acc"]);
+    if (s.contains("acc_norm")) line("acc_norm", s["acc_norm"]);
+  }
+  if (s.contains("f1")) std::printf("%-40s %7.4f\n", "f1", s["f1"].get<double>());
+  if (s.contains("mcc")) std::printf("%-40s %7.4f\n", "mcc", s["mcc"].get<double>());
+  if (s.contains("truncated_items"))
+    std::printf("note: %lld items were left-truncated to fit the model's context\n",
+                static_cast<long long>(s["truncated_items"].get<int64_t>()));
+}
+
+void run_task(const McTaskInfo& t, const TaskOptions& o) {
+  apply_threads(o.threads);
+  UPG_CHECK(!o.resume || !o.json.empty(), "--resume needs --json FILE (the results file to continue)");
+  std::string data = o.data.empty() ? default_data_path(t.default_data) : o.data;
+  UPG_CHECK(!data.empty(), t.name, ": no data: give --data PATH (the default ",
+            t.default_data.empty() ? "location" : "../shared/data/" + t.default_data, " is absent)");
+  const int shots = o.shots < 0 ? t.default_shots : o.shots;
+  std::vector<McItem> items = load_mc_task(t, data, shots, o.limit);
+  const nlohmann::json config = run_config(t, o, shots);
+  std::map<std::string, McItemResult> done;
+  if (o.resume) done = load_resume(o.json, config);
+  LoadedModel lm = load_model(o.model);
+  Session session(*lm.model, o.max_length);
+  install_interrupt_handler();
+
+  std::vector<McItemResult> results;  // in item order: resumed ones and new ones
+  auto snapshot = [&](bool complete) {
+    nlohmann::json j = {{"config", config},
+                        {"data", data},
+                        {"limit", o.limit},
+                        {"items_total", items.size()},
+                        {"complete", complete},
+                        {"summary", mc_summary_json(t, results)}};
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& r : results) arr.push_back(to_json(r));
+    j["items"] = std::move(arr);
+    return j;
+  };
+  ProgressLine bar(t.name, static_cast<int64_t>(items.size()));
+  int64_t correct = 0, resumed = 0;
+  auto last_save = std::chrono::steady_clock::now();
+  bool stopped = false;
+  for (const auto& item : items) {
+    if (interrupted()) {
+      stopped = true;
+      break;
+    }
+    if (auto it = done.find(item.id); it != done.end()) {
+      results.push_back(it->second);
+      ++resumed;
+    } else {
+      results.push_back(score_item(session, lm.tokenizer, item, o.bos));
+    }
+    correct += results.back().pred == results.back().gold;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "acc %.4f", static_cast<double>(correct) / static_cast<double>(results.size()));
+    bar.update(static_cast<int64_t>(results.size()), buf);
+    auto now = std::chrono::steady_clock::now();
+    if (!o.json.empty() && std::chrono::duration<double>(now - last_save).count() > 5) {
+      write_json_file(o.json, snapshot(false));
+      last_save = now;
+    }
+  }
+  bar.finish();
+  const bool complete = !stopped && results.size() == items.size();
+  nlohmann::json final_json = snapshot(complete);
+  if (!o.json.empty()) write_json_file(o.json, final_json);
+  if (resumed) std::fprintf(stderr, "resumed %lld items from %s\n", static_cast<long long>(resumed), o.json.c_str());
+  print_summary(t, final_json["summary"], complete);
+  if (!complete)
+    throw Error(str_cat("interrupted after ", results.size(), " of ", items.size(), " items",
+                        o.json.empty() ? "" : "; results so far are in " + o.json + " (continue with --resume)"));
+}
+}  // namespace
+
+void add_eval_task_commands(CLI::App* eval) {
+  for (const auto& t : mc_tasks()) {
+    auto o = std::make_shared<TaskOptions>();
+    auto* cmd = eval->add_subcommand(t.name, t.help);
+    cmd->add_option("model", o->model, "Hugging Face model directory or .upg file")->required();
+    cmd->add_option("--data", o->data,
+                    t.default_data.empty() ? std::string("Data file or folder")
+                                           : "Data file or folder (default ../shared/data/" + t.default_data + ")");
+    cmd->add_option("--limit", o->limit,
+                    t.categories ? "Questions per subject at most (default: all)" : "Items at most (default: all)");
+    cmd->add_option("--shots", o->shots, str_cat("Few-shot examples (default ", t.default_shots, ")"));
+    cmd->add_option("--json", o->json, "Write results (summary and per-item scores) to this JSON file as they come");
+    cmd->add_flag("--resume", o->resume, "Continue the run saved in --json: items already there are not re-scored");
+    cmd->add_flag("--bos", o->bos, "Add the tokenizer's special tokens (BOS) to prompts (lm-eval's add_bos_token)");
+    cmd->add_option("--max-length", o->max_length,
+                    "Context positions (0 = the model's maximum); longer prompts are left-truncated")
+        ->check(CLI::NonNegativeNumber);
+    add_threads_flag(cmd, o->threads);
+    const McTaskInfo* tp = &t;
+    cmd->callback([tp, o] { run_task(*tp, *o); });
+  }
+}
+
+}  // namespace upg::cli

@@ -1,0 +1,82 @@
+#include "loaded_model.h"
+
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+
+namespace upg::cli {
+
+LoadedModel load_model(const std::string& path) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto model = Model::load(path);
+  auto tok_json = model->file_text("tokenizer.json");
+  UPG_CHECK(tok_json.has_value(), "model '", path, "' has no tokenizer.json");
+  auto tok_cfg = model->file_text("tokenizer_config.json");
+  auto gen_cfg = model->file_text("generation_config.json");
+  LoadedModel lm{std::move(model),
+                 Tokenizer::from_json_strings(*tok_json, tok_cfg.value_or(""), gen_cfg.value_or("")), std::nullopt, 0};
+  // Chat template: chat_template.jinja, else tokenizer_config.json's chat_template (a string, or a
+  // list of {name, template} of which "default" is used).
+  if (auto jinja = lm.model->file_text("chat_template.jinja")) {
+    lm.chat_template = *jinja;
+  } else if (tok_cfg) {
+    auto cfg = nlohmann::json::parse(*tok_cfg, nullptr, /*allow_exceptions=*/false);
+    if (cfg.is_object() && cfg.contains("chat_template")) {
+      const auto& ct = cfg["chat_template"];
+      if (ct.is_string()) {
+        lm.chat_template = ct.get<std::string>();
+      } else if (ct.is_array()) {
+        for (const auto& e : ct)
+          if (e.value("name", "") == "default" && e.contains("template")) lm.chat_template = e["template"];
+      }
+    }
+  }
+  lm.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return lm;
+}
+
+void add_threads_flag(CLI::App* cmd, int& threads) {
+  cmd->add_option("-t,--threads", threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+}
+
+void apply_threads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+void add_generation_flags(CLI::App* cmd, GenerateOptions& opt) {
+  auto& s = opt.sampling;
+  cmd->add_option("-n,--n-predict", opt.max_new_tokens, "Tokens to generate at most")->capture_default_str();
+  cmd->add_option("--temp", s.temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
+  cmd->add_option("--top-k", s.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
+  cmd->add_option("--top-p", s.top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
+  cmd->add_option("--min-p", s.min_p, "Drop tokens below min-p x the top probability (0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1 = off)")->capture_default_str();
+  cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalty looks back (-1 = all)")
+      ->capture_default_str();
+  cmd->add_option("--seed", s.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--stop", opt.stop_strings, "Stop when this text is generated (repeatable)");
+  cmd->add_flag("--ignore-eos{false},!--ignore-eos", opt.stop_at_eos, "Keep generating past end-of-sequence");
+}
+
+size_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<size_t>(ru.ru_maxrss) * 1024;
+}
+
+std::string speed_report(double load_seconds, const GenerateStats& st) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | peak memory %.1f MiB",
+                load_seconds, st.prompt_tokens, st.prompt_tokens_per_second(), st.generated_tokens,
+                st.generation_tokens_per_second(), peak_rss_bytes() / (1024.0 * 1024.0));
+  return buf;
+}
+
+}  // namespace upg::cli

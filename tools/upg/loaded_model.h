@@ -1,0 +1,39 @@
+// What `run`, `chat` and `eval` share: loading a model (Hugging Face directory or UPG file) with
+// its tokenizer and chat template, the common flags (threads, sampling), and the speed/memory
+// report printed to stderr at the end.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "runtime/generate.h"
+#include "runtime/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace upg::cli {
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  Tokenizer tokenizer;
+  std::optional<std::string> chat_template;  // nullopt when the model has none
+  double load_seconds = 0;
+};
+
+// Loads path; throws Error naming the path and the problem.
+LoadedModel load_model(const std::string& path);
+
+// --threads: 0 = all cores. Applies it to OpenMP.
+void add_threads_flag(CLI::App* cmd, int& threads);
+void apply_threads(int threads);
+
+// --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, -n, --stop, --ignore-eos.
+void add_generation_flags(CLI::App* cmd, GenerateOptions& opt);
+
+// Peak resident memory of this process so far, in bytes.
+size_t peak_rss_bytes();
+
+// "load 0.12 s | prompt 7 tokens, 812.3 tok/s | generated 64 tokens, 95.1 tok/s | peak memory 61.2 MiB"
+std::string speed_report(double load_seconds, const GenerateStats& st);
+
+}  // namespace upg::cli
