@@ -80,7 +80,8 @@ def cases():
     # Phi-3 "su" scaling (older name of longrope), short prompts use the short factors.
     c.append(("phi3_su_short", base("Phi3ForCausalLM", "phi3", rope_theta=10000.0, num_key_value_heads=4,
               original_max_position_embeddings=64, max_position_embeddings=512, torch_dtype="bfloat16",
-              rope_scaling={"type": "su", "long_factor": [1.0 + 0.7 * i for i in range(8)],
+              rope_scaling={"type": "su", "original_max_position_embeddings": 64,
+                            "long_factor": [1.0 + 0.7 * i for i in range(8)],
                             "short_factor": [1.0 + 0.1 * i for i in range(8)]}),
               torch.bfloat16, None, [12, 20]))
     # Llama-3.2 style: llama3 rope scaling, tied embeddings, f32 weights, sharded.
@@ -211,10 +212,14 @@ def main():
     ap.add_argument("--refa")
     ap.add_argument("--wikitext")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--only", help="comma-separated case names to (re)generate")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     failed = 0
+    only = set(args.only.split(",")) if args.only else None
     for k, (name, cfg, dtype, shard, lengths) in enumerate(cases()):
+        if only is not None and name not in only:
+            continue
         try:
             make_case(args.out, name, cfg, dtype, shard, lengths, seed=100 + k)
         except Exception:
