@@ -7,6 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "base/half.h"
 
 namespace upg {
 
@@ -27,6 +30,17 @@ class WeightMatrix {
   // Decodes rows [r0, r1) to fp32, row-major into out ((r1 - r0) x cols). Used for embedding
   // lookups, verification and the plain reference path of every codec.
   virtual void decode_rows(int64_t r0, int64_t r1, float* out) const = 0;
+
+  // Rows [r0, r1) to bf16 ((r1 - r0) x cols, row-major): f32_to_bf16 (round-to-nearest-even) of
+  // what decode_rows gives. Codecs override it with a fast multithreaded decoder
+  // (kernels/cpu/*_kernels.h); this default goes through decode_rows one row at a time.
+  virtual void decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const {
+    std::vector<float> row(static_cast<size_t>(cols_));
+    for (int64_t r = r0; r < r1; ++r) {
+      decode_rows(r, r + 1, row.data());
+      for (int64_t c = 0; c < cols_; ++c) out[(r - r0) * cols_ + c] = f32_to_bf16(row[c]);
+    }
+  }
 
   // Codec name as written in the file ("bf16", "f16", "f32", "int8", "mdcsr", ...).
   virtual std::string codec() const = 0;

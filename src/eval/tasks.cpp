@@ -33,7 +33,7 @@ const McTaskInfo& find_mc_task(const std::string& name) {
     if (t.name == name) return t;
     known += (known.empty() ? "" : ", ") + t.name;
   }
-  throw Error(str_cat("unknown evaluation task '", name, "' (known: ppl, kld, ", known, ")"));
+  throw Error(str_cat("unknown evaluation task '", name, "' (known: ppl, kld, humaneval, ", known, ")"));
 }
 
 std::vector<McItem> load_mc_task(const McTaskInfo& task, const std::string& data_path, int shots, int limit) {

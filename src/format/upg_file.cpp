@@ -39,7 +39,10 @@ std::string known_codecs() {
 
 int64_t UpgTensor::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (d == 0) return 0;
+    n *= d;  // no overflow: parse() checked the product
+  }
   return n;
 }
 
@@ -52,6 +55,7 @@ size_t UpgTensor::stored_bytes() const {
 bool UpgTensor::dense() const { return upg_dense_codec_dtype(codec).has_value(); }
 
 int64_t UpgTensor::rows() const {
+  if (numel() == 0) return 0;  // (and no product of huge leading dims times a zero)
   if (shape.size() < 2) return 1;
   int64_t r = 1;
   for (size_t i = 0; i + 1 < shape.size(); ++i) r *= shape[i];

@@ -47,7 +47,7 @@ struct UpgTensor {
   double bits_per_weight() const { return numel() ? 8.0 * stored_bytes() / numel() : 0.0; }
   bool dense() const;
   // The rows x cols the matrix is opened as: [r, c] -> (r, c), [n] -> (1, n); for dense tensors of
-  // other ranks (product of leading dims, last dim); [] -> (1, 1).
+  // other ranks (product of leading dims, last dim); [] -> (1, 1); no elements -> 0 rows.
   int64_t rows() const;
   int64_t cols() const;
   // role -> view, as codecs take them.

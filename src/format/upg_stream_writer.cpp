@@ -134,6 +134,9 @@ std::string SafetensorsStreamWriter::finish_to_temp(const std::map<std::string, 
   } catch (const nlohmann::json::exception& ex) {
     throw Error(str_cat("safetensors writer '", path_, "': header is not valid UTF-8: ", ex.what()));
   }
+  // The reference safetensors reader refuses headers above 100 MB.
+  UPG_CHECK(h.size() < 100000000 - 64, "safetensors writer '", path_, "': the header would be ", h.size(),
+            " bytes; safetensors readers accept at most 100,000,000 (split the model into shards)");
   const uint64_t hal = std::max<uint64_t>(align_, 8);
   while ((8 + h.size()) % hal != 0) h.push_back(' ');
 

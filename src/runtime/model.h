@@ -9,7 +9,9 @@
 //   s.forward(prompt_ids, logits, /*all_logits=*/false);   // prefill: logits of the last token
 //   s.forward({&next, 1}, logits, false);                   // decode one token with the KV cache
 #pragma once
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -98,7 +100,16 @@ class Session {
   // Keeps the first `pos` positions of the cache (0 <= pos <= position()); throws Error otherwise.
   void truncate(int pos);
 
+  // Calibration hook: when set, forward() calls it with the input of every linear projection just
+  // before the projection runs: the weight's Hugging Face name ("model.layers.3.mlp.down_proj.weight";
+  // the lm_head as "lm_head.weight", or "model.embed_tokens.weight" when tied), x = n x cols fp32
+  // row-major (valid only during the call). Projections sharing one input (q, k, v; gate, up) are
+  // each reported, with the same pointer. Unset (the default) costs one branch per projection.
+  using Observer = std::function<void(const std::string& weight_name, const float* x, int64_t n, int64_t cols)>;
+  void set_observer(Observer observer);
+
  private:
+  void observe(size_t layer, int slot, const float* x, int64_t n, int64_t cols) const;
   void project(const std::vector<std::unique_ptr<WeightMatrix>>& parts, const std::vector<float>& bias,
                const float* in, int64_t n, float* out, int64_t out_width);
   const RopeFrequencies& frequencies(int64_t seq_len);
@@ -111,6 +122,9 @@ class Session {
   RopeFrequencies freq_;
   int64_t freq_len_ = -1;  // seq_len freq_ was computed for (-1: none yet)
   DynamicRopeState dynamic_;
+  Observer observer_;
+  // Per layer, when observed: weight names by slot (0: qkv parts, 1: o, 2: gate_up parts, 3: down).
+  std::vector<std::array<std::vector<std::string>, 4>> observed_names_;
   // Activations, resized per call.
   std::vector<float> x_, h_, qkv_, q_, k_, attn_, tmp_, mlp_, act_, cos_, sin_, part_;
 };

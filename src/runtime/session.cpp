@@ -35,6 +35,28 @@ void Session::truncate(int pos) {
   pos_ = pos;
 }
 
+void Session::set_observer(Observer observer) {
+  observer_ = std::move(observer);
+  observed_names_.clear();
+  if (!observer_) return;
+  const ArchSpec& a = model_.arch();
+  for (size_t l = 0; l < model_.layers().size(); ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    std::array<std::vector<std::string>, 4> n;
+    if (a.fused_qkv) n[0] = {p + "self_attn.qkv_proj.weight"};
+    else n[0] = {p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"};
+    n[1] = {p + "self_attn.o_proj.weight"};
+    if (a.fused_gate_up) n[2] = {p + "mlp.gate_up_proj.weight"};
+    else n[2] = {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"};
+    n[3] = {p + "mlp.down_proj.weight"};
+    observed_names_.push_back(std::move(n));
+  }
+}
+
+void Session::observe(size_t layer, int slot, const float* x, int64_t n, int64_t cols) const {
+  for (const std::string& name : observed_names_[layer][slot]) observer_(name, x, n, cols);
+}
+
 const RopeFrequencies& Session::frequencies(int64_t seq_len) {
   const ModelConfig& c = model_.config();
   int64_t len = 0;  // the length the frequencies depend on (0: they do not)
@@ -103,6 +125,7 @@ void Session::forward(std::span<const int32_t> tokens, std::vector<float>& logit
   for (size_t l = 0; l < layers.size(); ++l) {
     const LayerWeights& L = layers[l];
     kernels::rmsnorm(x_.data(), L.input_norm.data(), n, H, eps, h_.data());
+    if (observer_) observe(l, 0, h_.data(), n, H);
     project(L.qkv, L.qkv_bias, h_.data(), n, qkv_.data(), qkv_out);
     for (int64_t t = 0; t < n; ++t) {
       const float* row = qkv_.data() + t * qkv_out;
@@ -121,13 +144,16 @@ void Session::forward(std::span<const int32_t> tokens, std::vector<float>& logit
       }
     as.window = L.window;
     kernels::attention(as, q_.data(), n, pos_, kc, vc, attn_.data());
+    if (observer_) observe(l, 1, attn_.data(), n, q_out);
     L.o->matmul(attn_.data(), n, tmp_.data());
     for (int64_t i = 0; i < n * H; ++i) x_[i] += tmp_[i] + (L.o_bias.empty() ? 0.f : L.o_bias[i % H]);
 
     kernels::rmsnorm(x_.data(), L.post_attention_norm.data(), n, H, eps, h_.data());
+    if (observer_) observe(l, 2, h_.data(), n, H);
     project(L.gate_up, L.gate_up_bias, h_.data(), n, mlp_.data(), 2 * I);
     for (int64_t t = 0; t < n; ++t)
       kernels::silu_mul(mlp_.data() + t * 2 * I, mlp_.data() + t * 2 * I + I, act_.data() + t * I, I);
+    if (observer_) observe(l, 3, act_.data(), n, I);
     L.down->matmul(act_.data(), n, tmp_.data());
     for (int64_t i = 0; i < n * H; ++i) x_[i] += tmp_[i] + (L.down_bias.empty() ? 0.f : L.down_bias[i % H]);
   }
@@ -135,6 +161,8 @@ void Session::forward(std::span<const int32_t> tokens, std::vector<float>& logit
   const int64_t first = all_logits ? 0 : n - 1, m = n - first;
   kernels::rmsnorm(x_.data() + first * H, model_.final_norm().data(), m, H, eps, h_.data());
   logits.resize(static_cast<size_t>(m * c.vocab_size));
+  if (observer_)
+    observer_(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", h_.data(), m, H);
   model_.lm_head().matmul(h_.data(), m, logits.data());
   pos_ += n;
 }

@@ -23,7 +23,7 @@ NEW=$(mktemp -d)
 trap 'rm -rf "$NEW"' EXIT
 status=0
 ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1" "$BUILD/fuzz_upg_header" "$NEW" "$CORPUS" \
-  -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  -max_total_time="$SECS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
   -artifact_prefix="$BUILD/artifacts/" >"$BUILD/fuzz.log" 2>&1 || status=$?
 grep -v '^#[0-9]' "$BUILD/fuzz.log" | tail -n 40
 if [ "$status" -ne 0 ]; then

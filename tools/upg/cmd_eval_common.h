@@ -38,5 +38,6 @@ class ProgressLine {
 // The subcommands of `upg eval`, registered on the `eval` app.
 void add_eval_ppl_commands(CLI::App* eval);
 void add_eval_task_commands(CLI::App* eval);
+void add_eval_humaneval_command(CLI::App* eval);  // cmd_eval_humaneval.cpp
 
 }  // namespace upg::cli

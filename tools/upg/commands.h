@@ -11,5 +11,8 @@ void add_info_command(CLI::App& app);
 void add_verify_command(CLI::App& app);
 void add_decompress_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
+void add_compare_command(CLI::App& app);
 
 }  // namespace upg::cli

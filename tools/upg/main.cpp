@@ -15,6 +15,9 @@ int main(int argc, char** argv) {
   upg::cli::add_verify_command(app);
   upg::cli::add_decompress_command(app);
   upg::cli::add_eval_command(app);
+  upg::cli::add_convert_command(app);
+  upg::cli::add_synth_command(app);
+  upg::cli::add_compare_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

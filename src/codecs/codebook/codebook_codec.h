@@ -45,4 +45,12 @@ struct CodebookLayout {
 };
 CodebookLayout read_codebook_layout(const CodecParams& p, int64_t rows, int64_t cols);
 
+// Builds a codebook tensor from codes chosen elsewhere (GPTQ in src/convert/, random codes in
+// `upg synth`): codes rows x cols (each < 2^bits, one byte per code), scales rows x ngroups
+// (rounded to f16 here), levels nblocks x 2^bits (ascending). `params` as for encode (bits, group,
+// levels, codebook_rows, ...); the result carries the same resolved params encode would.
+// Throws Error when a code is out of range. (codebook_pack.cpp)
+EncodedTensor codebook_from_codes(const CodecParams& params, int64_t rows, int64_t cols, const uint8_t* codes,
+                                  const float* scales, const float* levels);
+
 }  // namespace upg

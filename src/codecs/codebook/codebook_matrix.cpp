@@ -1,12 +1,12 @@
-// codebook matrix: validation, reference decode (bit by bit) and the fast matmul, which unpacks
-// 8 codes at a time from k bytes into a one-group tile of floats and takes its dot products with
-// every input row. Layout: see codebook_codec.h.
+// codebook matrix: validation, reference decode (bit by bit); matmul and decode-to-bf16 call the
+// CPU kernels of kernels/cpu/codebook_kernels.h. Layout: see codebook_codec.h.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "codecs/codebook/codebook_codec.h"
 #include "codecs/codec_util.h"
+#include "kernels/cpu/codebook_kernels.h"
 
 namespace upg {
 
@@ -47,39 +47,12 @@ class CodebookMatrix : public WeightMatrix {
     }
   }
 
-  void matmul(const float* x, int64_t n, float* y) const override {
-    const int k = l_.k;
-    const uint64_t mask = (1ull << k) - 1;
-#pragma omp parallel
-    {
-      std::vector<float> tile(l_.group), acc(n);
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows_; ++r) {
-        const uint8_t* row = q_ + r * l_.row_bytes;
-        const float* L = levels_.data() + (r / cb_) * nl_;
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t g = 0; g < l_.ngroups; ++g) {
-          const int64_t c0 = g * l_.group, m = std::min(cols_, c0 + l_.group) - c0;
-          // Codes c0 .. c0+m-1: c0 is a multiple of 8, so chunk j of 8 codes starts at byte
-          // (c0 + 8j) * k / 8; the last chunk of a row may have fewer than k bytes.
-          for (int64_t j = 0; j < m; j += 8) {
-            const int64_t byte = (c0 + j) / 8 * k;
-            uint64_t bits = 0;
-            std::memcpy(&bits, row + byte, static_cast<size_t>(std::min<int64_t>(k, l_.row_bytes - byte)));
-            const int64_t e = std::min<int64_t>(8, m - j);
-            for (int64_t i = 0; i < e; ++i) tile[j + i] = L[(bits >> (i * k)) & mask];
-          }
-          const float s = load_f16(s_, r * l_.ngroups + g);
-          for (int64_t t = 0; t < n; ++t) {
-            const float* xt = x + t * cols_ + c0;
-            float d = 0.0f;
-            for (int64_t i = 0; i < m; ++i) d += tile[i] * xt[i];
-            acc[t] += d * s;
-          }
-        }
-        for (int64_t t = 0; t < n; ++t) y[t * rows_ + r] = acc[t];
-      }
-    }
+  // Fast paths (AVX2 fused decode + FMA for n = 1, decoded tiles + one GEMM kernel for n > 1):
+  // kernels/cpu/codebook_kernels.h, tested against decode_rows in test_kernels_codecs.
+  void matmul(const float* x, int64_t n, float* y) const override { kernels::codebook_matmul(view(), x, n, y); }
+  void decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const override {
+    UPG_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, kName, ": rows [", r0, ", ", r1, ") out of range [0, ", rows_, ")");
+    kernels::codebook_decode_bf16(view(), r0, r1, out);
   }
 
   std::string codec() const override { return kName; }
@@ -93,6 +66,21 @@ class CodebookMatrix : public WeightMatrix {
   int64_t cb_;
   const uint8_t *q_, *s_;
   std::vector<float> levels_;
+
+  kernels::CodebookView view() const {
+    kernels::CodebookView v;
+    v.k = l_.k;
+    v.rows = rows_;
+    v.cols = cols_;
+    v.group = l_.group;
+    v.ngroups = l_.ngroups;
+    v.row_bytes = l_.row_bytes;
+    v.cb_rows = cb_;
+    v.q = q_;
+    v.scales = s_;
+    v.levels = levels_.data();
+    return v;
+  }
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "base/half.h"
+#include "kernels/cpu/tile_gemm.h"
 
 namespace upg {
 
@@ -199,6 +200,27 @@ void DenseMatrix::decode_rows(int64_t r0, int64_t r1, float* out) const {
     case TensorDType::F32: return convert<TensorDType::F32>(data_, i, count, out);
     case TensorDType::F16: return convert<TensorDType::F16>(data_, i, count, out);
     default: return convert<TensorDType::BF16>(data_, i, count, out);
+  }
+}
+
+void DenseMatrix::decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const {
+  UPG_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dense matrix: rows [", r0, ", ", r1, ") out of range [0, ", rows_, ")");
+  const size_t es = tensor_dtype_size(dtype_);
+#pragma omp parallel
+  {
+    std::vector<float> buf(dtype_ == TensorDType::BF16 ? 0 : static_cast<size_t>(cols_));
+#pragma omp for schedule(static)
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* src = data_ + static_cast<size_t>(r) * cols_ * es;
+      uint16_t* dst = out + (r - r0) * cols_;
+      if (dtype_ == TensorDType::BF16) {
+        std::memcpy(dst, src, static_cast<size_t>(cols_) * 2);
+      } else {  // src may be unaligned: convert (memcpy/unaligned loads) into buf first
+        if (dtype_ == TensorDType::F32) convert<TensorDType::F32>(src, 0, cols_, buf.data());
+        else convert<TensorDType::F16>(src, 0, cols_, buf.data());
+        kernels::f32_to_bf16_n(buf.data(), dst, cols_);
+      }
+    }
   }
 }
 

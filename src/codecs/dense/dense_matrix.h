@@ -24,6 +24,8 @@ class DenseMatrix : public WeightMatrix {
 
   void matmul(const float* x, int64_t n, float* y) const override;
   void decode_rows(int64_t r0, int64_t r1, float* out) const override;
+  // bf16: a copy; f32/f16: converted and rounded (kernels::f32_to_bf16_n). OpenMP over rows.
+  void decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const override;
   std::string codec() const override;
   size_t stored_bytes() const override;
 

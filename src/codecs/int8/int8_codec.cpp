@@ -1,10 +1,12 @@
-// int8 encoder, reference decode and fused matmul. Layout: see int8_codec.h.
+// int8 encoder and reference decode; matmul and decode-to-bf16 call kernels/cpu/int8_kernels.h.
+// Layout: see int8_codec.h.
 #include "codecs/int8/int8_codec.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "codecs/codec_util.h"
+#include "kernels/cpu/int8_kernels.h"
 
 namespace upg {
 
@@ -43,23 +45,11 @@ class Int8Matrix : public WeightMatrix {
       for (int64_t c = 0; c < cols_; ++c)
         out[(r - r0) * cols_ + c] = static_cast<int8_t>(q_[r * cols_ + c]) * scale(r, c / l_.group);
   }
-  // Per row and group: integer-valued float dot products of q with each x row, then * scale.
-  void matmul(const float* x, int64_t n, float* y) const override {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows_; ++r) {
-      const int8_t* q = reinterpret_cast<const int8_t*>(q_) + r * cols_;
-      for (int64_t t = 0; t < n; ++t) {
-        const float* xt = x + t * cols_;
-        float acc = 0.0f;
-        for (int64_t g = 0; g < l_.ngroups; ++g) {
-          const int64_t c0 = g * l_.group, c1 = std::min(cols_, c0 + l_.group);
-          float d = 0.0f;
-          for (int64_t c = c0; c < c1; ++c) d += static_cast<float>(q[c]) * xt[c];
-          acc += d * scale(r, g);
-        }
-        y[t * rows_ + r] = acc;
-      }
-    }
+  // Fast paths: kernels/cpu/int8_kernels.h, tested against decode_rows in test_kernels_codecs.
+  void matmul(const float* x, int64_t n, float* y) const override { kernels::int8_matmul(view(), x, n, y); }
+  void decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const override {
+    UPG_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, kName, ": rows [", r0, ", ", r1, ") out of range [0, ", rows_, ")");
+    kernels::int8_decode_bf16(view(), r0, r1, out);
   }
   std::string codec() const override { return kName; }
   size_t stored_bytes() const override {
@@ -69,6 +59,18 @@ class Int8Matrix : public WeightMatrix {
  private:
   Int8Layout l_;
   const uint8_t *q_, *s_;
+
+  kernels::Int8View view() const {
+    kernels::Int8View v;
+    v.rows = rows_;
+    v.cols = cols_;
+    v.group = l_.group;
+    v.ngroups = l_.ngroups;
+    v.q = reinterpret_cast<const int8_t*>(q_);
+    v.scales = s_;
+    v.f16_scales = l_.f16;
+    return v;
+  }
 };
 
 }  // namespace

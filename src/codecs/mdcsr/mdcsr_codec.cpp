@@ -1,4 +1,5 @@
-// mdcsr encoder, validation, reference decode and sparse matmul. Layout: see mdcsr_codec.h.
+// mdcsr encoder, validation and reference decode; the sparse matmul and decode-to-bf16 call
+// kernels/cpu/sparse_kernels.h. Layout: see mdcsr_codec.h.
 #include "codecs/mdcsr/mdcsr_codec.h"
 
 #include <algorithm>
@@ -242,33 +243,24 @@ void MdcsrMatrix::decode_rows(int64_t r0, int64_t r1, float* out) const {
   }
 }
 
-void MdcsrMatrix::add_matmul(const float* x, int64_t n, float* y) const {
-#pragma omp parallel
-  {
-    std::vector<int32_t> col;
-    std::vector<float> val;
-#pragma omp for schedule(dynamic, 32)
-    for (int64_t r = 0; r < rows_; ++r) {
-      const float s = load_le<float>(scales_, r);
-      const uint8_t* p = col_delta_ + load_le<uint32_t>(row_ptr_, rows_ + 1 + r);
-      const uint8_t* end = col_delta_ + load_le<uint32_t>(row_ptr_, rows_ + 1 + r + 1);
-      int64_t i = load_le<uint32_t>(row_ptr_, r), c = -1;
-      col.clear();
-      val.clear();
-      while (p < end) {
-        c += get_gap(p, end);
-        col.push_back(static_cast<int32_t>(c));
-        val.push_back(value(i++, s));
-      }
-      const size_t m = col.size();
-      for (int64_t t = 0; t < n; ++t) {
-        const float* xt = x + t * cols_;
-        float acc = 0.0f;
-        for (size_t k = 0; k < m; ++k) acc += val[k] * xt[col[k]];
-        y[t * rows_ + r] += acc;
-      }
-    }
-  }
+kernels::MdcsrView MdcsrMatrix::view() const {
+  kernels::MdcsrView v;
+  v.rows = rows_;
+  v.cols = cols_;
+  v.row_ptr = row_ptr_;
+  v.col_delta = col_delta_;
+  v.values = values_;
+  v.scales = scales_;
+  v.levels = use_levels_ ? levels_ : nullptr;
+  return v;
+}
+
+// Fast path: kernels/cpu/sparse_kernels.h, tested against decode_rows in test_kernels_codecs.
+void MdcsrMatrix::add_matmul(const float* x, int64_t n, float* y) const { kernels::mdcsr_add_matmul(view(), x, n, y); }
+
+void MdcsrMatrix::decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const {
+  UPG_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, kName, ": rows [", r0, ", ", r1, ") out of range [0, ", rows_, ")");
+  kernels::mdcsr_decode_bf16(view(), r0, r1, out);
 }
 
 void MdcsrMatrix::matmul(const float* x, int64_t n, float* y) const {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "codecs/codec.h"
+#include "kernels/cpu/sparse_kernels.h"
 
 namespace upg {
 
@@ -55,6 +56,7 @@ class MdcsrMatrix : public WeightMatrix {
   MdcsrMatrix(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params);
   void matmul(const float* x, int64_t n, float* y) const override;
   void decode_rows(int64_t r0, int64_t r1, float* out) const override;
+  void decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const override;
   std::string codec() const override { return "mdcsr"; }
   size_t stored_bytes() const override;
   // y (n x rows) += x (n x cols) * S^T: the sparse product without densifying.
@@ -63,6 +65,7 @@ class MdcsrMatrix : public WeightMatrix {
 
  private:
   float value(int64_t i, float scale) const;
+  kernels::MdcsrView view() const;  // the arrays as the CPU kernels (sparse_kernels.h) read them
   const uint8_t *row_ptr_, *col_delta_, *values_, *scales_, *levels_ = nullptr;
   int64_t nnz_ = 0, delta_bytes_ = 0, num_levels_ = 0;
   bool use_levels_ = false;

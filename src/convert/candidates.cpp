@@ -1,0 +1,43 @@
+#include "convert/candidates.h"
+
+#include "base/error.h"
+#include "codecs/codec_registry.h"
+
+namespace upg {
+
+Candidate parse_codec_spec(const std::string& spec) {
+  Candidate c;
+  c.label = spec;
+  const size_t colon = spec.find(':');
+  c.codec = spec.substr(0, colon);
+  if (!c.dense()) find_codec(c.codec);  // throws listing the known codecs
+  if (colon == std::string::npos) return c;
+  const std::string rest = spec.substr(colon + 1);
+  size_t pos = 0;
+  while (pos <= rest.size()) {
+    size_t end = rest.find(',', pos);
+    if (end == std::string::npos) end = rest.size();
+    const std::string kv = rest.substr(pos, end - pos);
+    const size_t eq = kv.find('=');
+    UPG_CHECK(eq != std::string::npos && eq > 0, "codec spec '", spec, "': expected key=value, found '", kv, "'");
+    const std::string key = kv.substr(0, eq), val = kv.substr(eq + 1);
+    nlohmann::json v = nlohmann::json::parse(val, nullptr, /*allow_exceptions=*/false);
+    if (v.is_discarded() || v.is_object() || v.is_array()) v = val;
+    c.params[key] = v;
+    pos = end + 1;
+  }
+  return c;
+}
+
+std::vector<Candidate> default_candidates() {
+  std::vector<Candidate> v;
+  const std::pair<int, int> cb[] = {{2, 32}, {2, 64}, {2, 128}, {3, 32}, {3, 64}, {3, 128},
+                                    {4, 64}, {4, 128}, {5, 64}, {6, 64}};
+  for (auto [k, g] : cb)
+    v.push_back(parse_codec_spec("codebook:bits=" + std::to_string(k) + ",group=" + std::to_string(g)));
+  v.push_back(parse_codec_spec("int8:group=128"));
+  v.push_back(parse_codec_spec("bf16"));
+  return v;
+}
+
+}  // namespace upg

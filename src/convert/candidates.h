@@ -1,0 +1,26 @@
+// Encodings `upg convert` chooses among, and the --codec SPEC syntax:
+//   NAME[:key=value,key=value...]   e.g. "codebook:bits=3,group=64,levels=fitted", "int8", "bf16"
+// Values are parsed as JSON when they are valid JSON (numbers, true/false), else as strings.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "codecs/codec.h"
+
+namespace upg {
+
+struct Candidate {
+  std::string label;  // "codebook:bits=3,group=64" (the spec it came from)
+  std::string codec;  // "codebook", "int8", ... or "bf16" (dense, rounded)
+  CodecParams params = CodecParams::object();
+  bool dense() const { return codec == "bf16" || codec == "f16" || codec == "f32"; }
+};
+
+// Throws Error naming the spec when the codec is unknown or a key=value pair is malformed.
+Candidate parse_codec_spec(const std::string& spec);
+
+// The candidates of bit allocation for a weight matrix: codebook with k = 2..6 bits at several
+// group sizes, int8 (group 128) and bf16.
+std::vector<Candidate> default_candidates();
+
+}  // namespace upg

@@ -1,0 +1,53 @@
+// GPTQ (Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
+// Transformers", 2022) onto the codebook codec's grid, and the output-error measures used to judge
+// and allocate quantization.
+//
+// For a weight W (rows x cols) whose input has second moment H = X^T X (convert/hessian.h), the
+// output error of a quantized Q is  E(Q) = tr((W - Q) H (W - Q)^T)  = sum over calibration tokens of
+// ||x (W - Q)^T||^2. GPTQ quantizes one column at a time and moves each column's rounding error
+// onto the not-yet-quantized columns, using the upper Cholesky factor U of H^-1:
+//   for i in 0..cols: q_i = grid(w_i); e = (w_i - q_i) / U_ii; w_j -= e U_ij for j > i.
+// Rows are independent, so each row runs the whole pass on its own (OpenMP over rows; the row is
+// contiguous and U's row i is contiguous, which is what GPTQ's lazy 128-column block updates buy on
+// a GPU). Cost: rows * cols^2 / 2 multiply-adds, plus O(cols^3) for the factorisation.
+//
+// The grid is fixed before the pass ("static groups"): the codebook codec's own encoder runs first
+// with importance = diag(H) and fixes the level table and every group's f16 scale; GPTQ then only
+// chooses codes, so the result is exactly the codec's arrays (codebook_from_codes).
+// H is dampened by 1% of its mean diagonal; columns never activated (H_ii = 0) get H_ii = 1.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "codecs/codec.h"
+#include "convert/hessian.h"
+
+namespace upg {
+
+// tr(D H D^T) with D = A - B (rows x cols), accumulated in double. Diagonal statistics use only
+// the diagonal.
+double output_error(const float* A, const float* B, int64_t rows, int64_t cols, const InputStats& h);
+// tr(W H W^T).
+double output_energy(const float* W, int64_t rows, int64_t cols, const InputStats& h);
+
+struct GptqOptions {
+  double damp = 0.01;  // fraction of mean(diag H) added to the diagonal
+};
+
+// U: the upper Cholesky factor of (H + damp)^-1, cols x cols row-major (lower part zero).
+// Throws Error when the dampened H is not positive definite.
+std::vector<float> gptq_inverse_factor(const InputStats& h, double damp);
+
+// GPTQ with the codebook codec's grid (params as for the codebook codec: bits, group, levels, ...;
+// "rotate"/"outliers" are not supported here). h must be full (h.full()); otherwise this is the
+// codec's importance-weighted rounding. `U`: gptq_inverse_factor(h, o.damp) when already computed
+// (it depends only on h: share it between tensors with one input and between candidates), else
+// null. Returns the encoded tensor; `decoded` (optional) receives the dequantized matrix.
+EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const InputStats& h,
+                            const CodecParams& params, const GptqOptions& o = {},
+                            std::vector<float>* decoded = nullptr, const std::vector<float>* U = nullptr);
+
+// Dequantizes an encoded tensor with its codec (rows x cols fp32).
+std::vector<float> decode_encoded(const EncodedTensor& enc, int64_t rows, int64_t cols);
+
+}  // namespace upg

@@ -1,0 +1,387 @@
+// Codebook CPU kernels. Contracts and the technique: see codebook_kernels.h.
+#include "kernels/cpu/codebook_kernels.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/half.h"
+#include "kernels/cpu/tile_gemm.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define UPG_CB_AVX2 1
+#endif
+
+namespace upg::kernels {
+
+namespace {
+
+inline int64_t block_of(const CodebookView& v, int64_t r) { return r / v.cb_rows; }
+inline const float* level_table(const CodebookView& v, int64_t r) {
+  return v.levels + block_of(v, r) * (int64_t{1} << v.k);
+}
+
+#ifdef UPG_CB_AVX2
+
+// Row r's f16 scales to fp32 (ngroups values).
+void row_scales(const CodebookView& v, int64_t r, float* out) {
+  const uint8_t* s = v.scales + r * v.ngroups * 2;
+  int64_t g = 0;
+  for (; g + 8 <= v.ngroups; g += 8)
+    _mm256_storeu_ps(out + g, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * g))));
+  for (; g < v.ngroups; ++g) {
+    uint16_t h;
+    std::memcpy(&h, s + 2 * g, 2);
+    out[g] = f16_to_f32(h);
+  }
+}
+
+// Bytes of slack the unpacker may read past a chunk's first byte.
+constexpr int64_t kLoadBytes = 16;
+
+// Row r's codes, readable for kLoadBytes past any chunk start: in place when the array extends
+// far enough, else a zero-padded copy in `pad`.
+const uint8_t* padded_row(const CodebookView& v, int64_t r, std::vector<uint8_t>& pad) {
+  const uint8_t* row = v.q + r * v.row_bytes;
+  if ((r + 1) * v.row_bytes + kLoadBytes <= v.rows * v.row_bytes) return row;
+  pad.assign(static_cast<size_t>(v.row_bytes + kLoadBytes), 0);
+  std::memcpy(pad.data(), row, static_cast<size_t>(v.row_bytes));
+  return pad.data();
+}
+
+// Unpacks 8 K-bit codes starting at byte p (bit 0 of p[0]) into 8 int32 lanes. K <= 4: one
+// 32-bit broadcast + variable shift + mask; K > 4: the in-lane byte shuffle first.
+template <int K>
+struct Unpack8 {
+  __m256i shuf, shift, mask;
+  Unpack8() {
+    alignas(32) int8_t s[32];
+    alignas(32) int32_t sh[8];
+    for (int i = 0; i < 8; ++i) {
+      const int bit = i * K, b = bit >> 3, lane = (i % 4) * 4 + (i / 4) * 16;
+      s[lane] = static_cast<int8_t>(b);
+      s[lane + 1] = static_cast<int8_t>(b + 1);
+      s[lane + 2] = s[lane + 3] = static_cast<int8_t>(0x80);
+      sh[i] = K <= 4 ? bit : bit & 7;
+    }
+    shuf = _mm256_load_si256(reinterpret_cast<const __m256i*>(s));
+    shift = _mm256_load_si256(reinterpret_cast<const __m256i*>(sh));
+    mask = _mm256_set1_epi32((1 << K) - 1);
+  }
+  __m256i operator()(const uint8_t* p) const {
+    if constexpr (K <= 4) {  // 8 codes fit in 32 bits: broadcast the word, shift lane i by i * K
+      int32_t w;
+      std::memcpy(&w, p, 4);
+      return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w), shift), mask);
+    }
+    const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(raw, shuf), shift), mask);
+  }
+};
+
+// The level table of one row, pre-multiplied by a group scale, held in registers (K <= 6) or
+// looked up by gather and multiplied (K >= 7). Values are s * L[c], rounded once, exactly as
+// the reference decode computes them.
+template <int K>
+struct Lookup {
+  static constexpr int kRegs = K <= 3 ? 1 : (1 << K) / 8;
+  alignas(32) float lv[K <= 3 ? 8 : (1 << K)] = {};
+  __m256 t[kRegs > 8 ? 1 : kRegs];
+  __m256 s;
+  explicit Lookup(const float* L) { std::memcpy(lv, L, sizeof(float) << K); }
+  void set_scale(float scale) {
+    s = _mm256_set1_ps(scale);
+    if constexpr (K <= 6)
+      for (int i = 0; i < kRegs; ++i) t[i] = _mm256_mul_ps(_mm256_load_ps(lv + 8 * i), s);
+  }
+  // Table registers [i, i + 4) selected by code bits 3 and 4 (b3, b4: those bits moved to the sign).
+  __m256 pick4(int i, __m256i c, __m256 b3, __m256 b4) const {
+    const __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[i], c), _mm256_permutevar8x32_ps(t[i + 1], c), b3);
+    const __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[i + 2], c), _mm256_permutevar8x32_ps(t[i + 3], c), b3);
+    return _mm256_blendv_ps(lo, hi, b4);
+  }
+  __m256 operator()(__m256i c) const {
+    if constexpr (K <= 3) {
+      return _mm256_permutevar8x32_ps(t[0], c);
+    } else if constexpr (K == 4) {
+      return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[0], c), _mm256_permutevar8x32_ps(t[1], c),
+                              _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
+    } else if constexpr (K == 5) {
+      return pick4(0, c, _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)), _mm256_castsi256_ps(_mm256_slli_epi32(c, 27)));
+    } else if constexpr (K == 6) {  // 8 permutes + 7 blends: cheaper than a gather on Zen 2/3
+      const __m256 b3 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)), b4 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 27));
+      return _mm256_blendv_ps(pick4(0, c, b3, b4), pick4(4, c, b3, b4), _mm256_castsi256_ps(_mm256_slli_epi32(c, 26)));
+    } else {
+      return _mm256_mul_ps(_mm256_i32gather_ps(lv, c, 4), s);
+    }
+  }
+};
+
+inline __m256i tail_mask(int64_t valid) {
+  alignas(32) static const int32_t kIdx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(valid)),
+                            _mm256_load_si256(reinterpret_cast<const __m256i*>(kIdx)));
+}
+
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// W[r][c0 .. c0 + m) -> out; c0 % 8 == 0; row readable kLoadBytes past every chunk.
+template <int K>
+void decode_segment_avx2(const CodebookView& v, int64_t r, const uint8_t* row, int64_t c0, int64_t m,
+                         float* out) {
+  const Unpack8<K> unpack;
+  Lookup<K> lut(level_table(v, r));
+  const uint8_t* sc = v.scales + r * v.ngroups * 2;
+  int64_t j = 0;
+  while (j < m) {
+    const int64_t c = c0 + j, g = c / v.group, gend = std::min(c0 + m, (g + 1) * v.group) - c0;
+    uint16_t h;
+    std::memcpy(&h, sc + 2 * g, 2);
+    lut.set_scale(_cvtsh_ss(h));
+    for (; j + 8 <= gend; j += 8) _mm256_storeu_ps(out + j, lut(unpack(row + (c0 + j) / 8 * K)));
+    if (j < gend) {  // the segment's last, partial chunk
+      _mm256_maskstore_ps(out + j, tail_mask(gend - j), lut(unpack(row + (c0 + j) / 8 * K)));
+      j = gend;
+    }
+  }
+}
+
+// sum_c W[r][c] * x[c], decode fused with the FMA; `sc` = row r's scales as fp32.
+template <int K>
+float row_dot_avx2(const CodebookView& v, int64_t r, const uint8_t* row, const float* sc, const float* x,
+                   const Unpack8<K>& unpack) {
+  Lookup<K> lut(level_table(v, r));
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (int64_t g = 0; g < v.ngroups; ++g) {
+    const int64_t c0 = g * v.group, m = std::min(v.group, v.cols - c0);
+    lut.set_scale(sc[g]);
+    const uint8_t* p = row + c0 / 8 * K;
+    const float* xg = x + c0;
+    int64_t j = 0;
+    for (; j + 16 <= m; j += 16, p += 2 * K) {
+      acc0 = _mm256_fmadd_ps(lut(unpack(p)), _mm256_loadu_ps(xg + j), acc0);
+      acc1 = _mm256_fmadd_ps(lut(unpack(p + K)), _mm256_loadu_ps(xg + j + 8), acc1);
+    }
+    if (j + 8 <= m) {
+      acc0 = _mm256_fmadd_ps(lut(unpack(p)), _mm256_loadu_ps(xg + j), acc0);
+      j += 8;
+      p += K;
+    }
+    if (j < m)  // last group of a row whose length is not a multiple of 8: zero x past the end
+      acc1 = _mm256_fmadd_ps(lut(unpack(p)), _mm256_maskload_ps(xg + j, tail_mask(m - j)), acc1);
+  }
+  return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized (their _mm512_undefined_*
+// placeholders) wherever permutexvar / masked loads are inlined; silence it in this file only.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// AVX-512 matvec row (K <= 6, group % 16 == 0): 16 codes per step. K <= 4: the two 32-bit words
+// holding codes 0-7 and 8-15 broadcast to the two 256-bit halves, variable shift, mask; K = 5, 6:
+// 16 bytes broadcast to the four 128-bit blocks and an in-block byte shuffle first. Lookup: one
+// permutexvar (K <= 4, 16 levels), permutex2var (K = 5, 32 levels), two of them + a blend (K = 6).
+template <int K>
+struct Row512 {
+  static constexpr int kRegs = K <= 4 ? 1 : (1 << K) / 16;
+  __m512i shuf, shift, mask;
+  alignas(64) float lv[K <= 4 ? 16 : (1 << K)] = {};
+  __m512 t[kRegs];
+  explicit Row512(const float* L) {
+    alignas(64) int8_t b[64];
+    alignas(64) int32_t sh[16];
+    for (int i = 0; i < 16; ++i) {
+      const int bit = i * K, lane = i * 4;
+      b[lane] = static_cast<int8_t>(bit >> 3);
+      b[lane + 1] = static_cast<int8_t>((bit >> 3) + 1);
+      b[lane + 2] = b[lane + 3] = static_cast<int8_t>(0x80);
+      sh[i] = K <= 4 ? (i % 8) * K : bit & 7;
+    }
+    shuf = _mm512_load_si512(b);
+    shift = _mm512_load_si512(sh);
+    mask = _mm512_set1_epi32((1 << K) - 1);
+    std::memcpy(lv, L, sizeof(float) << K);
+  }
+  void set_scale(float scale) {
+    const __m512 s = _mm512_set1_ps(scale);
+    for (int i = 0; i < kRegs; ++i) t[i] = _mm512_mul_ps(_mm512_load_ps(lv + 16 * i), s);
+  }
+  __m512i unpack(const uint8_t* p) const {
+    __m512i raw;
+    if constexpr (K <= 4) {
+      int32_t w0, w1;
+      std::memcpy(&w0, p, 4);
+      std::memcpy(&w1, p + K, 4);
+      raw = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi32(w0)), _mm256_set1_epi32(w1), 1);
+    } else {
+      raw = _mm512_shuffle_epi8(
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), shuf);
+    }
+    return _mm512_and_si512(_mm512_srlv_epi32(raw, shift), mask);
+  }
+  __m512 lookup(__m512i c) const {
+    if constexpr (K <= 4) return _mm512_permutexvar_ps(c, t[0]);
+    else if constexpr (K == 5) return _mm512_permutex2var_ps(t[0], c, t[1]);
+    else
+      return _mm512_mask_blend_ps(_mm512_test_epi32_mask(c, _mm512_set1_epi32(32)),
+                                  _mm512_permutex2var_ps(t[0], c, t[1]), _mm512_permutex2var_ps(t[2], c, t[3]));
+  }
+};
+
+template <int K>
+float row_dot_avx512(const CodebookView& v, int64_t r, const uint8_t* row, const float* sc, const float* x) {
+  Row512<K> rw(level_table(v, r));
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (int64_t g = 0; g < v.ngroups; ++g) {
+    const int64_t c0 = g * v.group, m = std::min(v.group, v.cols - c0);
+    rw.set_scale(sc[g]);
+    const uint8_t* p = row + c0 / 8 * K;
+    const float* xg = x + c0;
+    int64_t j = 0;
+    for (; j + 32 <= m; j += 32, p += 4 * K) {
+      acc0 = _mm512_fmadd_ps(rw.lookup(rw.unpack(p)), _mm512_loadu_ps(xg + j), acc0);
+      acc1 = _mm512_fmadd_ps(rw.lookup(rw.unpack(p + 2 * K)), _mm512_loadu_ps(xg + j + 16), acc1);
+    }
+    for (; j < m; j += 16, p += 2 * K) {  // m % 16 != 0 only in a row's last group: zero x past the end
+      const __mmask16 k = m - j >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (m - j)) - 1);
+      acc0 = _mm512_fmadd_ps(rw.lookup(rw.unpack(p)), _mm512_maskz_loadu_ps(k, xg + j), acc0);
+    }
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+#endif
+
+template <int K>
+void matvec_avx2(const CodebookView& v, const float* x, float* y) {
+#pragma omp parallel
+  {
+    const Unpack8<K> unpack;
+    std::vector<float> sc(static_cast<size_t>(v.ngroups));
+    std::vector<uint8_t> pad;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < v.rows; ++r) {
+      row_scales(v, r, sc.data());
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+      if constexpr (K <= 6)
+        if (v.group % 16 == 0) {
+          y[r] = row_dot_avx512<K>(v, r, padded_row(v, r, pad), sc.data(), x);
+          continue;
+        }
+#endif
+      y[r] = row_dot_avx2<K>(v, r, padded_row(v, r, pad), sc.data(), x, unpack);
+    }
+  }
+}
+
+template <int K>
+void decode_tile_avx2(const CodebookView& v, int64_t r0, int64_t nr, int64_t c0, int64_t kc, float* tile,
+                      int64_t ldt, std::vector<uint8_t>& pad) {
+  for (int64_t i = 0; i < nr; ++i)
+    decode_segment_avx2<K>(v, r0 + i, padded_row(v, r0 + i, pad), c0, kc, tile + i * ldt);
+}
+
+template <int K>
+void matmul_tiled_avx2(const CodebookView& v, const float* x, int64_t n, float* y) {
+  tiled_matmul(v.rows, v.cols, x, n, y, [&](int64_t r0, int64_t nr, int64_t c0, int64_t kc, float* t, int64_t ldt) {
+    thread_local std::vector<uint8_t> pad;
+    decode_tile_avx2<K>(v, r0, nr, c0, kc, t, ldt, pad);
+  });
+}
+
+template <int K>
+void decode_segment_k(const CodebookView& v, int64_t r, int64_t c0, int64_t m, float* out) {
+  std::vector<uint8_t> pad;
+  decode_segment_avx2<K>(v, r, padded_row(v, r, pad), c0, m, out);
+}
+
+// Calls f.template operator()<K>() for the runtime k (1..8).
+template <class F>
+void dispatch_k(int k, F&& f) {
+  switch (k) {
+    case 1: return f.template operator()<1>();
+    case 2: return f.template operator()<2>();
+    case 3: return f.template operator()<3>();
+    case 4: return f.template operator()<4>();
+    case 5: return f.template operator()<5>();
+    case 6: return f.template operator()<6>();
+    case 7: return f.template operator()<7>();
+    default: return f.template operator()<8>();
+  }
+}
+
+#endif  // UPG_CB_AVX2
+
+}  // namespace
+
+void codebook_decode_segment_reference(const CodebookView& v, int64_t r, int64_t c0, int64_t m, float* out) {
+  const uint8_t* row = v.q + r * v.row_bytes;
+  const float* L = level_table(v, r);
+  const uint64_t mask = (uint64_t{1} << v.k) - 1;
+  for (int64_t j = 0; j < m; j += 8) {
+    // Chunk of 8 codes at column c0 + j (a multiple of 8) = the k bytes at (c0 + j) / 8 * k; the
+    // last chunk of a row may have fewer bytes.
+    const int64_t byte = (c0 + j) / 8 * v.k;
+    uint64_t bits = 0;
+    std::memcpy(&bits, row + byte, static_cast<size_t>(std::min<int64_t>(v.k, v.row_bytes - byte)));
+    for (int64_t i = 0; i < std::min<int64_t>(8, m - j); ++i) {
+      uint16_t h;
+      std::memcpy(&h, v.scales + 2 * (r * v.ngroups + (c0 + j + i) / v.group), 2);
+      out[j + i] = f16_to_f32(h) * L[(bits >> (i * v.k)) & mask];
+    }
+  }
+}
+
+void codebook_decode_segment(const CodebookView& v, int64_t r, int64_t c0, int64_t m, float* out) {
+#ifdef UPG_CB_AVX2
+  dispatch_k(v.k, [&]<int K>() { decode_segment_k<K>(v, r, c0, m, out); });
+#else
+  codebook_decode_segment_reference(v, r, c0, m, out);
+#endif
+}
+
+void codebook_matmul_reference(const CodebookView& v, const float* x, int64_t n, float* y) {
+  std::vector<float> row(static_cast<size_t>(v.cols));
+  for (int64_t r = 0; r < v.rows; ++r) {
+    codebook_decode_segment_reference(v, r, 0, v.cols, row.data());
+    for (int64_t t = 0; t < n; ++t) {
+      float s = 0.0f;
+      for (int64_t c = 0; c < v.cols; ++c) s += row[c] * x[t * v.cols + c];
+      y[t * v.rows + r] = s;
+    }
+  }
+}
+
+void codebook_matmul(const CodebookView& v, const float* x, int64_t n, float* y) {
+  if (n <= 0) return;
+#ifdef UPG_CB_AVX2
+  if (n == 1) dispatch_k(v.k, [&]<int K>() { matvec_avx2<K>(v, x, y); });
+  else dispatch_k(v.k, [&]<int K>() { matmul_tiled_avx2<K>(v, x, n, y); });
+#else
+  tiled_matmul(v.rows, v.cols, x, n, y, [&](int64_t r0, int64_t nr, int64_t c0, int64_t kc, float* t, int64_t ldt) {
+    for (int64_t i = 0; i < nr; ++i) codebook_decode_segment_reference(v, r0 + i, c0, kc, t + i * ldt);
+  });
+#endif
+}
+
+void codebook_decode_bf16(const CodebookView& v, int64_t r0, int64_t r1, uint16_t* out) {
+  constexpr int64_t kSeg = 1024;  // columns per fp32 staging segment (4 KiB)
+#pragma omp parallel
+  {
+    std::vector<float> buf(kSeg);
+#pragma omp for schedule(static)
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c0 = 0; c0 < v.cols; c0 += kSeg) {
+        const int64_t m = std::min(kSeg, v.cols - c0);
+        codebook_decode_segment(v, r, c0, m, buf.data());
+        f32_to_bf16_n(buf.data(), out + (r - r0) * v.cols + c0, m);
+      }
+  }
+}
+
+}  // namespace upg::kernels

@@ -1,0 +1,89 @@
+// upg convert HF_DIR -o MODEL.upg [--bpw B --calib TEXT] [--codec SPEC] [--calib-tokens N]
+//                  [--calib-window W] [--no-gptq] [--threads T] [--progress]
+// Hugging Face checkpoint -> UPG (src/convert/converter.h): with --bpw, calibration on --calib text,
+// GPTQ and bit allocation so that the whole file is at most B bits per parameter; without, one
+// codec (--codec, default codebook:bits=4,group=64) for every weight matrix.
+#include <omp.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "base/error.h"
+#include "base/mapped_file.h"
+#include "commands.h"
+#include "convert/converter.h"
+#include "progress.h"
+#include "tokenizer/tokenizer.h"
+
+namespace upg::cli {
+
+namespace {
+
+struct ConvertCliOptions {
+  std::string in, out, codec, calib;
+  double bpw = 0;
+  int64_t calib_tokens = 64 * 256, calib_window = 256;
+  int threads = 0;
+  bool no_gptq = false, progress = false;
+};
+
+void run_convert(const ConvertCliOptions& c) {
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  ConvertOptions o;
+  o.bpw = c.bpw;
+  if (!c.codec.empty()) {
+    UPG_CHECK(c.bpw == 0, "convert: give either --bpw (allocation) or --codec (one codec), not both");
+    o.codec = c.codec;
+  }
+  UPG_CHECK(c.bpw == 0 || (c.bpw >= 1 && c.bpw <= 32), "convert: --bpw ", c.bpw,
+            " is out of range (expected 1 to 32 bits per parameter)");
+  UPG_CHECK(c.bpw == 0 || !c.calib.empty(),
+            "convert: --bpw needs --calib FILE (calibration text; never the evaluation text)");
+  o.gptq = !c.no_gptq;
+  o.calib.window = c.calib_window;
+  o.calib.max_windows = std::max<int64_t>(1, c.calib_tokens / c.calib_window);
+  if (!c.calib.empty()) {
+    const std::string text = read_text_file(c.calib);
+    const Tokenizer tok = Tokenizer::from_dir(c.in);
+    o.calib_tokens = tok.encode(text, /*add_special_tokens=*/false);
+    if (static_cast<int64_t>(o.calib_tokens.size()) > c.calib_tokens) o.calib_tokens.resize(c.calib_tokens);
+  }
+  o.info = {{"calib_file", c.calib.empty() ? "" : std::filesystem::path(c.calib).filename().string()}};
+  std::unique_ptr<Progress> bar;
+  std::string stage;
+  o.progress = [&](const std::string& s, size_t done, size_t total, uint64_t bytes, uint64_t total_bytes,
+                   const std::string& item) {
+    if (s != stage) {
+      if (bar) bar->finish();
+      bar = std::make_unique<Progress>(s == "calibrate" ? "calibrate" : s == "measure" ? "measure  " : "write    ",
+                                       total, total_bytes, c.progress);
+      stage = s;
+    }
+    bar->update(done, bytes, item);
+  };
+  const ConvertReport r = convert_model(c.in, c.out, o);
+  if (bar) bar->finish();
+  std::printf("wrote %s: %.2f MB, %lld parameters, %.4f bits per parameter (whole file)\n", r.files.back().c_str(),
+              r.file_bytes / 1e6, static_cast<long long>(r.params), r.bpw);
+}
+
+}  // namespace
+
+void add_convert_command(CLI::App& app) {
+  auto o = std::make_shared<ConvertCliOptions>();
+  auto* cmd = app.add_subcommand("convert", "Compress a Hugging Face checkpoint into a UPG file");
+  cmd->add_option("hf_dir", o->in, "Hugging Face model directory (config.json + safetensors)")->required();
+  cmd->add_option("-o,--output", o->out, "Output .upg file (written to a temporary name, then renamed)")->required();
+  cmd->add_option("--bpw", o->bpw, "Whole-file budget in bits per parameter (needs --calib)");
+  cmd->add_option("--codec", o->codec, "One codec for every matrix: NAME[:key=value,...], e.g. codebook:bits=3,group=64");
+  cmd->add_option("--calib", o->calib, "Calibration text file (plain text; not the evaluation text)");
+  cmd->add_option("--calib-tokens", o->calib_tokens, "Calibration tokens used (default 16384)")->check(CLI::PositiveNumber);
+  cmd->add_option("--calib-window", o->calib_window, "Tokens per calibration window (default 256)")
+      ->check(CLI::Range(2, 1 << 20));
+  cmd->add_flag("--no-gptq", o->no_gptq, "Plain importance-weighted rounding instead of GPTQ");
+  cmd->add_flag("--progress", o->progress, "Show progress even when stderr is not a terminal");
+  cmd->add_option("-t,--threads", o->threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o] { run_convert(*o); });
+}
+
+}  // namespace upg::cli

