@@ -5,11 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
-ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 900
+ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 3600
 if [ "${UPG_SKIP_SANITIZE:-0}" != "1" ]; then
   UPG_SANITIZE=ON UPG_BUILD_TYPE=RelWithDebInfo scripts/setup.sh build-asan
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$(nproc)" --timeout 1800 -LE slow
+    ctest --test-dir build-asan --output-on-failure -j "$(nproc)" --timeout 1800 -LE "slow|script"
 fi
 # Last: fuzz the UPG header/index parsers for a bounded time (clang-14 + libFuzzer; UPG_SKIP_FUZZ=1 skips).
 if [ "${UPG_SKIP_FUZZ:-0}" != "1" ]; then
