@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs UPG's build dependencies from Debian 12 packages (idempotent) and builds it.
-# Usage: scripts/setup.sh [BUILD_DIR]   (default: build; set UPG_BUILD_TYPE, UPG_SANITIZE=1 to change)
+# Usage: scripts/setup.sh [BUILD_DIR]   (default: build; set UPG_BUILD_TYPE, UPG_SANITIZE=1 to change;
+#        UPG_TARGETS="a b" builds only those targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libbz2-dev
@@ -19,4 +20,5 @@ fi
 BUILD_DIR="${1:-build}"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${UPG_BUILD_TYPE:-Release}" \
       -DUPG_SANITIZE="${UPG_SANITIZE:-OFF}" >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)"
+# shellcheck disable=SC2086
+cmake --build "$BUILD_DIR" -j "$(nproc)" ${UPG_TARGETS:+--target $UPG_TARGETS}

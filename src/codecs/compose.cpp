@@ -53,6 +53,26 @@ void unrotate_row(float* v, int64_t cols, const float* signs, int64_t block) {
   for (int64_t j = 0; j < cols; ++j) v[j] *= signs[j];
 }
 
+RotateOpt read_rotate(const CodecParams& p, const std::string& codec, int64_t cols, bool encoding) {
+  RotateOpt o;
+  if (!p.is_object() || !p.contains("rotate")) return o;
+  const auto& r = p.at("rotate");
+  if (r.is_boolean()) {
+    UPG_CHECK(encoding || !r.get<bool>(), codec, ": param 'rotate' must be {\"seed\", \"block\"} in stored params");
+    o.on = r.get<bool>();
+    o.block = default_rotation_block(cols);
+    return o;
+  }
+  UPG_CHECK(r.is_object(), codec, ": param 'rotate' must be true/false or {\"seed\": S, \"block\": B}, found ", r.dump());
+  o.on = true;
+  o.seed = static_cast<uint64_t>(param_int(r, codec + " rotate", "seed", 0, 0, INT64_MAX));
+  UPG_CHECK(encoding || r.contains("block"), codec, ": param 'rotate' lacks 'block'");
+  o.block = param_int(r, codec + " rotate", "block", default_rotation_block(cols), 1, cols);
+  UPG_CHECK((o.block & (o.block - 1)) == 0 && cols % o.block == 0, codec, ": param 'rotate.block' = ",
+            o.block, " must be a power of two dividing cols (", cols, ")");
+  return o;
+}
+
 namespace {
 
 // dense + sparse, both over the same (rotated) basis.
@@ -102,32 +122,6 @@ class RotatedMatrix : public WeightMatrix {
   std::vector<float> signs_;
   int64_t block_;
 };
-
-struct RotateOpt {
-  bool on = false;
-  uint64_t seed = 0;
-  int64_t block = 1;
-};
-
-RotateOpt read_rotate(const CodecParams& p, const std::string& codec, int64_t cols, bool encoding) {
-  RotateOpt o;
-  if (!p.is_object() || !p.contains("rotate")) return o;
-  const auto& r = p.at("rotate");
-  if (r.is_boolean()) {
-    UPG_CHECK(encoding || !r.get<bool>(), codec, ": param 'rotate' must be {\"seed\", \"block\"} in stored params");
-    o.on = r.get<bool>();
-    o.block = default_rotation_block(cols);
-    return o;
-  }
-  UPG_CHECK(r.is_object(), codec, ": param 'rotate' must be true/false or {\"seed\": S, \"block\": B}, found ", r.dump());
-  o.on = true;
-  o.seed = static_cast<uint64_t>(param_int(r, codec + " rotate", "seed", 0, 0, INT64_MAX));
-  UPG_CHECK(encoding || r.contains("block"), codec, ": param 'rotate' lacks 'block'");
-  o.block = param_int(r, codec + " rotate", "block", default_rotation_block(cols), 1, cols);
-  UPG_CHECK((o.block & (o.block - 1)) == 0 && cols % o.block == 0, codec, ": param 'rotate.block' = ",
-            o.block, " must be a power of two dividing cols (", cols, ")");
-  return o;
-}
 
 CodecParams strip_shared(const CodecParams& p) {
   CodecParams q = p.is_object() ? p : CodecParams::object();

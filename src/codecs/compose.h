@@ -19,7 +19,10 @@
 //   [sparse.levels]). The matrix is dense + sparse; matmul computes both without densifying.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace upg {
 
@@ -30,5 +33,14 @@ std::vector<float> rotation_signs(uint64_t seed, int64_t cols);
 // In place: v (cols values) <- v R = FWHT_B(s * v). And the inverse: v <- v R^T = s * FWHT_B(v).
 void rotate_row(float* v, int64_t cols, const float* signs, int64_t block);
 void unrotate_row(float* v, int64_t cols, const float* signs, int64_t block);
+
+// The "rotate" option as read from params (encoding: `true` means seed 0 and the default block;
+// stored params must give {"seed", "block"}). Throws Error naming `codec` on a bad value.
+struct RotateOpt {
+  bool on = false;
+  uint64_t seed = 0;
+  int64_t block = 1;
+};
+RotateOpt read_rotate(const nlohmann::json& params, const std::string& codec, int64_t cols, bool encoding);
 
 }  // namespace upg

@@ -31,9 +31,16 @@ Candidate parse_codec_spec(const std::string& spec) {
 
 std::vector<Candidate> default_candidates() {
   std::vector<Candidate> v;
-  const std::pair<int, int> cb[] = {{2, 32}, {2, 64}, {2, 128}, {3, 32}, {3, 64}, {3, 128},
-                                    {4, 64}, {4, 128}, {5, 64}, {6, 64}};
-  for (auto [k, g] : cb)
+  // Rotated (randomized Hadamard) weights are near-Gaussian: the Gaussian Lloyd-Max table fits them.
+  const std::pair<int, int> rotated[] = {{2, 32}, {2, 64}, {2, 128}, {3, 64}, {3, 128}, {3, 256},
+                                         {4, 64}, {4, 128}, {4, 256}, {5, 128}, {6, 128}};
+  for (auto [k, g] : rotated)
+    v.push_back(parse_codec_spec("codebook:bits=" + std::to_string(k) + ",group=" + std::to_string(g) +
+                                 ",levels=gaussian,rotate=true"));
+  v.push_back(parse_codec_spec("codebook:bits=3,group=128,levels=fitted,rotate=true"));
+  // Unrotated with levels fitted to the weights: kept where the measurements favour it.
+  const std::pair<int, int> fitted[] = {{2, 64}, {3, 64}, {3, 128}, {4, 128}};
+  for (auto [k, g] : fitted)
     v.push_back(parse_codec_spec("codebook:bits=" + std::to_string(k) + ",group=" + std::to_string(g)));
   v.push_back(parse_codec_spec("int8:group=128"));
   v.push_back(parse_codec_spec("bf16"));

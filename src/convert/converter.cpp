@@ -10,6 +10,7 @@
 #include "codecs/dense/dense_matrix.h"
 #include "convert/allocate.h"
 #include "convert/gptq.h"
+#include "convert/sensitivity.h"
 #include "convert/tensor_plan.h"
 #include "format/hf_checkpoint.h"
 #include "format/upg_from_hf.h"
@@ -34,7 +35,9 @@ struct Encoded {
 
 class Encoder {
  public:
-  Encoder(const ConvertOptions& o, const CalibrationStats* cal) : o_(o), cal_(cal) {}
+  Encoder(const ConvertOptions& o, const CalibrationStats* cal) : o_(o), cal_(cal) {
+    gptq_.act_order = o.act_order;
+  }
 
   // Statistics of the tensor's input (projections, lm_head; for a tied embedding its lm_head use).
   const InputStats* stats(const PlannedTensor& t) const {
@@ -55,14 +58,18 @@ class Encoder {
                                                 : W[i];
       e.bytes = W.size() * (dt == TensorDType::F32 ? 4 : 2);
     } else {
-      const bool use_gptq = o_.gptq && h && h->full() && c.codec == "codebook" && !c.params.contains("rotate") &&
-                            !c.params.contains("outliers");
+      const bool use_gptq = o_.gptq && h && h->full() && c.codec == "codebook" && !c.params.contains("outliers");
       if (use_gptq) {
-        if (u_stats_ != h) {  // the factor depends only on H: shared by q/k/v, gate/up and all candidates
-          u_ = gptq_inverse_factor(*h, GptqOptions{}.damp);
+        // The factor depends only on H (and the rotation): shared by q/k/v, gate/up and all candidates.
+        const RotateOpt rot = read_rotate(c.params, c.codec, cols, /*encoding=*/true);
+        const std::string key = rot.on ? str_cat(rot.seed, "/", rot.block) : "";
+        if (u_stats_ != h) {
+          u_.clear();
           u_stats_ = h;
         }
-        e.enc = gptq_codebook(W.data(), rows, cols, *h, c.params, GptqOptions{}, &e.decoded, &u_);
+        auto it = u_.find(key);
+        if (it == u_.end()) it = u_.emplace(key, make_gptq_factor(*h, rot, gptq_)).first;
+        e.enc = gptq_codebook(W.data(), rows, cols, *h, c.params, gptq_, &e.decoded, &it->second);
       } else {
         e.enc = make_codec(c.codec)->encode(W.data(), rows, cols, c.params, h ? h->diag().data() : nullptr);
         e.decoded = decode_encoded(*e.enc, rows, cols);
@@ -97,7 +104,8 @@ class Encoder {
   const ConvertOptions& o_;
   const CalibrationStats* cal_;
   const InputStats* u_stats_ = nullptr;
-  std::vector<float> u_;
+  std::map<std::string, GptqFactor> u_;  // GPTQ factors of u_stats_ by rotation ("" = none)
+  GptqOptions gptq_;
 };
 
 // Text files of the model, JSON ones re-serialised compactly (key order kept).
@@ -180,9 +188,15 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
   std::vector<size_t> choice(plan.size(), 0);  // index into o.candidates (bpw > 0)
   std::vector<std::vector<AllocOption>> items;
   std::vector<size_t> item_of(plan.size(), SIZE_MAX);
+  std::map<std::string, double> gains;  // tensor -> predicted KL per unit of local damage (probe)
   double fixed_bytes = 0;
   if (o.bpw > 0) {
     UPG_CHECK(!o.candidates.empty(), "convert: no candidate encodings for the allocation");
+    std::optional<SensitivityProbe> probe;
+    if (o.probe_windows > 0) {
+      progress("probe", 0, 1, 0, 0, "original model");
+      probe.emplace(hf_dir, o.calib_tokens, o.calib.window, o.probe_windows);
+    }
     size_t done = 0;
     uint64_t bytes_done = 0;
     for (size_t i = 0; i < plan.size(); ++i) {
@@ -194,11 +208,27 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
       }
       const std::vector<float> W = tensor_to_f32(tv);
       std::vector<AllocOption> opts;
+      // The probe's operating point: the candidate whose size is nearest the budget.
+      std::vector<float> probe_w;
+      double probe_damage = 0, best_gap = INFINITY;
       for (const Candidate& c : o.candidates) {
         Encoded e = encoder.encode(t, W, c);
         const size_t narrays = e.enc ? e.enc->arrays.size() : 1;
         // Per-tensor file overhead: header entries (~500 B) and alignment padding (<64 B per array).
         opts.push_back({static_cast<double>(e.bytes) + 600.0 + 160.0 * narrays, e.damage});
+        const double gap = std::fabs(8.0 * e.bytes / static_cast<double>(t.numel()) - o.bpw);
+        if (probe && e.damage > 0 && gap < best_gap) {
+          best_gap = gap;
+          probe_damage = e.damage;
+          probe_w = std::move(e.decoded);
+        }
+      }
+      if (probe && probe_damage > 0) {
+        // Damage in predicted KL (nats per token): scale every candidate by this tensor's gain.
+        const double kl = probe->kld_with(t.name, probe_w.data(), t.shape[0], t.shape[1]);
+        const double gain = std::max(kl, 1e-12) / probe_damage;
+        for (auto& op : opts) op.damage *= gain;
+        gains[t.name] = gain;
       }
       item_of[i] = items.size();
       items.push_back(std::move(opts));
@@ -249,6 +279,10 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
           else w.add_f32(t.name, meta, W.data(), *upg_dense_codec_dtype(c.codec));
           nlohmann::json ti = {{"codec", c.label}};
           if (ct.rel_output >= 0) ti["out_err"] = std::round(ct.rel_output * 1e6) / 1e6;
+          if (auto g = gains.find(t.name); g != gains.end()) {
+            ct.predicted_kl = g->second * e.damage;
+            ti["pred_kl"] = std::round(ct.predicted_kl * 1e7) / 1e7;
+          }
           tensors_info[t.name] = ti;
         }
         rep.tensors.push_back(ct);
@@ -269,6 +303,7 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
                              {"gptq", o.gptq},
                              {"calib_tokens", cal ? cal->tokens : 0},
                              {"calib_window", o.calib.window},
+                             {"probe_windows", o.bpw > 0 ? o.probe_windows : 0},
                              {"vector_storage", o.vector_storage}}},
                            {"tensors", tensors_info}};
     for (const auto& [k, v] : o.info.items()) info["options"][k] = v;

@@ -7,7 +7,9 @@
 //      lm_head; for the embedding table sum_r (count_r + 1/4) ||dW_r||^2 (how often row r is looked
 //      up among the calibration tokens), plus the lm_head term when tied. Then allocate_bits picks
 //      one candidate per tensor so that the whole file (every tensor, every array, the header with
-//      its texts and this converter's metadata) fits bpw * parameters / 8 bytes.
+//      its texts and this converter's metadata) fits bpw * parameters / 8 bytes. With the sensitivity
+//      probe (convert/sensitivity.h) each tensor's damages are first scaled into predicted KL
+//      divergence of the whole model's output, so the allocation minimises the sum of those.
 //   3. Writing: each tensor is encoded again with its choice and streamed into UpgWriter (temporary
 //      file + rename). If the finished file overshoots the budget (the header is estimated during
 //      allocation), the allocation is redone with the overshoot removed and the file rewritten.
@@ -32,6 +34,10 @@ struct ConvertOptions {
   std::vector<int32_t> calib_tokens;  // empty: no calibration (plain importance-free rounding)
   CalibrationOptions calib;
   bool gptq = true;             // GPTQ for codebook encodings when full statistics exist
+  bool act_order = true;        // GPTQ column order by decreasing input energy
+  // Windows of calibration text the sensitivity probe runs per weight matrix (convert/sensitivity.h;
+  // bpw > 0 only). 0: allocate by the layer-local damage alone.
+  int64_t probe_windows = 8;
   std::string vector_storage = "bf16";  // norms and biases: "bf16" or "f32"
   bool compact_texts = true;    // re-serialise JSON texts (tokenizer.json) without whitespace
   nlohmann::json info = nlohmann::json::object();  // extra fields for the "converter" metadata
@@ -45,6 +51,7 @@ struct ConvertedTensor {
   uint64_t bytes = 0;      // stored array bytes
   double rel_frobenius = 0;  // ||dW|| / ||W||
   double rel_output = -1;    // tr(dW H dW^T) / tr(W H W^T); -1 without statistics
+  double predicted_kl = -1;  // the probe's prediction of this tensor's KL contribution; -1 without
 };
 
 struct ConvertReport {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "codecs/codec.h"
+#include "codecs/compose.h"
 #include "convert/hessian.h"
 
 namespace upg {
@@ -31,21 +32,39 @@ double output_error(const float* A, const float* B, int64_t rows, int64_t cols, 
 double output_energy(const float* W, int64_t rows, int64_t cols, const InputStats& h);
 
 struct GptqOptions {
-  double damp = 0.01;  // fraction of mean(diag H) added to the diagonal
+  double damp = 0.01;     // fraction of mean(diag H) added to the diagonal
+  bool act_order = true;  // quantize columns in decreasing order of H_jj (GPTQ's "act-order")
+  // After the pass, re-solve each row's group scales for the chosen codes by least squares in the
+  // output error (the scales the pass assumed were fitted to the weights before any error moved).
+  bool refit_scales = true;
 };
+
+// What a GPTQ pass needs besides the weight, shared by every tensor with the same input and every
+// candidate with the same rotation: the column order and U for (R^T H R) in that order.
+struct GptqFactor {
+  RotateOpt rotate;
+  std::vector<int64_t> perm;  // position p of the pass handles column perm[p]
+  std::vector<float> U;       // upper Cholesky factor of the permuted, dampened inverse (cols x cols)
+};
+GptqFactor make_gptq_factor(const InputStats& h, const RotateOpt& rot, const GptqOptions& o);
 
 // U: the upper Cholesky factor of (H + damp)^-1, cols x cols row-major (lower part zero).
 // Throws Error when the dampened H is not positive definite.
 std::vector<float> gptq_inverse_factor(const InputStats& h, double damp);
+// The same for a cols x cols row-major H.
+std::vector<float> gptq_inverse_factor(const float* H, int64_t cols, double damp);
+// R^T H R for the randomized Hadamard rotation R of the codecs' "rotate" option (h full).
+std::vector<float> rotated_statistics(const InputStats& h, const RotateOpt& rot);
 
 // GPTQ with the codebook codec's grid (params as for the codebook codec: bits, group, levels, ...;
-// "rotate"/"outliers" are not supported here). h must be full (h.full()); otherwise this is the
+// "rotate" runs the pass in the rotated basis, W R with R^T H R, and stores the rotation; "outliers"
+// is not supported). h must be full (h.full()); otherwise this is the
 // codec's importance-weighted rounding. `U`: gptq_inverse_factor(h, o.damp) when already computed
 // (it depends only on h: share it between tensors with one input and between candidates), else
-// null. Returns the encoded tensor; `decoded` (optional) receives the dequantized matrix.
+// null. (With act-order the static grid keeps each column's own group scale.) Returns the encoded tensor; `decoded` (optional) receives the dequantized matrix.
 EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const InputStats& h,
                             const CodecParams& params, const GptqOptions& o = {},
-                            std::vector<float>* decoded = nullptr, const std::vector<float>* U = nullptr);
+                            std::vector<float>* decoded = nullptr, const GptqFactor* factor = nullptr);
 
 // Dequantizes an encoded tensor with its codec (rows x cols fp32).
 std::vector<float> decode_encoded(const EncodedTensor& enc, int64_t rows, int64_t cols);

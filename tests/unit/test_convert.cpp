@@ -16,10 +16,12 @@
 
 #include "base/error.h"
 #include "codecs/codec_registry.h"
+#include "codecs/compose.h"
 #include "convert/allocate.h"
 #include "convert/calibration.h"
 #include "convert/converter.h"
 #include "convert/gptq.h"
+#include "convert/sensitivity.h"
 #include "convert/synth.h"
 #include "runtime/model.h"
 #include "test_util.h"
@@ -98,6 +100,67 @@ TEST(Gptq, BeatsRoundingOnCorrelatedInputs) {
     const double e_gptq = output_error(W.data(), Qg.data(), rows, cols, h);
     EXPECT_LT(e_gptq, 0.85 * e_rtn) << bits << " bits: GPTQ " << e_gptq << " vs rounding " << e_rtn;
   }
+}
+
+// Rotation and act-order variants: each is exactly the codec's arrays, each beats the codec's own
+// rounding with the same options, and R^T H R equals the statistics of rotated inputs.
+TEST(Gptq, RotationAndActOrderVariants) {
+  const int64_t rows = 48, cols = 128, n = 2048, rank = 12;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> N(0.f, 1.f);
+  std::vector<float> A(rank * cols), X(n * cols), W(rows * cols);
+  for (auto& a : A) a = N(rng);
+  for (int64_t t = 0; t < n; ++t) {
+    float z[rank];
+    for (auto& v : z) v = N(rng);
+    for (int64_t j = 0; j < cols; ++j) {
+      float s = 0.3f * N(rng) * (j % 7 == 0 ? 4.f : 1.f);  // uneven column energies
+      for (int64_t i = 0; i < rank; ++i) s += z[i] * A[i * cols + j];
+      X[t * cols + j] = s;
+    }
+  }
+  for (auto& w : W) w = 0.02f * N(rng);
+  InputStats h(cols, true);
+  h.add(X.data(), n);
+
+  const RotateOpt rot{true, 5, 128};
+  const std::vector<float> Hr = rotated_statistics(h, rot);
+  std::vector<float> Xr = X;
+  const std::vector<float> signs = rotation_signs(rot.seed, cols);
+  for (int64_t t = 0; t < n; ++t) rotate_row(Xr.data() + t * cols, cols, signs.data(), rot.block);
+  InputStats hr(cols, true);
+  hr.add(Xr.data(), n);
+  double max_rel = 0, scale = 0;
+  for (size_t i = 0; i < Hr.size(); ++i) scale = std::max(scale, std::fabs(double(hr.matrix()[i])));
+  for (size_t i = 0; i < Hr.size(); ++i) max_rel = std::max(max_rel, std::fabs(double(Hr[i]) - hr.matrix()[i]) / scale);
+  EXPECT_LT(max_rel, 1e-4);
+
+  for (bool rotate : {false, true})
+    for (bool act : {false, true}) {
+      CodecParams p = {{"bits", 3}, {"group", 32}, {"levels", "gaussian"}};
+      if (rotate) p["rotate"] = {{"seed", 5}, {"block", 128}};
+      const EncodedTensor rtn = make_codec("codebook")->encode(W.data(), rows, cols, p, h.diag().data());
+      const double e_rtn = output_error(W.data(), decode_encoded(rtn, rows, cols).data(), rows, cols, h);
+      GptqOptions o;
+      o.act_order = act;
+      std::vector<float> Qd;
+      const EncodedTensor g = gptq_codebook(W.data(), rows, cols, h, p, o, &Qd);
+      EXPECT_EQ(decode_encoded(g, rows, cols), Qd);
+      EXPECT_EQ(g.params.contains("rotate"), rotate);
+      const double e = output_error(W.data(), Qd.data(), rows, cols, h);
+      EXPECT_LT(e, 0.85 * e_rtn) << "rotate " << rotate << " act-order " << act << ": " << e << " vs " << e_rtn;
+      // Re-solving the scales for the chosen codes never makes the output error worse.
+      GptqOptions no_refit = o;
+      no_refit.refit_scales = false;
+      std::vector<float> Qn;
+      gptq_codebook(W.data(), rows, cols, h, p, no_refit, &Qn);
+      EXPECT_LE(e, 1.001 * output_error(W.data(), Qn.data(), rows, cols, h)) << "rotate " << rotate << " act " << act;
+      // A factor made once and shared gives the same result.
+      const GptqFactor f = make_gptq_factor(h, read_rotate(p, "codebook", cols, true), o);
+      std::vector<float> Qf;
+      gptq_codebook(W.data(), rows, cols, h, p, o, &Qf, &f);
+      EXPECT_EQ(Qf, Qd);
+    }
 }
 
 TEST(Gptq, InverseFactorIsCholeskyOfInverse) {
@@ -275,4 +338,39 @@ TEST(Synth, WritesALoadableRandomModel) {
   EXPECT_THROW(synth_model(cfg, "config.json", (dir / "x.upg").string(), SynthOptions{0.5}), Error);
   EXPECT_FALSE(fs::exists(dir / "x.upg"));
   fs::remove_all(dir);
+}
+
+// The sensitivity probe: zero for the original weights, positive and roughly quadratic in a
+// perturbation, and clear errors for a name that is not a matrix or a wrong shape.
+TEST(Sensitivity, ProbeIsZeroForOriginalAndQuadraticInNoise) {
+  const std::string src = golden("phi4_gqa_bf16");
+  auto m = Model::load(src);
+  const int64_t vocab = m->config().vocab_size;
+  const SensitivityProbe probe(src, random_tokens(96, vocab, 11), 32, 2);
+  EXPECT_EQ(probe.tokens(), 64);
+  const std::string name = "model.layers.0.mlp.down_proj.weight";
+  const int64_t rows = m->config().hidden_size, cols = m->config().intermediate_size;
+  std::vector<float> W(rows * cols);
+  m->layers()[0].down->decode_rows(0, rows, W.data());
+  EXPECT_LT(probe.kld_with(name, W.data(), rows, cols), 1e-6);  // fp32 rounding of another kernel path
+  std::mt19937 rng(3);
+  std::normal_distribution<float> N(0.f, 1.f);
+  std::vector<float> noise(W.size());
+  double rms = 0;
+  for (float w : W) rms += double(w) * w / W.size();
+  for (auto& e : noise) e = 0.05f * std::sqrt(float(rms)) * N(rng);
+  std::vector<float> W1 = W, W2 = W;
+  for (size_t i = 0; i < W.size(); ++i) {
+    W1[i] += noise[i];
+    W2[i] += 2 * noise[i];
+  }
+  const double k1 = probe.kld_with(name, W1.data(), rows, cols), k2 = probe.kld_with(name, W2.data(), rows, cols);
+  EXPECT_GT(k1, 1e-4);
+  EXPECT_GT(k2 / k1, 3.0) << k1 << " " << k2;  // ~4 for a quadratic response
+  EXPECT_LT(k2 / k1, 5.0) << k1 << " " << k2;
+  EXPECT_THROW(probe.kld_with("model.layers.0.mlp.nothing.weight", W.data(), rows, cols), Error);
+  EXPECT_THROW(probe.kld_with(name, W.data(), cols, rows), Error);
+  // KL of identical distributions is 0; of known ones matches the closed form.
+  const float logp[2] = {std::log(0.25f), std::log(0.75f)}, logits[2] = {0.f, 0.f};
+  EXPECT_NEAR(mean_kl_from_logits(logp, logits, 1, 2), 0.25 * std::log(0.5) + 0.75 * std::log(1.5), 1e-6);
 }

@@ -1,5 +1,5 @@
 // upg convert HF_DIR -o MODEL.upg [--bpw B --calib TEXT] [--codec SPEC] [--calib-tokens N]
-//                  [--calib-window W] [--no-gptq] [--threads T] [--progress]
+//                  [--calib-window W] [--probe-windows N] [--no-gptq] [--threads T] [--progress]
 // Hugging Face checkpoint -> UPG (src/convert/converter.h): with --bpw, calibration on --calib text,
 // GPTQ and bit allocation so that the whole file is at most B bits per parameter; without, one
 // codec (--codec, default codebook:bits=4,group=64) for every weight matrix.
@@ -22,7 +22,7 @@ namespace {
 struct ConvertCliOptions {
   std::string in, out, codec, calib;
   double bpw = 0;
-  int64_t calib_tokens = 64 * 256, calib_window = 256;
+  int64_t calib_tokens = 64 * 256, calib_window = 256, probe_windows = 8;
   int threads = 0;
   bool no_gptq = false, progress = false;
 };
@@ -41,6 +41,7 @@ void run_convert(const ConvertCliOptions& c) {
             "convert: --bpw needs --calib FILE (calibration text; never the evaluation text)");
   o.gptq = !c.no_gptq;
   o.calib.window = c.calib_window;
+  o.probe_windows = c.probe_windows;
   o.calib.max_windows = std::max<int64_t>(1, c.calib_tokens / c.calib_window);
   if (!c.calib.empty()) {
     const std::string text = read_text_file(c.calib);
@@ -55,7 +56,7 @@ void run_convert(const ConvertCliOptions& c) {
                    const std::string& item) {
     if (s != stage) {
       if (bar) bar->finish();
-      bar = std::make_unique<Progress>(s == "calibrate" ? "calibrate" : s == "measure" ? "measure  " : "write    ",
+      bar = std::make_unique<Progress>(s == "calibrate" ? "calibrate" : s == "probe" ? "probe    " : s == "measure" ? "measure  " : "write    ",
                                        total, total_bytes, c.progress);
       stage = s;
     }
@@ -80,6 +81,10 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--calib-tokens", o->calib_tokens, "Calibration tokens used (default 16384)")->check(CLI::PositiveNumber);
   cmd->add_option("--calib-window", o->calib_window, "Tokens per calibration window (default 256)")
       ->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--probe-windows", o->probe_windows,
+                  "Calibration windows the sensitivity probe runs per matrix to turn local error into predicted "
+                  "KL divergence (default 8; 0 = off, for very large models)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-gptq", o->no_gptq, "Plain importance-weighted rounding instead of GPTQ");
   cmd->add_flag("--progress", o->progress, "Show progress even when stderr is not a terminal");
   cmd->add_option("-t,--threads", o->threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);

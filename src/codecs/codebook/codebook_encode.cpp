@@ -21,7 +21,8 @@ float fit_group(const float* w, const float* h, int64_t n, const float* L, int n
     wmax = std::max(wmax, w[i]);
     wmin = std::min(wmin, w[i]);
   }
-  const int zero_code = nearest_level(L, nl, 0.0f);
+  const LevelSearch nearest(L, nl);
+  const int zero_code = nearest(0.0f);
   float best_s = 0.0f;
   double best_err = 0.0;  // error relative to the all-zero reconstruction (sum h w^2)
   for (int sign : {1, -1}) {
@@ -36,7 +37,7 @@ float fit_group(const float* w, const float* h, int64_t n, const float* L, int n
       const float inv = 1.0f / s;
       double A = 0, B = 0;
       for (int64_t i = 0; i < n; ++i) {
-        const float l = L[nearest_level(L, nl, w[i] * inv)];
+        const float l = L[nearest(w[i] * inv)];
         const double hi_ = h ? h[i] : 1.0;
         A += hi_ * w[i] * l;
         B += hi_ * l * l;
@@ -56,7 +57,7 @@ float fit_group(const float* w, const float* h, int64_t n, const float* L, int n
     return 0.0f;
   }
   const float inv = 1.0f / best_s;
-  for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<uint8_t>(nearest_level(L, nl, w[i] * inv));
+  for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<uint8_t>(nearest(w[i] * inv));
   return best_s;
 }
 

@@ -48,4 +48,25 @@ inline int nearest_level(const float* levels, int L, float x) {
   return lo;
 }
 
+// nearest_level with the midpoints precomputed: for tables of up to 16 levels a branch-free count
+// of the midpoints below x (the encoders' inner loop); same answers as nearest_level, ties included.
+class LevelSearch {
+ public:
+  LevelSearch(const float* levels, int L) : levels_(levels), n_(L) {
+    if (L <= 16)
+      for (int i = 0; i + 1 < L; ++i) mids_[i] = 0.5f * (levels[i] + levels[i + 1]);
+  }
+  int operator()(float x) const {
+    if (n_ > 16) return nearest_level(levels_, n_, x);
+    int c = 0;
+    for (int i = 0; i + 1 < n_; ++i) c += x > mids_[i];
+    return c;
+  }
+
+ private:
+  const float* levels_;
+  int n_;
+  float mids_[16] = {};
+};
+
 }  // namespace upg
