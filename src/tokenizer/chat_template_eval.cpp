@@ -328,7 +328,12 @@ Value Renderer::make_macro(const Node& node, const ScopePtr& scope) {
   auto fn = std::make_shared<Callable>();
   fn->name = node.text;
   const Node* def = &node;
-  fn->fn = [this, def, scope](CallArgs& a) -> Value {
+  // A weak reference: the macro is stored in that very scope, so a strong one would be a cycle (a
+  // leak of every scope a template defines a macro in).
+  std::weak_ptr<Scope> defining = scope;
+  fn->fn = [this, def, defining](CallArgs& a) -> Value {
+    const ScopePtr scope = defining.lock();
+    UPG_CHECK(scope, "macro '", def->text, "' was called after the block that defined it ended");
     UPG_CHECK(depth_ < opt_.max_call_depth, "macro calls nested deeper than ", opt_.max_call_depth,
               " (runaway recursion in macro '", def->text, "'?)");
     const auto& params = def->params;
