@@ -32,7 +32,7 @@ Candidate parse_codec_spec(const std::string& spec) {
 std::vector<Candidate> default_candidates() {
   std::vector<Candidate> v;
   // Rotated (randomized Hadamard) weights are near-Gaussian: the Gaussian Lloyd-Max table fits them.
-  const std::pair<int, int> rotated[] = {{2, 32}, {2, 64}, {2, 128}, {3, 64}, {3, 128}, {3, 256},
+  const std::pair<int, int> rotated[] = {{2, 32}, {2, 64}, {2, 128}, {2, 256}, {3, 64}, {3, 128}, {3, 256},
                                          {4, 64}, {4, 128}, {4, 256}, {5, 128}, {6, 128}};
   for (auto [k, g] : rotated)
     v.push_back(parse_codec_spec("codebook:bits=" + std::to_string(k) + ",group=" + std::to_string(g) +

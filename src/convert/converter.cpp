@@ -237,6 +237,15 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
     }
     for (const auto& [k, v] : texts) fixed_bytes += k.size() + v.size() * 1.02 + 16;
     fixed_bytes += 4096;  // header framing, format keys, converter options
+    double min_bytes = fixed_bytes;
+    for (const auto& opts : items) {
+      double m = INFINITY;
+      for (const auto& op : opts) m = std::min(m, op.bytes);
+      min_bytes += m;
+    }
+    UPG_CHECK(min_bytes <= o.bpw * static_cast<double>(rep.params) / 8.0, "convert: --bpw ", o.bpw,
+              " is below the smallest file the candidate encodings allow for this model (about ",
+              std::ceil(800.0 * min_bytes / static_cast<double>(rep.params)) / 100.0, " bits per parameter)");
   }
 
   // 3. Writing (repeated with a tighter budget if the estimate of the header was short).

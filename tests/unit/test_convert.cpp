@@ -312,7 +312,7 @@ TEST(Convert, BadInputLeavesNothingBehind) {
   ob.calib.window = 64;
   ob.candidates = {parse_codec_spec("codebook:bits=2,group=64")};
   ob.bpw = 1.2;  // below what the smallest encodings reach
-  expect_error(golden("phi4_gqa_bf16"), ob, "budget", out);
+  expect_error(golden("phi4_gqa_bf16"), ob, "is below the smallest file the candidate encodings allow", out);
   expect_error(golden("phi4_gqa_bf16"), o, "does not exist", (dir / "no" / "such" / "dir.upg").string());
   fs::remove_all(dir);
 }
