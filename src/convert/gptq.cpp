@@ -162,11 +162,6 @@ std::vector<float> decode_encoded(const EncodedTensor& enc, int64_t rows, int64_
 
 namespace {
 
-// H in the basis the pass ran in: R^T H R (kept by the caller) or H itself.
-const float* factor_h(const InputStats& h, const RotateOpt& rot, const std::vector<float>& Hr) {
-  return rot.on ? Hr.data() : h.matrix().data();
-}
-
 // With the codes fixed, the group scales of each row that minimise that row's output error
 // (w - q) H (w - q)^T, q = sum_g s_g B_g (B_g: the row's levels in group g, zero elsewhere): the
 // normal equations G s = b with G_gh = B_g H B_h^T and b_g = B_g H w^T, solved by Cholesky (with a
@@ -250,7 +245,8 @@ GptqFactor make_gptq_factor(const InputStats& h, const RotateOpt& rot, const Gpt
   const int64_t n = h.cols();
   GptqFactor f;
   f.rotate = rot;
-  std::vector<float> H = rot.on ? rotated_statistics(h, rot) : h.matrix();
+  if (rot.on) f.H_rot = rotated_statistics(h, rot);
+  std::vector<float> H = rot.on ? f.H_rot : h.matrix();
   f.perm.resize(n);
   for (int64_t j = 0; j < n; ++j) f.perm[j] = j;
   if (o.act_order) {
@@ -290,7 +286,7 @@ EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const In
   CodecParams core = params.is_object() ? params : CodecParams::object();
   core.erase("rotate");
   // The whole pass runs in the rotated basis: W R with R^T H R (whose diagonal is the importance).
-  std::vector<float> Wr, dr, Hr_keep;
+  std::vector<float> Wr, dr;
   const float* Wp = W;
   const float* dp = h.diag().data();
   if (rot.on) {
@@ -298,9 +294,9 @@ EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const In
     const std::vector<float> signs = rotation_signs(rot.seed, cols);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) rotate_row(Wr.data() + r * cols, cols, signs.data(), rot.block);
-    Hr_keep = rotated_statistics(h, rot);
+    const float* Hr = factor->stats(h);
     dr.resize(cols);
-    for (int64_t j = 0; j < cols; ++j) dr[j] = std::max(0.0f, Hr_keep[j * cols + j]);
+    for (int64_t j = 0; j < cols; ++j) dr[j] = std::max(0.0f, Hr[j * cols + j]);
     Wp = Wr.data();
     dp = dr.data();
   }
@@ -339,7 +335,7 @@ EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const In
       }
     }
   }
-  if (o.refit_scales) refit_group_scales(Wp, rows, cols, factor_h(h, rot, Hr_keep), l, levels, codes, scales);
+  if (o.refit_scales) refit_group_scales(Wp, rows, cols, factor->stats(h), l, levels, codes, scales);
   EncodedTensor out = codebook_from_codes(rtn.params, rows, cols, codes.data(), scales.data(), levels.data());
   if (rot.on) out.params["rotate"] = {{"seed", rot.seed}, {"block", rot.block}};
   if (decoded) *decoded = decode_encoded(out, rows, cols);  // in the original basis

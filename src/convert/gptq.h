@@ -45,6 +45,9 @@ struct GptqFactor {
   RotateOpt rotate;
   std::vector<int64_t> perm;  // position p of the pass handles column perm[p]
   std::vector<float> U;       // upper Cholesky factor of the permuted, dampened inverse (cols x cols)
+  std::vector<float> H_rot;   // R^T H R in column order (empty without rotation: H itself is used)
+  // The statistics in the basis the pass runs in (cols x cols, row-major).
+  const float* stats(const InputStats& h) const { return rotate.on ? H_rot.data() : h.matrix().data(); }
 };
 GptqFactor make_gptq_factor(const InputStats& h, const RotateOpt& rot, const GptqOptions& o);
 

@@ -64,25 +64,32 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
   return std::sqrt(num / den);
 }
 
+// n x cols inputs x = z A + noise (z: `rank` standard normals; A fixed, drawn first from rng):
+// dominated by a rank-`rank` subspace, strongly correlated like real activations. Every
+// `heavy_every`-th column's noise is 4x larger (0: none), for uneven column energies.
+std::vector<float> correlated_inputs(int64_t n, int64_t cols, int64_t rank, int64_t heavy_every, std::mt19937& rng) {
+  std::normal_distribution<float> N(0.f, 1.f);
+  std::vector<float> A(rank * cols), X(n * cols), z(rank);
+  for (auto& a : A) a = N(rng);
+  for (int64_t t = 0; t < n; ++t) {
+    for (auto& v : z) v = N(rng);
+    for (int64_t j = 0; j < cols; ++j) {
+      float s = 0.3f * N(rng) * (heavy_every > 0 && j % heavy_every == 0 ? 4.f : 1.f);
+      for (int64_t i = 0; i < rank; ++i) s += z[i] * A[i * cols + j];
+      X[t * cols + j] = s;
+    }
+  }
+  return X;
+}
+
 }  // namespace
 
 TEST(Gptq, BeatsRoundingOnCorrelatedInputs) {
   const int64_t rows = 64, cols = 128, n = 4096;
   std::mt19937 rng(1);
   std::normal_distribution<float> N(0.f, 1.f);
-  // x = z A + noise: inputs dominated by a rank-16 subspace (strongly correlated, like real activations).
-  const int64_t rank = 16;
-  std::vector<float> A(rank * cols), X(n * cols), W(rows * cols);
-  for (auto& a : A) a = N(rng);
-  for (int64_t t = 0; t < n; ++t) {
-    float z[rank];
-    for (auto& v : z) v = N(rng);
-    for (int64_t j = 0; j < cols; ++j) {
-      float s = 0.3f * N(rng);
-      for (int64_t i = 0; i < rank; ++i) s += z[i] * A[i * cols + j];
-      X[t * cols + j] = s;
-    }
-  }
+  const std::vector<float> X = correlated_inputs(n, cols, /*rank=*/16, /*heavy_every=*/0, rng);
+  std::vector<float> W(rows * cols);
   for (auto& w : W) w = 0.02f * N(rng);
   InputStats h(cols, true);
   h.add(X.data(), n);
@@ -108,17 +115,8 @@ TEST(Gptq, RotationAndActOrderVariants) {
   const int64_t rows = 48, cols = 128, n = 2048, rank = 12;
   std::mt19937 rng(7);
   std::normal_distribution<float> N(0.f, 1.f);
-  std::vector<float> A(rank * cols), X(n * cols), W(rows * cols);
-  for (auto& a : A) a = N(rng);
-  for (int64_t t = 0; t < n; ++t) {
-    float z[rank];
-    for (auto& v : z) v = N(rng);
-    for (int64_t j = 0; j < cols; ++j) {
-      float s = 0.3f * N(rng) * (j % 7 == 0 ? 4.f : 1.f);  // uneven column energies
-      for (int64_t i = 0; i < rank; ++i) s += z[i] * A[i * cols + j];
-      X[t * cols + j] = s;
-    }
-  }
+  const std::vector<float> X = correlated_inputs(n, cols, rank, /*heavy_every=*/7, rng);
+  std::vector<float> W(rows * cols);
   for (auto& w : W) w = 0.02f * N(rng);
   InputStats h(cols, true);
   h.add(X.data(), n);
