@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/model.h"
+#include "runtime/session.h"
 
 using namespace upg;
 

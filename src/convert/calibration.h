@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "convert/hessian.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 
 namespace upg {
 

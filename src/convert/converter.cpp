@@ -11,13 +11,12 @@
 #include "convert/allocate.h"
 #include "convert/gptq.h"
 #include "convert/sensitivity.h"
-#include "convert/tensor_plan.h"
+#include "models/registry.h"
 #include "format/hf_checkpoint.h"
 #include "format/upg_from_hf.h"
 #include "format/upg_format.h"
 #include "format/upg_writer.h"
 #include "models/model_config.h"
-#include "models/registry.h"
 
 namespace upg {
 
@@ -40,12 +39,12 @@ class Encoder {
   }
 
   // Statistics of the tensor's input (projections, lm_head; for a tied embedding its lm_head use).
-  const InputStats* stats(const PlannedTensor& t) const {
+  const InputStats* stats(const ModelTensor& t) const {
     if (!cal_) return nullptr;
     return cal_->find(t.role == TensorRole::Embedding ? "model.embed_tokens.weight" : t.name);
   }
 
-  Encoded encode(const PlannedTensor& t, const std::vector<float>& W, const Candidate& c) {
+  Encoded encode(const ModelTensor& t, const std::vector<float>& W, const Candidate& c) {
     const int64_t rows = t.shape[0], cols = t.shape[1];
     const InputStats* h = stats(t);
     Encoded e;
@@ -149,7 +148,7 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
   auto ck = HfCheckpoint::open(hf_dir);
   const ModelConfig cfg = parse_model_config(ck->config(), hf_dir + "/config.json");
   const ArchSpec& arch = get_arch(cfg.architecture, hf_dir);
-  const std::vector<PlannedTensor> plan = plan_model_tensors(cfg, arch);
+  const std::vector<ModelTensor> plan = model_tensors(cfg, arch);
   for (const auto& t : plan) ck->tensor(t.name, t.shape);  // names the tensor and both shapes on mismatch
   const Candidate fixed = parse_codec_spec(o.codec);
   for (const auto& c : o.candidates) (void)c;
@@ -200,7 +199,7 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
     size_t done = 0;
     uint64_t bytes_done = 0;
     for (size_t i = 0; i < plan.size(); ++i) {
-      const PlannedTensor& t = plan[i];
+      const ModelTensor& t = plan[i];
       const TensorView& tv = ck->tensor(t.name);
       if (t.role == TensorRole::Vector) {
         fixed_bytes += t.numel() * vec_elem + 64 + 400;
@@ -263,7 +262,7 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
     nlohmann::json tensors_info = nlohmann::json::object();
     uint64_t bytes_done = 0;
     for (size_t i = 0; i < plan.size(); ++i) {
-      const PlannedTensor& t = plan[i];
+      const ModelTensor& t = plan[i];
       const TensorView& tv = ck->tensor(t.name);
       try {
         ConvertedTensor ct{t.name, "", t.numel()};

@@ -5,7 +5,7 @@
 
 #include "base/error.h"
 #include "codecs/dense/dense_matrix.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "runtime/weight_source.h"
 
 namespace upg {

@@ -8,10 +8,9 @@
 #include "base/mapped_file.h"
 #include "codecs/codebook/codebook_codec.h"
 #include "codecs/codebook/levels.h"
-#include "convert/tensor_plan.h"
+#include "models/registry.h"
 #include "format/upg_writer.h"
 #include "models/model_config.h"
-#include "models/registry.h"
 #include "tokenizer/byte_level.h"
 
 namespace upg {
@@ -83,7 +82,7 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
   UPG_CHECK(o.bpw >= 1.0 && o.bpw <= 32.0, "synth: --bpw ", o.bpw, " is out of range (expected 1 to 32)");
   const ModelConfig cfg = parse_model_config(config, source);
   const ArchSpec& arch = get_arch(cfg.architecture, source);
-  const std::vector<PlannedTensor> plan = plan_model_tensors(cfg, arch);
+  const std::vector<ModelTensor> plan = model_tensors(cfg, arch);
   SynthReport rep;
   rep.bits = o.bpw >= 12 ? 0 : static_cast<int>(std::clamp<long>(std::lround(o.bpw - 0.25), 1, 8));
   uint64_t total = 0;
@@ -110,7 +109,7 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
                    {"options", {{"bpw", o.bpw}, {"seed", o.seed}, {"bits", rep.bits}, {"random", true}}}});
   uint64_t done = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
-    const PlannedTensor& t = plan[i];
+    const ModelTensor& t = plan[i];
     const UpgTensorMeta meta{t.shape, TensorDType::BF16, std::nullopt};
     const uint64_t seed = tensor_seed(o.seed, t.name);
     if (t.role == TensorRole::Vector) {

@@ -11,7 +11,7 @@
 #include "base/mapped_file.h"
 #include "eval/data_files.h"
 #include "runtime/generate.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg {

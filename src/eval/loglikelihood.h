@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg {

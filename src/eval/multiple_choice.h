@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "eval/metrics.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg {

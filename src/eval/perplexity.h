@@ -9,7 +9,7 @@
 #include <functional>
 #include <span>
 
-#include "runtime/model.h"
+#include "runtime/session.h"
 
 namespace upg {
 

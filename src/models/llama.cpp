@@ -15,7 +15,7 @@ void finish_llama(const nlohmann::json& j, const std::string& src, ModelConfig& 
 
 const ArchSpec& llama_arch() {
   static const ArchSpec spec{
-      "LlamaForCausalLM", "llama", /*fused_qkv=*/false, /*fused_gate_up=*/false,
+      "LlamaForCausalLM", "llama", llama_layout_tensors(),
       {"default", "linear", "dynamic", "yarn", "llama3"},
       /*rms_norm_eps=*/1e-6, /*max_position_embeddings=*/2048, /*original_max=*/0, finish_llama};
   return spec;

@@ -15,7 +15,7 @@ void finish_mistral(const nlohmann::json& j, const std::string& src, ModelConfig
 
 const ArchSpec& mistral_arch() {
   static const ArchSpec spec{
-      "MistralForCausalLM", "mistral", /*fused_qkv=*/false, /*fused_gate_up=*/false,
+      "MistralForCausalLM", "mistral", llama_layout_tensors(),
       {"default", "linear", "dynamic", "yarn", "llama3"},
       /*rms_norm_eps=*/1e-6, /*max_position_embeddings=*/4096 * 32, /*original_max=*/0, finish_mistral};
   return spec;

@@ -15,11 +15,31 @@ void finish_phi3(const nlohmann::json& j, const std::string& src, ModelConfig& c
   if (!windows_from_layer_types(j, src, c) && c.sliding_window)
     for (auto& w : c.layer_window) w = *c.sliding_window;
 }
+
+// Fused qkv_proj and gate_up_proj.
+const std::vector<TensorDecl>& phi3_tensors() {
+  static const std::vector<TensorDecl> t = {
+      {"model.embed_tokens.weight", Part::Embed, Dim::Vocab, Dim::Hidden},
+      {"model.layers.{L}.input_layernorm.weight", Part::AttnNorm, Dim::Hidden, Dim::None},
+      {"model.layers.{L}.self_attn.qkv_proj.weight", Part::QKV, Dim::QkvOut, Dim::Hidden},
+      {"model.layers.{L}.self_attn.qkv_proj.bias", Part::QKVBias, Dim::QkvOut, Dim::None, When::AttentionBias},
+      {"model.layers.{L}.self_attn.o_proj.weight", Part::O, Dim::Hidden, Dim::QOut},
+      {"model.layers.{L}.self_attn.o_proj.bias", Part::OBias, Dim::Hidden, Dim::None, When::OProjBias},
+      {"model.layers.{L}.post_attention_layernorm.weight", Part::MlpNorm, Dim::Hidden, Dim::None},
+      {"model.layers.{L}.mlp.gate_up_proj.weight", Part::GateUp, Dim::Inter2, Dim::Hidden},
+      {"model.layers.{L}.mlp.gate_up_proj.bias", Part::GateUpBias, Dim::Inter2, Dim::None, When::MlpBias},
+      {"model.layers.{L}.mlp.down_proj.weight", Part::Down, Dim::Hidden, Dim::Inter},
+      {"model.layers.{L}.mlp.down_proj.bias", Part::DownBias, Dim::Hidden, Dim::None, When::MlpBias},
+      {"model.norm.weight", Part::FinalNorm, Dim::Hidden, Dim::None},
+      {"lm_head.weight", Part::LmHead, Dim::Vocab, Dim::Hidden, When::Untied},
+  };
+  return t;
+}
 }  // namespace
 
 const ArchSpec& phi3_arch() {
   static const ArchSpec spec{
-      "Phi3ForCausalLM", "phi3", /*fused_qkv=*/true, /*fused_gate_up=*/true,
+      "Phi3ForCausalLM", "phi3", phi3_tensors(),
       {"default", "longrope"},
       /*rms_norm_eps=*/1e-5, /*max_position_embeddings=*/4096, /*original_max=*/4096, finish_phi3};
   return spec;

@@ -19,7 +19,7 @@ void finish_qwen2(const nlohmann::json& j, const std::string& src, ModelConfig& 
 
 const ArchSpec& qwen2_arch() {
   static const ArchSpec spec{
-      "Qwen2ForCausalLM", "qwen2", /*fused_qkv=*/false, /*fused_gate_up=*/false,
+      "Qwen2ForCausalLM", "qwen2", llama_layout_tensors(),
       {"default", "linear", "dynamic", "yarn", "llama3"},
       /*rms_norm_eps=*/1e-6, /*max_position_embeddings=*/32768, /*original_max=*/0, finish_qwen2};
   return spec;

@@ -9,6 +9,10 @@ const std::vector<const ArchSpec*>& all_archs() {
   return table;
 }
 
+std::vector<ModelTensor> model_tensors(const ModelConfig& c, const ArchSpec& a) {
+  return expand_tensors(a.tensors, c);
+}
+
 const ArchSpec* find_arch(const std::string& name) {
   for (const ArchSpec* a : all_archs())
     if (name == a->name) return a;

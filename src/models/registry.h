@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models/arch_tensors.h"
 #include "models/model_config.h"
 
 namespace upg {
@@ -14,11 +15,10 @@ namespace upg {
 struct ArchSpec {
   const char* name;        // the "architectures"[0] value: "Phi3ForCausalLM"
   const char* model_type;  // config "model_type": "phi3"
-  // Projection tensors (relative to "model.layers.<i>."): fused ones hold the parts concatenated
-  // along the output dimension: qkv_proj = [q (heads*head_dim) | k (kv*head_dim) | v], and
-  // gate_up_proj = [gate (intermediate) | up (intermediate)].
-  bool fused_qkv;
-  bool fused_gate_up;
+  // Every tensor of a checkpoint (models/arch_tensors.h). Fused projections hold their parts
+  // concatenated along the output dimension: QKV = [q (heads*head_dim) | k (kv*head_dim) | v],
+  // GateUp = [gate (intermediate) | up (intermediate)].
+  const std::vector<TensorDecl>& tensors;
   // Rope types this architecture accepts (after aliases are resolved).
   std::vector<std::string> rope_types;
   // Defaults of the transformers config class for fields config.json may leave out.
@@ -30,6 +30,10 @@ struct ArchSpec {
   void (*finish_config)(const nlohmann::json& j, const std::string& source, ModelConfig& c);
 };
 
+// Every tensor a checkpoint of this architecture and config holds, in load order
+// (expand_tensors of a.tensors).
+std::vector<ModelTensor> model_tensors(const ModelConfig& c, const ArchSpec& a);
+
 // nullptr when unknown.
 const ArchSpec* find_arch(const std::string& name);
 // Throws Error "<source>: unsupported architecture 'X' (supported: A, B, ...)".
@@ -37,6 +41,10 @@ const ArchSpec& get_arch(const std::string& name, const std::string& source);
 // "Phi3ForCausalLM, LlamaForCausalLM, ..."
 std::string supported_architectures();
 const std::vector<const ArchSpec*>& all_archs();
+
+// Tensor layouts shared by several architectures (models/layouts.cpp).
+// Llama's: separate q/k/v/o and gate/up/down, optional biases (attention_bias, o_proj_bias, mlp_bias).
+const std::vector<TensorDecl>& llama_layout_tensors();
 
 // Defined in models/<arch>.cpp.
 const ArchSpec& phi3_arch();

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "base/error.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg {

@@ -6,65 +6,66 @@ namespace upg {
 
 std::unique_ptr<Model> Model::load(const std::string& path) { return load(open_weight_source(path)); }
 
+namespace {
+void append(std::vector<float>& dst, const std::vector<float>& v) { dst.insert(dst.end(), v.begin(), v.end()); }
+}  // namespace
+
 std::unique_ptr<Model> Model::load(std::unique_ptr<WeightSource> source) {
   std::unique_ptr<Model> m(new Model());
   const WeightSource& src = *source;
   m->config_ = parse_model_config(src.config(), src.path() + "/config.json");
   const ModelConfig& c = m->config_;
   m->arch_ = &get_arch(c.architecture, src.path());
-  const ArchSpec& a = *m->arch_;
-  const int64_t H = c.hidden_size, hd = c.head_dim, q_out = c.num_attention_heads * hd,
-                kv_out = c.num_key_value_heads * hd, I = c.intermediate_size;
-
-  m->embed_ = src.matrix("model.embed_tokens.weight", c.vocab_size, H);
-  if (c.tie_word_embeddings) {
-    // transformers ties lm_head to the embeddings; a stored lm_head.weight is ignored then.
-  } else {
-    m->lm_head_ = src.matrix("lm_head.weight", c.vocab_size, H);
-  }
-  m->final_norm_ = src.vector("model.norm.weight", H);
-
+  m->tensors_ = model_tensors(c, *m->arch_);
   m->layers_.resize(static_cast<size_t>(c.num_hidden_layers));
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    LayerWeights& L = m->layers_[i];
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    if (a.fused_qkv) {
-      L.qkv.push_back(src.matrix(p + "self_attn.qkv_proj.weight", q_out + 2 * kv_out, H));
-    } else {
-      L.qkv.push_back(src.matrix(p + "self_attn.q_proj.weight", q_out, H));
-      L.qkv.push_back(src.matrix(p + "self_attn.k_proj.weight", kv_out, H));
-      L.qkv.push_back(src.matrix(p + "self_attn.v_proj.weight", kv_out, H));
-    }
-    if (c.attention_bias) {
-      if (a.fused_qkv) {
-        L.qkv_bias = src.vector(p + "self_attn.qkv_proj.bias", q_out + 2 * kv_out);
-      } else {
-        L.qkv_bias = src.vector(p + "self_attn.q_proj.bias", q_out);
-        auto kb = src.vector(p + "self_attn.k_proj.bias", kv_out);
-        auto vb = src.vector(p + "self_attn.v_proj.bias", kv_out);
-        L.qkv_bias.insert(L.qkv_bias.end(), kb.begin(), kb.end());
-        L.qkv_bias.insert(L.qkv_bias.end(), vb.begin(), vb.end());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) m->layers_[i].window = c.layer_window[static_cast<size_t>(i)];
+
+  for (const ModelTensor& t : m->tensors_) {
+    auto mat = [&] { return src.matrix(t.name, t.shape[0], t.shape[1]); };
+    auto vec = [&] { return src.vector(t.name, t.shape[0]); };
+    if (t.layer < 0) {
+      switch (t.part) {
+        case Part::Embed: m->embed_ = mat(); break;
+        case Part::LmHead: m->lm_head_ = mat(); break;
+        case Part::FinalNorm: m->final_norm_ = vec(); break;
+        default: throw Error(str_cat(src.path(), ": tensor table error: '", t.name, "' (", part_name(t.part),
+                                     ") must be per layer"));
       }
+      continue;
     }
-    L.o = src.matrix(p + "self_attn.o_proj.weight", H, q_out);
-    if (c.o_proj_bias) L.o_bias = src.vector(p + "self_attn.o_proj.bias", H);
-    if (a.fused_gate_up) {
-      L.gate_up.push_back(src.matrix(p + "mlp.gate_up_proj.weight", 2 * I, H));
-      if (c.mlp_bias) L.gate_up_bias = src.vector(p + "mlp.gate_up_proj.bias", 2 * I);
-    } else {
-      L.gate_up.push_back(src.matrix(p + "mlp.gate_proj.weight", I, H));
-      L.gate_up.push_back(src.matrix(p + "mlp.up_proj.weight", I, H));
-      if (c.mlp_bias) {
-        L.gate_up_bias = src.vector(p + "mlp.gate_proj.bias", I);
-        auto ub = src.vector(p + "mlp.up_proj.bias", I);
-        L.gate_up_bias.insert(L.gate_up_bias.end(), ub.begin(), ub.end());
-      }
+    LayerWeights& L = m->layers_[static_cast<size_t>(t.layer)];
+    switch (t.part) {
+      case Part::AttnNorm: L.input_norm = vec(); break;
+      case Part::MlpNorm: L.post_attention_norm = vec(); break;
+      case Part::Q: case Part::K: case Part::V: case Part::QKV: L.qkv.push_back(mat()); break;
+      case Part::QBias: case Part::KBias: case Part::VBias: case Part::QKVBias: append(L.qkv_bias, vec()); break;
+      case Part::O: L.o = mat(); break;
+      case Part::OBias: L.o_bias = vec(); break;
+      case Part::Gate: case Part::Up: case Part::GateUp: L.gate_up.push_back(mat()); break;
+      case Part::GateBias: case Part::UpBias: case Part::GateUpBias: append(L.gate_up_bias, vec()); break;
+      case Part::Down: L.down = mat(); break;
+      case Part::DownBias: L.down_bias = vec(); break;
+      default: throw Error(str_cat(src.path(), ": tensor table error: '", t.name, "' (", part_name(t.part),
+                                   ") cannot be per layer"));
     }
-    L.down = src.matrix(p + "mlp.down_proj.weight", H, I);
-    if (c.mlp_bias) L.down_bias = src.vector(p + "mlp.down_proj.bias", H);
-    L.input_norm = src.vector(p + "input_layernorm.weight", H);
-    L.post_attention_norm = src.vector(p + "post_attention_layernorm.weight", H);
-    L.window = c.layer_window[static_cast<size_t>(i)];
+  }
+  // The table must give every part the decoder needs, whatever the architecture.
+  UPG_CHECK(m->embed_ && !m->final_norm_.empty(), src.path(), ": tensor table of ", c.architecture,
+            " lacks the embedding or the final norm");
+  UPG_CHECK(m->lm_head_ || c.tie_word_embeddings, src.path(), ": tensor table of ", c.architecture,
+            " lacks lm_head for an untied model");
+  const int64_t qkv_out = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
+  for (size_t l = 0; l < m->layers_.size(); ++l) {
+    const LayerWeights& L = m->layers_[l];
+    int64_t qkv_rows = 0, gu_rows = 0;
+    for (const auto& w : L.qkv) qkv_rows += w->rows();
+    for (const auto& w : L.gate_up) gu_rows += w->rows();
+    UPG_CHECK(qkv_rows == qkv_out && L.o && gu_rows == 2 * c.intermediate_size && L.down &&
+                  !L.input_norm.empty() && !L.post_attention_norm.empty() &&
+                  (L.qkv_bias.empty() || static_cast<int64_t>(L.qkv_bias.size()) == qkv_out) &&
+                  (L.gate_up_bias.empty() || static_cast<int64_t>(L.gate_up_bias.size()) == 2 * c.intermediate_size),
+              src.path(), ": tensor table of ", c.architecture, " does not give layer ", l,
+              " every projection and norm the decoder needs");
   }
   m->source_ = std::move(source);
   return m;
@@ -78,6 +79,12 @@ size_t Model::weight_bytes() const {
     b += L.o->stored_bytes() + L.down->stored_bytes();
   }
   return b;
+}
+
+int64_t Model::parameter_count() const {
+  int64_t n = 0;
+  for (const ModelTensor& t : tensors_) n += t.numel();
+  return n;
 }
 
 }  // namespace upg

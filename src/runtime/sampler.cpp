@@ -5,6 +5,8 @@
 #include <numeric>
 #include <unordered_set>
 
+#include <nlohmann/json.hpp>
+
 #include "base/error.h"
 
 namespace upg {
@@ -17,6 +19,44 @@ void SamplingParams::validate() const {
   UPG_CHECK(std::isfinite(repeat_penalty) && repeat_penalty > 0, "--repeat-penalty must be > 0, got ",
             repeat_penalty);
   UPG_CHECK(repeat_last_n >= -1, "--repeat-last-n must be >= -1, got ", repeat_last_n);
+}
+
+SamplingParams resolve_sampling(const std::optional<std::string>& generation_config_json,
+                                const SamplingOverrides& user) {
+  SamplingParams p;
+  if (generation_config_json) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(*generation_config_json);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(str_cat("generation_config.json: not valid JSON: ", e.what()));
+    }
+    UPG_CHECK(j.is_object(), "generation_config.json: expected a JSON object");
+    auto num = [&](const char* key, auto& dst) {
+      if (!j.contains(key) || j[key].is_null()) return;
+      UPG_CHECK(j[key].is_number(), "generation_config.json: '", key, "' must be a number, found ", j[key].dump());
+      dst = j[key].get<std::remove_reference_t<decltype(dst)>>();
+    };
+    num("temperature", p.temperature);
+    num("top_k", p.top_k);
+    num("top_p", p.top_p);
+    num("min_p", p.min_p);
+    num("repetition_penalty", p.repeat_penalty);
+    if (j.contains("do_sample") && !j["do_sample"].is_null()) {
+      UPG_CHECK(j["do_sample"].is_boolean(), "generation_config.json: 'do_sample' must be true or false, found ",
+                j["do_sample"].dump());
+      if (!j["do_sample"].get<bool>()) p.temperature = 0.0f;
+    }
+  }
+  if (user.temperature) p.temperature = *user.temperature;
+  if (user.top_k) p.top_k = *user.top_k;
+  if (user.top_p) p.top_p = *user.top_p;
+  if (user.min_p) p.min_p = *user.min_p;
+  if (user.repeat_penalty) p.repeat_penalty = *user.repeat_penalty;
+  if (user.repeat_last_n) p.repeat_last_n = *user.repeat_last_n;
+  if (user.seed) p.seed = *user.seed;
+  p.validate();
+  return p;
 }
 
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) { p_.validate(); }

@@ -3,24 +3,44 @@
 // temperature -> draw). Deterministic for a given seed.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <random>
+#include <string>
 #include <span>
 #include <vector>
 
 namespace upg {
 
+// Defaults are llama.cpp's (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05) with the
+// penalty off; resolve_sampling() lays the model's generation_config.json and the user's choices
+// over them.
 struct SamplingParams {
   float temperature = 0.8f;     // 0 = greedy (argmax)
   int top_k = 40;               // 0 = off
   float top_p = 0.95f;          // 1 = off
   float min_p = 0.05f;          // 0 = off; drop tokens with p < min_p * p_max
-  float repeat_penalty = 1.1f;  // 1 = off; HF/CTRL style: logit / penalty if > 0, * penalty if < 0
+  float repeat_penalty = 1.0f;  // 1 = off; HF/CTRL style: logit / penalty if > 0, * penalty if < 0
   int repeat_last_n = 64;       // how many recent tokens the penalty looks at (0 = none, -1 = all)
   uint64_t seed = 0;
 
   // Throws Error naming the parameter when a value is out of range.
   void validate() const;
 };
+
+// What the user chose explicitly (unset: not given).
+struct SamplingOverrides {
+  std::optional<float> temperature, top_p, min_p, repeat_penalty;
+  std::optional<int> top_k, repeat_last_n;
+  std::optional<uint64_t> seed;
+};
+
+// The sampling settings for a model: SamplingParams' defaults, then the fields the model's
+// generation_config.json sets (as transformers reads them: "do_sample": false means greedy;
+// "temperature", "top_k", "top_p", "min_p", "repetition_penalty"), then the user's overrides.
+// generation_config_json: the file's text, or nullopt when the model has none. Throws Error
+// naming the field when the file is not valid JSON or a field has the wrong type.
+SamplingParams resolve_sampling(const std::optional<std::string>& generation_config_json,
+                                const SamplingOverrides& user);
 
 class Sampler {
  public:

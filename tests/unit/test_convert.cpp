@@ -23,7 +23,7 @@
 #include "convert/gptq.h"
 #include "convert/sensitivity.h"
 #include "convert/synth.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "test_util.h"
 
 using namespace upg;

@@ -167,33 +167,50 @@ TEST(Kernels, SoftmaxAndSiluMatchNaive) {
   for (int i = 0; i < 50; ++i) ASSERT_NEAR(o[i], u[i] * g[i] / (1 + std::exp(-double(g[i]))), 1e-5);
 }
 
-TEST(Kernels, AttentionMatchesNaive) {
+TEST(Kernels, PagedAttentionMatchesNaiveForEveryRowType) {
   std::mt19937 rng(4);
-  for (int64_t window : {0, 3}) {
-    const int64_t nh = 6, nkv = 2, hd = 20, cap = 16, pos0 = 5, n = 7;
-    kernels::AttentionShape s{nh, nkv, hd, cap, window, 1.0f / std::sqrt(float(hd))};
-    auto kc = randn(nkv * cap * hd, rng), vc = randn(nkv * cap * hd, rng), q = randn(n * nh * hd, rng);
-    std::vector<float> out(n * nh * hd);
-    kernels::attention(s, q.data(), n, pos0, kc.data(), vc.data(), out.data());
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t h = 0; h < nh; ++h) {
-        const int64_t g = h / (nh / nkv), pos = pos0 + t;
-        std::vector<double> sc;
-        std::vector<int64_t> ps;
-        for (int64_t p = 0; p <= pos; ++p) {
-          if (window > 0 && pos - p >= window) continue;
-          double d = 0;
-          for (int64_t i = 0; i < hd; ++i) d += double(q[(t * nh + h) * hd + i]) * kc[(g * cap + p) * hd + i];
-          sc.push_back(d / std::sqrt(double(hd)));
-          ps.push_back(p);
+  for (KvType type : {KvType::F32, KvType::BF16, KvType::F16, KvType::Q8})
+    for (int64_t window : {0, 3}) {
+      const int64_t nh = 6, nkv = 2, hd = 20, len = 13, B = 4, nblocks = (len + B - 1) / B;
+      const size_t rb = kv_row_bytes(type, hd);
+      // One layer; blocks in scrambled order to check the block table is followed.
+      std::vector<std::vector<uint8_t>> storage(nblocks, std::vector<uint8_t>(2 * nkv * B * rb));
+      std::vector<uint8_t*> blocks;
+      for (int64_t j = nblocks - 1; j >= 0; --j) blocks.push_back(storage[j].data());
+      KvLayerView view{type, B, hd, rb, B * rb, nkv * B * rb, 0, blocks.data()};
+      // Keys/values as stored (then read back: the reference uses what the cache holds).
+      std::vector<float> kc(nkv * len * hd), vc(nkv * len * hd);
+      for (int64_t g = 0; g < nkv; ++g)
+        for (int64_t p = 0; p < len; ++p) {
+          auto k = randn(hd, rng), v = randn(hd, rng);
+          kernels::kv_store_row(type, k.data(), hd, view.row(0, g, p));
+          kernels::kv_store_row(type, v.data(), hd, view.row(1, g, p));
+          kernels::kv_load_row(type, view.row(0, g, p), hd, &kc[(g * len + p) * hd]);
+          kernels::kv_load_row(type, view.row(1, g, p), hd, &vc[(g * len + p) * hd]);
         }
-        double mx = *std::max_element(sc.begin(), sc.end()), z = 0;
-        for (double& e : sc) z += (e = std::exp(e - mx));
-        for (int64_t i = 0; i < hd; ++i) {
-          double o = 0;
-          for (size_t k = 0; k < ps.size(); ++k) o += sc[k] / z * vc[(g * cap + ps[k]) * hd + i];
-          ASSERT_NEAR(out[(t * nh + h) * hd + i], o, 1e-5) << "window " << window << " t " << t << " h " << h;
+      kernels::AttentionShape s{nh, nkv, hd, window, 1.0f / std::sqrt(float(hd))};
+      std::vector<float> scores(len), tmp(hd), out(hd);
+      for (int64_t pos : {0, 5, 12})
+        for (int64_t h = 0; h < nh; ++h) {
+          const int64_t g = h / (nh / nkv);
+          auto q = randn(hd, rng);
+          kernels::attention_head(s, view, g, q.data(), pos, scores.data(), tmp.data(), out.data());
+          std::vector<double> sc;
+          std::vector<int64_t> ps;
+          for (int64_t p = 0; p <= pos; ++p) {
+            if (window > 0 && pos - p >= window) continue;
+            double d = 0;
+            for (int64_t i = 0; i < hd; ++i) d += double(q[i]) * kc[(g * len + p) * hd + i];
+            sc.push_back(d / std::sqrt(double(hd)));
+            ps.push_back(p);
+          }
+          double mx = *std::max_element(sc.begin(), sc.end()), z = 0;
+          for (double& e : sc) z += (e = std::exp(e - mx));
+          for (int64_t i = 0; i < hd; ++i) {
+            double o = 0;
+            for (size_t k = 0; k < ps.size(); ++k) o += sc[k] / z * vc[(g * len + ps[k]) * hd + i];
+            ASSERT_NEAR(out[i], o, 1e-5) << kv_type_name(type) << " window " << window << " pos " << pos << " h " << h;
+          }
         }
-      }
-  }
+    }
 }

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "base/error.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "test_util.h"
 #include "tiny_model.h"
 

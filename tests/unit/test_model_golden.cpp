@@ -13,7 +13,7 @@
 
 #include "base/error.h"
 #include "format/safetensors.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "test_util.h"
 #include "tiny_model.h"
 

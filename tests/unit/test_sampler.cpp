@@ -113,3 +113,42 @@ TEST(Sampler, BadParametersNameTheFlag) {
   p = plain(-1.0f);
   EXPECT_THROW(Sampler s(p), Error);
 }
+
+TEST(Sampler, DefaultsComeFromGenerationConfigThenTheUser) {
+  // No generation_config.json: llama.cpp's sampling defaults, no penalty.
+  SamplingParams d = resolve_sampling(std::nullopt, {});
+  EXPECT_FLOAT_EQ(d.temperature, 0.8f);
+  EXPECT_EQ(d.top_k, 40);
+  EXPECT_FLOAT_EQ(d.repeat_penalty, 1.0f);
+  // --temp 0 alone is plain greedy: nothing else alters the logits.
+  SamplingOverrides greedy;
+  greedy.temperature = 0.0f;
+  SamplingParams g = resolve_sampling(std::nullopt, greedy);
+  EXPECT_FLOAT_EQ(g.temperature, 0.0f);
+  EXPECT_FLOAT_EQ(g.repeat_penalty, 1.0f);
+  // The model's file, as transformers reads it.
+  SamplingParams m = resolve_sampling(
+      std::string(R"({"do_sample": true, "temperature": 0.6, "top_p": 0.9, "top_k": 20, "repetition_penalty": 1.05})"),
+      {});
+  EXPECT_FLOAT_EQ(m.temperature, 0.6f);
+  EXPECT_FLOAT_EQ(m.top_p, 0.9f);
+  EXPECT_EQ(m.top_k, 20);
+  EXPECT_FLOAT_EQ(m.repeat_penalty, 1.05f);
+  EXPECT_FLOAT_EQ(resolve_sampling(std::string(R"({"do_sample": false, "temperature": 0.6})"), {}).temperature, 0.0f);
+  // The user's choice wins over the file.
+  SamplingOverrides u;
+  u.temperature = 1.2f;
+  u.repeat_penalty = 1.0f;
+  SamplingParams w = resolve_sampling(std::string(R"({"do_sample": false, "repetition_penalty": 1.3})"), u);
+  EXPECT_FLOAT_EQ(w.temperature, 1.2f);
+  EXPECT_FLOAT_EQ(w.repeat_penalty, 1.0f);
+  // Bad files name the problem.
+  EXPECT_THROW(resolve_sampling(std::string("{not json"), {}), Error);
+  try {
+    resolve_sampling(std::string(R"({"temperature": "hot"})"), {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("temperature"), std::string::npos);
+  }
+  EXPECT_THROW(resolve_sampling(std::string(R"({"top_p": 7})"), {}), Error);
+}

@@ -17,7 +17,7 @@
 #include "format/upg_container.h"
 #include "format/upg_format.h"
 #include "format/upg_from_hf.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "upg_test_util.h"
 
 using namespace upg;

@@ -20,7 +20,7 @@ struct ChatOptions {
   std::string system;
   int threads = 0;
   int ctx = 0;
-  GenerateOptions gen;
+  GenerationFlags gen;
 };
 
 void chat(const ChatOptions& o) {
@@ -28,7 +28,8 @@ void chat(const ChatOptions& o) {
   LoadedModel lm = load_model(o.model);
   UPG_CHECK(lm.chat_template.has_value(), "model '", o.model,
             "' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template); use `upg run`");
-  Session session(*lm.model, o.ctx);
+  Session session(*lm.model, o.ctx, o.gen.kv());
+  const GenerateOptions gen = o.gen.resolve(*lm.model);
   std::vector<int32_t> in_cache;  // tokens the session's KV cache holds, in order
   nlohmann::json messages = nlohmann::json::array();
   if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
@@ -52,7 +53,7 @@ void chat(const ChatOptions& o) {
     std::vector<int32_t> fresh(ids.begin() + common, ids.end());
     GenerateStats st;
     std::string reply;
-    auto out = generate(session, lm.tokenizer, fresh, o.gen, [&](const std::string& piece) {
+    auto out = generate(session, lm.tokenizer, fresh, gen, [&](const std::string& piece) {
       std::cout << piece << std::flush;
       reply += piece;
       return true;

@@ -17,7 +17,7 @@ struct RunOptions {
   int threads = 0;
   int ctx = 0;
   bool no_bos = false;
-  GenerateOptions gen;
+  GenerationFlags gen;
 };
 
 void run(const RunOptions& o) {
@@ -28,10 +28,11 @@ void run(const RunOptions& o) {
   std::vector<int32_t> ids = lm.tokenizer.encode(prompt, !o.no_bos);
   if (ids.empty() && lm.tokenizer.bos_id()) ids.push_back(*lm.tokenizer.bos_id());
   UPG_CHECK(!ids.empty(), "the prompt is empty and the model has no BOS token to start from");
-  Session session(*lm.model, o.ctx);
+  Session session(*lm.model, o.ctx, o.gen.kv());
+  const GenerateOptions gen = o.gen.resolve(*lm.model);
   std::cout << prompt << std::flush;
   GenerateStats st;
-  generate(session, lm.tokenizer, ids, o.gen, [](const std::string& piece) {
+  generate(session, lm.tokenizer, ids, gen, [](const std::string& piece) {
     std::cout << piece << std::flush;
     return true;
   }, &st);

@@ -14,5 +14,6 @@ void add_eval_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace upg::cli

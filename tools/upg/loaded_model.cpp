@@ -48,20 +48,29 @@ void apply_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
 }
 
-void add_generation_flags(CLI::App* cmd, GenerateOptions& opt) {
-  auto& s = opt.sampling;
-  cmd->add_option("-n,--n-predict", opt.max_new_tokens, "Tokens to generate at most")->capture_default_str();
-  cmd->add_option("--temp", s.temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
-  cmd->add_option("--top-k", s.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", s.top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
-  cmd->add_option("--min-p", s.min_p, "Drop tokens below min-p x the top probability (0 = off)")
-      ->capture_default_str();
-  cmd->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1 = off)")->capture_default_str();
-  cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalty looks back (-1 = all)")
-      ->capture_default_str();
-  cmd->add_option("--seed", s.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--stop", opt.stop_strings, "Stop when this text is generated (repeatable)");
-  cmd->add_flag("--ignore-eos{false},!--ignore-eos", opt.stop_at_eos, "Keep generating past end-of-sequence");
+void add_generation_flags(CLI::App* cmd, GenerationFlags& f) {
+  auto& s = f.sampling;
+  cmd->add_option("-n,--n-predict", f.gen.max_new_tokens, "Tokens to generate at most")->capture_default_str();
+  cmd->add_option("--temp", s.temperature,
+                  "Sampling temperature (0 = greedy). Unset options take the model's generation_config.json, "
+                  "else temp 0.8, top-k 40, top-p 0.95, min-p 0.05, no repeat penalty");
+  cmd->add_option("--top-k", s.top_k, "Keep the k most likely tokens (0 = off)");
+  cmd->add_option("--top-p", s.top_p, "Nucleus sampling mass (1 = off)");
+  cmd->add_option("--min-p", s.min_p, "Drop tokens below min-p x the top probability (0 = off)");
+  cmd->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1 = off)");
+  cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalty looks back (-1 = all; default 64)");
+  cmd->add_option("--seed", s.seed, "Random seed (default 0)");
+  cmd->add_option("--stop", f.gen.stop_strings, "Stop when this text is generated (repeatable)");
+  cmd->add_flag("--ignore-eos{false},!--ignore-eos", f.gen.stop_at_eos, "Keep generating past end-of-sequence");
+  cmd->add_option("--kv-type", f.kv_type, "KV cache type: f32, bf16, f16, q8")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16", "f16", "q8"}));
+}
+
+GenerateOptions GenerationFlags::resolve(const Model& model) const {
+  GenerateOptions g = gen;
+  g.sampling = resolve_sampling(model.file_text("generation_config.json"), sampling);
+  return g;
 }
 
 size_t peak_rss_bytes() {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "runtime/generate.h"
-#include "runtime/model.h"
+#include "runtime/session.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg::cli {
@@ -27,8 +27,19 @@ LoadedModel load_model(const std::string& path);
 void add_threads_flag(CLI::App* cmd, int& threads);
 void apply_threads(int threads);
 
-// --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, -n, --stop, --ignore-eos.
-void add_generation_flags(CLI::App* cmd, GenerateOptions& opt);
+// What `run` and `chat` take from the command line about generation.
+struct GenerationFlags {
+  GenerateOptions gen;          // sampling is filled by resolve()
+  SamplingOverrides sampling;   // only what the user gave
+  std::string kv_type = "bf16";
+  // gen with the sampling settings of resolve_sampling(the model's generation_config.json, sampling).
+  GenerateOptions resolve(const Model& model) const;
+  KvType kv() const { return parse_kv_type(kv_type); }
+};
+
+// --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, -n, --stop,
+// --ignore-eos, --kv-type.
+void add_generation_flags(CLI::App* cmd, GenerationFlags& flags);
 
 // Peak resident memory of this process so far, in bytes.
 size_t peak_rss_bytes();

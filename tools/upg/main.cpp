@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   upg::cli::add_convert_command(app);
   upg::cli::add_synth_command(app);
   upg::cli::add_compare_command(app);
+  upg::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

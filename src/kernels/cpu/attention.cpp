@@ -1,39 +1,124 @@
 #include "kernels/cpu/attention.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
-#include <vector>
 
+#include "base/error.h"
+#include "base/half.h"
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/vec.h"
 
-namespace upg::kernels {
+namespace upg {
 
-void attention(const AttentionShape& s, const float* q, int64_t n_tokens, int64_t pos0, const float* k_cache,
-               const float* v_cache, float* out) {
-  const int64_t group = s.n_heads / s.n_kv_heads;
-  const int64_t hd = s.head_dim;
-#pragma omp parallel
-  {
-    std::vector<float> scores(static_cast<size_t>(pos0 + n_tokens));
-#pragma omp for collapse(2) schedule(dynamic, 4)
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      for (int64_t h = 0; h < s.n_heads; ++h) {
-        const int64_t pos = pos0 + t;
-        const int64_t lo = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
-        const int64_t g = h / group;
-        const float* qv = q + (t * s.n_heads + h) * hd;
-        const float* kb = k_cache + g * s.capacity * hd;
-        const float* vb = v_cache + g * s.capacity * hd;
-        const int64_t cnt = pos - lo + 1;
-        for (int64_t p = lo; p <= pos; ++p) scores[p - lo] = dot(qv, kb + p * hd, hd) * s.scale;
-        softmax(scores.data(), cnt);
-        float* o = out + (t * s.n_heads + h) * hd;
-        std::memset(o, 0, sizeof(float) * hd);
-        for (int64_t p = lo; p <= pos; ++p) axpy(o, scores[p - lo], vb + p * hd, hd);
+const char* kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::F32: return "f32";
+    case KvType::BF16: return "bf16";
+    case KvType::F16: return "f16";
+    case KvType::Q8: return "q8";
+  }
+  return "?";
+}
+
+KvType parse_kv_type(const std::string& s) {
+  for (KvType t : {KvType::F32, KvType::BF16, KvType::F16, KvType::Q8})
+    if (s == kv_type_name(t)) return t;
+  throw Error(str_cat("unknown KV cache type '", s, "' (known: f32, bf16, f16, q8)"));
+}
+
+size_t kv_row_bytes(KvType t, int64_t head_dim) {
+  const size_t hd = static_cast<size_t>(head_dim);
+  switch (t) {
+    case KvType::F32: return 4 * hd;
+    case KvType::BF16: case KvType::F16: return 2 * hd;
+    case KvType::Q8: return hd + 4;
+  }
+  return 0;
+}
+
+namespace kernels {
+
+void kv_store_row(KvType t, const float* x, int64_t hd, uint8_t* row) {
+  switch (t) {
+    case KvType::F32: std::memcpy(row, x, sizeof(float) * hd); return;
+    case KvType::BF16:
+      for (int64_t i = 0; i < hd; ++i) {
+        const uint16_t v = f32_to_bf16(x[i]);
+        std::memcpy(row + 2 * i, &v, 2);
       }
+      return;
+    case KvType::F16:
+      for (int64_t i = 0; i < hd; ++i) {
+        const uint16_t v = f32_to_f16(x[i]);
+        std::memcpy(row + 2 * i, &v, 2);
+      }
+      return;
+    case KvType::Q8: {
+      float amax = 0.f;
+      for (int64_t i = 0; i < hd; ++i) amax = std::max(amax, std::fabs(x[i]));
+      const float scale = amax / 127.f, inv = amax > 0.f ? 127.f / amax : 0.f;
+      for (int64_t i = 0; i < hd; ++i)
+        row[i] = static_cast<uint8_t>(static_cast<int8_t>(std::lrintf(std::clamp(x[i] * inv, -127.f, 127.f))));
+      std::memcpy(row + hd, &scale, 4);
+      return;
     }
   }
 }
 
-}  // namespace upg::kernels
+void kv_load_row(KvType t, const uint8_t* row, int64_t hd, float* out) {
+  switch (t) {
+    case KvType::F32: std::memcpy(out, row, sizeof(float) * hd); return;
+    case KvType::BF16:
+      for (int64_t i = 0; i < hd; ++i) {
+        uint16_t v;
+        std::memcpy(&v, row + 2 * i, 2);
+        out[i] = bf16_to_f32(v);
+      }
+      return;
+    case KvType::F16:
+      for (int64_t i = 0; i < hd; ++i) {
+        uint16_t v;
+        std::memcpy(&v, row + 2 * i, 2);
+        out[i] = f16_to_f32(v);
+      }
+      return;
+    case KvType::Q8: {
+      float scale;
+      std::memcpy(&scale, row + hd, 4);
+      for (int64_t i = 0; i < hd; ++i) out[i] = static_cast<float>(static_cast<int8_t>(row[i])) * scale;
+      return;
+    }
+  }
+}
+
+void attention_head(const AttentionShape& s, const KvLayerView& kv, int64_t g, const float* q, int64_t pos,
+                    float* scores, float* tmp, float* out) {
+  const int64_t hd = s.head_dim;
+  const int64_t lo = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
+  const int64_t cnt = pos - lo + 1;
+  const bool f32 = kv.type == KvType::F32;
+  for (int64_t p = lo; p <= pos; ++p) {
+    const uint8_t* r = kv.row(0, g, p);
+    const float* k = reinterpret_cast<const float*>(r);
+    if (!f32) {
+      kv_load_row(kv.type, r, hd, tmp);
+      k = tmp;
+    }
+    scores[p - lo] = dot(q, k, hd) * s.scale;
+  }
+  softmax(scores, cnt);
+  std::memset(out, 0, sizeof(float) * hd);
+  for (int64_t p = lo; p <= pos; ++p) {
+    const uint8_t* r = kv.row(1, g, p);
+    const float* v = reinterpret_cast<const float*>(r);
+    if (!f32) {
+      kv_load_row(kv.type, r, hd, tmp);
+      v = tmp;
+    }
+    axpy(out, scores[p - lo], v, hd);
+  }
+}
+
+}  // namespace kernels
+}  // namespace upg

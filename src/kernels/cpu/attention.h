@@ -1,25 +1,31 @@
-// Causal multi-head attention with grouped key/value heads (GQA) over a KV cache, fp32.
+// Causal multi-head attention with grouped key/value heads (GQA) over the paged KV cache
+// (kernels/kv_layout.h), fp32 arithmetic whatever the row type.
 //
-// KV cache layout (per layer): k, v: n_kv_heads x capacity x head_dim, i.e. key of kv head g at
-// position p is k[(g * capacity + p) * head_dim ...]. Query head h uses kv head h / (n_heads / n_kv_heads)
-// (transformers' repeat_kv). Token t of the batch sits at position pos0 + t and attends to
-// positions [lo, pos0 + t] where lo = 0, or max(0, pos0 + t - window + 1) with a sliding window.
+// Query head h uses kv head h / (n_heads / n_kv_heads) (transformers' repeat_kv). A token at
+// position pos attends to positions [lo, pos], lo = 0, or max(0, pos - window + 1) with a sliding
+// window: softmax(q.k * scale) . v.
 #pragma once
 #include <cstdint>
+
+#include "kernels/kv_layout.h"
 
 namespace upg::kernels {
 
 struct AttentionShape {
   int64_t n_heads, n_kv_heads, head_dim;
-  int64_t capacity;  // positions the cache holds (stride between kv heads, in positions)
-  int64_t window;    // 0 = full causal attention
-  float scale;       // usually 1 / sqrt(head_dim)
+  int64_t window;  // 0 = full causal attention
+  float scale;     // usually 1 / sqrt(head_dim)
 };
 
-// q: n_tokens x n_heads x head_dim. out: n_tokens x n_heads x head_dim (must not alias q).
-// Keys/values for positions [0, pos0 + n_tokens) must already be in the cache.
-// softmax(q.k * scale) . v, OpenMP over (token, head).
-void attention(const AttentionShape& s, const float* q, int64_t n_tokens, int64_t pos0, const float* k_cache,
-               const float* v_cache, float* out);
+// Writes x (head_dim values) as one row of type t.
+void kv_store_row(KvType t, const float* x, int64_t head_dim, uint8_t* row);
+// Reads one row of type t to fp32.
+void kv_load_row(KvType t, const uint8_t* row, int64_t head_dim, float* out);
+
+// One query head of one token: q (head_dim), out (head_dim). scores: scratch of at least
+// pos - lo + 1 floats; tmp: scratch of head_dim floats. Keys and values of positions [lo, pos]
+// must be in the cache.
+void attention_head(const AttentionShape& s, const KvLayerView& kv, int64_t kv_head, const float* q, int64_t pos,
+                    float* scores, float* tmp, float* out);
 
 }  // namespace upg::kernels

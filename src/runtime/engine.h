@@ -1,0 +1,94 @@
+// The batched decoder: one step runs a batch of (sequence, position, token) entries from any number
+// of sequences (prefill chunks and decode tokens mixed) through the model, so every weight matrix
+// is read once per step for all of them (continuous batching). Each sequence's keys and values live
+// in the paged KvCache (runtime/kv_cache.h).
+//
+// The forward pass (models with the generic pre-norm block: Phi-3, Llama, Mistral, Qwen2):
+//   x = embed(token)
+//   per layer: h = RMSNorm(x); [q|k|v] = h W_qkv^T (+ bias); RoPE(q, k) at each token's position;
+//              k, v -> cache; a = attention over the token's own sequence; x += a W_o^T (+ bias)
+//              h = RMSNorm(x); [g|u] = h W_gu^T (+ bias); x += (silu(g) * u) W_down^T (+ bias)
+//   logits = RMSNorm(x) W_lm^T, for the entries that ask for them.
+// Arithmetic is fp32; the cache rows are of the cache's type.
+//
+// Not thread-safe (one caller at a time); the Model may be shared and must outlive the Engine.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/kv_cache.h"
+#include "runtime/model.h"
+
+namespace upg {
+
+using SeqId = KvCache::SeqId;
+
+struct BatchEntry {
+  SeqId seq;
+  int32_t token;   // in [0, vocab)
+  int64_t pos;     // must be the sequence's next position (its length, plus earlier entries of it in this batch)
+  bool logits;     // whether this entry's logits are returned
+};
+
+struct EngineOptions {
+  KvCacheOptions kv;
+};
+
+class Engine {
+ public:
+  explicit Engine(const Model& model, const EngineOptions& o = {});
+
+  const Model& model() const { return model_; }
+  KvCache& cache() { return cache_; }
+  const KvCache& cache() const { return cache_; }
+
+  SeqId new_sequence();
+  void release(SeqId s);
+  SeqId fork(SeqId s, int64_t len);   // a new sequence sharing the first len positions of s
+  void truncate(SeqId s, int64_t len);
+  int64_t length(SeqId s) const { return cache_.length(s); }
+  // Prefix sharing (see KvCache): attach a new sequence to registered blocks matching its prompt
+  // (returns the positions attached, which need not be run again), and register a prefilled one.
+  int64_t attach_prefix(SeqId s, std::span<const int32_t> tokens);
+  void publish_prefix(SeqId s, std::span<const int32_t> tokens) { cache_.publish_prefix(s, tokens); }
+
+  // Runs one step. logits becomes (entries with logits = true) x vocab, in batch order.
+  // Throws Error, changing nothing, when the batch is empty, an entry names an unknown sequence,
+  // a token id is out of range or a position is not the sequence's next; KvCacheFull (an Error),
+  // changing nothing, when the cache cannot hold the new positions.
+  void step(std::span<const BatchEntry> batch, std::vector<float>& logits);
+
+  // Calibration hook: when set, step() calls it with the input of every linear projection just
+  // before the projection runs: the weight's Hugging Face name ("model.layers.3.mlp.down_proj.weight";
+  // the LM head under its own name, or the embedding's when tied), x = n x cols fp32 row-major
+  // (valid only during the call; n = the batch, or the entries with logits for the LM head).
+  // Projections sharing one input (q, k, v; gate, up) are each reported, with the same pointer.
+  using Observer = std::function<void(const std::string& weight_name, const float* x, int64_t n, int64_t cols)>;
+  void set_observer(Observer observer);
+
+ private:
+  struct SeqState {
+    DynamicRopeState dynamic;
+  };
+  const RopeFrequencies& frequencies(SeqState& st, int64_t seq_len);
+  void observe(size_t layer, LinearInput in, const float* x, int64_t n, int64_t cols) const;
+  void project(const std::vector<std::unique_ptr<WeightMatrix>>& parts, const std::vector<float>& bias,
+               const float* in, int64_t n, float* out, int64_t out_width);
+
+  const Model& model_;
+  KvCache cache_;
+  std::map<SeqId, SeqState> states_;
+  std::map<int64_t, RopeFrequencies> freq_;  // by the length key rope_frequencies depends on
+  Observer observer_;
+  std::vector<std::map<LinearInput, std::vector<std::string>>> observed_names_;  // per layer
+  std::string head_name_;
+  // Activations, resized per step.
+  std::vector<float> x_, h_, qkv_, q_, k_, attn_, tmp_, mlp_, act_, cos_, sin_, part_, xs_;
+};
+
+}  // namespace upg

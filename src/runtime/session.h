@@ -1,0 +1,49 @@
+// One sequence on its own Engine: the single-sequence API the CLI, the evaluations and the
+// converter's calibration use. forward() with n > 1 tokens is a batched prefill (every projection
+// is one matmul with n rows); n = 1 is a decode step. Calls append: the tokens take positions
+// position() .. position() + n - 1. Not thread-safe (one Session per thread); the Model may be
+// shared and must outlive the Session.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "runtime/session.h"
+
+namespace upg {
+
+class Session {
+ public:
+  // max_context: positions the sequence may hold; <= 0 means config().max_position_embeddings.
+  // Cache blocks are allocated as positions are written; nothing is reserved here.
+  // kv: the cache row type (f32 is exact; bf16 is what `upg run` uses by default).
+  explicit Session(const Model& model, int max_context = 0, KvType kv = KvType::F32);
+
+  // Runs `tokens` (ids in [0, vocab)) at positions position() .. position() + n - 1.
+  // logits becomes n x vocab (all_logits) or vocab (the last token's), row-major.
+  // Throws Error (and changes nothing) when tokens is empty, an id is out of range, or
+  // position() + n exceeds max_context().
+  void forward(std::span<const int32_t> tokens, std::vector<float>& logits, bool all_logits);
+
+  int position() const { return static_cast<int>(engine_.length(seq_)); }
+  int max_context() const { return static_cast<int>(capacity_); }
+  const Model& model() const { return engine_.model(); }
+  Engine& engine() { return engine_; }
+  // Forgets everything: next forward starts at position 0.
+  void reset();
+  // Keeps the first `pos` positions of the cache (0 <= pos <= position()); throws Error otherwise.
+  void truncate(int pos);
+
+  // See Engine::set_observer.
+  using Observer = Engine::Observer;
+  void set_observer(Observer observer) { engine_.set_observer(std::move(observer)); }
+
+ private:
+  Engine engine_;
+  SeqId seq_;
+  int64_t capacity_;
+  std::vector<BatchEntry> batch_;
+};
+
+}  // namespace upg

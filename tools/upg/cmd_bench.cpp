@@ -1,0 +1,255 @@
+// upg bench MODEL: prompt-processing and generation speed, modelled on llama.cpp's llama-bench.
+//   pp<P>:      one sequence, a prompt of P random tokens in one step (logits of the last only).
+//   tg<N>@b<B>: B sequences decoding together, N steps of one token each (B x N tokens); the
+//               aggregate rate counts every sequence's tokens.
+// Each test runs -r times after one warm-up run; rates are mean +/- sample standard deviation.
+// The machine's memory read bandwidth is measured in the same run (a 1 GiB buffer summed by every
+// thread, best of 3) and the batch-1 decode rate is turned into the weight bytes it reads per
+// second (every stored matrix except the embedding table, which decode reads one row of) as a
+// fraction of it. --depth D fills each sequence's cache with D positions of random keys and values
+// (not computed) before tg, so decode attends over a context of that length (memory at a given
+// context size); peak resident memory is reported.
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "base/error.h"
+#include "commands.h"
+#include "kernels/cpu/attention.h"
+#include "loaded_model.h"
+
+namespace upg::cli {
+
+namespace {
+struct BenchOptions {
+  std::string model;
+  std::vector<int> prompt{512};
+  std::vector<int> gen{128};
+  std::vector<int> batch{1};
+  int threads = 0;
+  int reps = 3;
+  int depth = 0;
+  std::string kv_type = "bf16";
+  std::string output = "md";
+};
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Read bandwidth in bytes/s: a 1 GiB buffer (far beyond any last-level cache), summed by all threads.
+double measure_read_bandwidth() {
+  const size_t n = (size_t{1} << 30) / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) buf[i] = i;
+  double best = 0;
+  volatile uint64_t sink = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto t0 = Clock::now();
+    uint64_t total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+    for (size_t i = 0; i < n; i += 8) {
+      uint64_t s = 0;
+      for (size_t k = 0; k < 8; ++k) s += buf[i + k];
+      total += s;
+    }
+    sink = sink + total;
+    best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / seconds_since(t0));
+  }
+  return best;
+}
+
+struct Stat {
+  double mean = 0, sd = 0;
+};
+Stat stats(const std::vector<double>& v) {
+  Stat s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  if (v.size() > 1) {
+    for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(s.sd / static_cast<double>(v.size() - 1));
+  }
+  return s;
+}
+
+// Fills positions [0, depth) of s with random rows (what --depth promises: memory and attention
+// work of that context, not its computation).
+void fill_random(Engine& e, SeqId s, int depth, std::mt19937& rng) {
+  if (depth <= 0) return;
+  const ModelConfig& c = e.model().config();
+  e.cache().append(s, depth);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> row(static_cast<size_t>(c.head_dim));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const KvLayerView v = e.cache().view(s, l);
+    for (int kv = 0; kv < 2; ++kv)
+      for (int64_t g = 0; g < c.num_key_value_heads; ++g)
+        for (int p = 0; p < depth; ++p) {
+          for (float& x : row) x = nd(rng);
+          kernels::kv_store_row(v.type, row.data(), c.head_dim, v.row(kv, g, p));
+        }
+  }
+}
+
+struct Result {
+  std::string test;
+  int batch;
+  int tokens;           // per run, all sequences
+  Stat tps;             // aggregate tokens/s
+  double bw_fraction;   // < 0: not reported
+};
+
+void bench(const BenchOptions& o) {
+  apply_threads(o.threads);
+  UPG_CHECK(o.reps >= 1, "-r must be at least 1");
+  for (int b : o.batch) UPG_CHECK(b >= 1, "-b: batch sizes must be at least 1, got ", b);
+  const auto t0 = Clock::now();
+  auto model = Model::load(o.model);
+  const double load_s = seconds_since(t0);
+  const ModelConfig& c = model->config();
+  const int64_t params = model->parameter_count();
+  // Size on disk: the UPG file, or a Hugging Face directory's safetensors files.
+  size_t file_bytes = 0;
+  if (std::filesystem::is_directory(o.model)) {
+    for (const auto& f : std::filesystem::directory_iterator(o.model))
+      if (f.path().extension() == ".safetensors") file_bytes += f.file_size();
+  } else {
+    file_bytes = std::filesystem::file_size(o.model);
+  }
+  const size_t decode_bytes = model->weight_bytes() - (c.tie_word_embeddings ? 0 : model->embed_tokens().stored_bytes());
+  const double bw = measure_read_bandwidth();
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+
+  EngineOptions eo;
+  eo.kv.type = parse_kv_type(o.kv_type);
+  Engine e(*model, eo);
+  std::mt19937 rng(1234);
+  std::vector<Result> results;
+  std::vector<float> logits;
+  auto random_token = [&] { return static_cast<int32_t>(rng() % static_cast<uint32_t>(c.vocab_size)); };
+
+  for (int p : o.prompt) {
+    if (p <= 0) continue;
+    std::vector<double> rates;
+    for (int r = 0; r <= o.reps; ++r) {  // run 0 warms up
+      const SeqId s = e.new_sequence();
+      std::vector<BatchEntry> batch;
+      for (int t = 0; t < p; ++t) batch.push_back({s, random_token(), t, t == p - 1});
+      const auto ts = Clock::now();
+      e.step(batch, logits);
+      const double dt = seconds_since(ts);
+      e.release(s);
+      if (r > 0) rates.push_back(p / dt);
+    }
+    results.push_back({"pp" + std::to_string(p), 1, p, stats(rates), -1});
+  }
+  for (int n : o.gen) {
+    if (n <= 0) continue;
+    for (int b : o.batch) {
+      std::vector<double> rates;
+      for (int r = 0; r <= o.reps; ++r) {
+        std::vector<SeqId> seqs;
+        for (int i = 0; i < b; ++i) {
+          seqs.push_back(e.new_sequence());
+          fill_random(e, seqs.back(), o.depth, rng);
+        }
+        std::vector<BatchEntry> batch(static_cast<size_t>(b));
+        const auto ts = Clock::now();
+        for (int step = 0; step < n; ++step) {
+          for (int i = 0; i < b; ++i) batch[i] = {seqs[i], random_token(), o.depth + step, true};
+          e.step(batch, logits);
+        }
+        const double dt = seconds_since(ts);
+        for (SeqId s : seqs) e.release(s);
+        if (r > 0) rates.push_back(static_cast<double>(b) * n / dt);
+      }
+      Stat st = stats(rates);
+      const double frac = b == 1 ? st.mean * static_cast<double>(decode_bytes) / bw : -1;
+      results.push_back({"tg" + std::to_string(n) + (o.depth ? "@d" + std::to_string(o.depth) : ""), b, b * n, st, frac});
+    }
+  }
+
+  const double bpw = 8.0 * static_cast<double>(file_bytes) / static_cast<double>(params);
+  const double rss_mib = static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0);
+  if (o.output == "json") {
+    nlohmann::json j;
+    j["model"] = o.model;
+    j["architecture"] = c.architecture;
+    j["parameters"] = params;
+    j["size_bytes"] = file_bytes;
+    j["bits_per_weight"] = bpw;
+    j["decode_bytes_per_step"] = decode_bytes;
+    j["threads"] = threads;
+    j["kv_type"] = o.kv_type;
+    j["depth"] = o.depth;
+    j["load_seconds"] = load_s;
+    j["memory_read_bandwidth_gbs"] = bw / 1e9;
+    j["peak_rss_mib"] = rss_mib;
+    j["kv_cache_peak_mib"] = static_cast<double>(e.cache().bytes_allocated()) / (1024.0 * 1024.0);
+    j["results"] = nlohmann::json::array();
+    for (const Result& r : results) {
+      nlohmann::json x{{"test", r.test}, {"batch", r.batch}, {"tokens", r.tokens}, {"tokens_per_second", r.tps.mean},
+                       {"stddev", r.tps.sd}, {"per_sequence_tokens_per_second", r.tps.mean / r.batch}};
+      if (r.bw_fraction >= 0) x["bandwidth_fraction"] = r.bw_fraction;
+      j["results"].push_back(x);
+    }
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::ostringstream out;
+  out << std::fixed;
+  out << "| model | size | params | bpw | threads | kv | test | batch | t/s (aggregate) | t/s per sequence | of membw |\n";
+  out << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const Result& r : results) {
+    out << "| " << c.architecture << " | " << std::setprecision(2) << file_bytes / (1024.0 * 1024.0 * 1024.0)
+        << " GiB | " << std::setprecision(2) << params / 1e9 << " B | " << std::setprecision(3) << bpw << " | "
+        << threads << " | " << o.kv_type << " | " << r.test << " | " << r.batch << " | " << std::setprecision(2)
+        << r.tps.mean << " ± " << r.tps.sd << " | " << r.tps.mean / r.batch << " | ";
+    if (r.bw_fraction >= 0) out << std::setprecision(1) << 100 * r.bw_fraction << "%";
+    out << " |\n";
+  }
+  out << "\nmemory read bandwidth " << std::setprecision(1) << bw / 1e9 << " GB/s (1 GiB, " << threads
+      << " threads) | decode reads " << std::setprecision(1) << decode_bytes / 1e6 << " MB of weights per step"
+      << " | load " << std::setprecision(2) << load_s << " s | peak memory " << std::setprecision(1) << rss_mib
+      << " MiB | KV cache " << e.cache().bytes_allocated() / (1024.0 * 1024.0) << " MiB\n";
+  std::cout << out.str();
+}
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  auto* cmd = app.add_subcommand("bench", "Measure prompt-processing and generation speed (like llama-bench)");
+  cmd->add_option("model", o->model, "Hugging Face model directory or .upg file (upg synth makes any shape)")
+      ->required();
+  cmd->add_option("-p,--n-prompt", o->prompt, "Prompt lengths to test, comma-separated (0 = none)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("-n,--n-gen", o->gen, "Tokens to generate per test, comma-separated (0 = none)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("-b,--batch", o->batch, "Sequences decoding together, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("-r,--repetitions", o->reps, "Timed runs per test (after one warm-up)")->capture_default_str();
+  cmd->add_option("-d,--depth", o->depth, "Fill each sequence's cache with this many random positions before tg")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--kv-type", o->kv_type, "KV cache type: f32, bf16, f16, q8")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16", "f16", "q8"}));
+  cmd->add_option("-o,--output", o->output, "md or json")->capture_default_str()->check(CLI::IsMember({"md", "json"}));
+  add_threads_flag(cmd, o->threads);
+  cmd->callback([o] { bench(*o); });
+}
+
+}  // namespace upg::cli
