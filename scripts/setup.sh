@@ -19,6 +19,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 BUILD_DIR="${1:-build}"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${UPG_BUILD_TYPE:-Release}" \
-      -DUPG_SANITIZE="${UPG_SANITIZE:-OFF}" >/dev/null
+      -DUPG_SANITIZE="${UPG_SANITIZE:-OFF}" -DUPG_NATIVE="${UPG_NATIVE:-OFF}" >/dev/null
 # shellcheck disable=SC2086
 cmake --build "$BUILD_DIR" -j "$(nproc)" ${UPG_TARGETS:+--target $UPG_TARGETS}

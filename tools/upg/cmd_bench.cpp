@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/memory_bandwidth.h"
 #include "commands.h"
 #include "kernels/cpu/attention.h"
 #include "loaded_model.h"
@@ -44,29 +45,6 @@ struct BenchOptions {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Read bandwidth in bytes/s: a 1 GiB buffer (far beyond any last-level cache), summed by all threads.
-double measure_read_bandwidth() {
-  const size_t n = (size_t{1} << 30) / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; ++i) buf[i] = i;
-  double best = 0;
-  volatile uint64_t sink = 0;
-  for (int pass = 0; pass < 3; ++pass) {
-    const auto t0 = Clock::now();
-    uint64_t total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-    for (size_t i = 0; i < n; i += 8) {
-      uint64_t s = 0;
-      for (size_t k = 0; k < 8; ++k) s += buf[i + k];
-      total += s;
-    }
-    sink = sink + total;
-    best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / seconds_since(t0));
-  }
-  return best;
-}
 
 struct Stat {
   double mean = 0, sd = 0;
@@ -127,7 +105,7 @@ void bench(const BenchOptions& o) {
     file_bytes = std::filesystem::file_size(o.model);
   }
   const size_t decode_bytes = model->weight_bytes() - (c.tie_word_embeddings ? 0 : model->embed_tokens().stored_bytes());
-  const double bw = measure_read_bandwidth();
+  const double bw = measure_read_bandwidth();  // 1 GiB, all threads, best of 3
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
 
   EngineOptions eo;
@@ -194,6 +172,7 @@ void bench(const BenchOptions& o) {
     j["depth"] = o.depth;
     j["load_seconds"] = load_s;
     j["memory_read_bandwidth_gbs"] = bw / 1e9;
+    j["decode_weights_fit_in_last_level_cache"] = decode_bytes < last_level_cache_bytes();
     j["peak_rss_mib"] = rss_mib;
     j["kv_cache_peak_mib"] = static_cast<double>(e.cache().bytes_allocated()) / (1024.0 * 1024.0);
     j["results"] = nlohmann::json::array();
@@ -210,12 +189,22 @@ void bench(const BenchOptions& o) {
   out << std::fixed;
   out << "| model | size | params | bpw | threads | kv | test | batch | t/s (aggregate) | t/s per sequence | of membw |\n";
   out << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  auto human = [](double v, const char* const* units) {
+    int u = 0;
+    while (v >= 1000 && units[u + 1]) v /= 1000, ++u;
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(v < 10 ? 2 : 1) << v << " " << units[u];
+    return s.str();
+  };
+  static const char* const kBytes[] = {"B", "kB", "MB", "GB", "TB", nullptr};
+  static const char* const kCount[] = {"", "K", "M", "B", "T", nullptr};
+  const bool cache_resident = decode_bytes < last_level_cache_bytes();
   for (const Result& r : results) {
-    out << "| " << c.architecture << " | " << std::setprecision(2) << file_bytes / (1024.0 * 1024.0 * 1024.0)
-        << " GiB | " << std::setprecision(2) << params / 1e9 << " B | " << std::setprecision(3) << bpw << " | "
-        << threads << " | " << o.kv_type << " | " << r.test << " | " << r.batch << " | " << std::setprecision(2)
-        << r.tps.mean << " ± " << r.tps.sd << " | " << r.tps.mean / r.batch << " | ";
-    if (r.bw_fraction >= 0) out << std::setprecision(1) << 100 * r.bw_fraction << "%";
+    out << "| " << c.architecture << " | " << human(static_cast<double>(file_bytes), kBytes) << " | "
+        << human(static_cast<double>(params), kCount) << " | " << std::setprecision(3) << bpw << " | " << threads
+        << " | " << o.kv_type << " | " << r.test << " | " << r.batch << " | " << std::setprecision(2) << r.tps.mean
+        << " ± " << r.tps.sd << " | " << r.tps.mean / r.batch << " | ";
+    if (r.bw_fraction >= 0) out << std::setprecision(1) << 100 * r.bw_fraction << "%" << (cache_resident ? " (cache-resident)" : "");
     out << " |\n";
   }
   out << "\nmemory read bandwidth " << std::setprecision(1) << bw / 1e9 << " GB/s (1 GiB, " << threads

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "base/cpu_features.h"
 #include "base/error.h"
 #include "commands.h"
 
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   upg::cli::add_compare_command(app);
   upg::cli::add_bench_command(app);
   try {
+    upg::require_baseline_cpu();
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end `upg bench` on the bundled tiny model: the markdown and JSON reports carry every
+# field (prompt and generation tests, batch sizes, bandwidth, size, memory), generation at a
+# filled depth works for every KV type, and bad arguments are clear errors. Speeds are not
+# checked (that is for benchmarks, not tests). Argument 1: the upg binary.
+set -uo pipefail
+UPG="$1"
+cd "$(dirname "$0")/../.."
+PY=/usr/bin/python3
+M=models/upg-tiny-phi3
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0; passes=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+expect_status() {
+  local want=$1 what=$2; shift 2
+  "$@" >"$T/out" 2>&1
+  local got=$?
+  if [ "$got" -eq "$want" ]; then passes=$((passes + 1)); else fail "$what: exit $got, expected $want"; sed 's/^/  | /' "$T/out" | tail -n 15; fi
+}
+has() { if grep -q -- "$1" "$T/out"; then passes=$((passes + 1)); else fail "output lacks '$1'"; sed 's/^/  | /' "$T/out" | tail -n 15; fi; }
+
+expect_status 0 "bench md" "$UPG" bench "$M" -p 16 -n 4 -b 1,3 -r 2 -t 1
+has "| pp16 | 1 |"
+has "| tg4 | 1 |"
+has "| tg4 | 3 |"
+has "memory read bandwidth"
+has "peak memory"
+
+for kv in f32 bf16 f16 q8; do
+  expect_status 0 "bench json kv $kv" "$UPG" bench "$M" -p 8 -n 3 -b 2 -r 1 -t 1 -d 40 --kv-type "$kv" -o json
+  cp "$T/out" "$T/bench_$kv.json"
+  if "$PY" - "$T/bench_$kv.json" "$kv" <<'PYEOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["kv_type"] == sys.argv[2] and j["depth"] == 40, j
+assert j["architecture"] == "Phi3ForCausalLM" and j["parameters"] > 4_000_000
+assert 15 < j["bits_per_weight"] < 17, j["bits_per_weight"]
+assert j["memory_read_bandwidth_gbs"] > 0.1 and j["peak_rss_mib"] > 1 and j["kv_cache_peak_mib"] > 0
+tests = {(r["test"], r["batch"]): r for r in j["results"]}
+assert set(tests) == {("pp8", 1), ("tg3@d40", 2)}, tests
+for r in j["results"]:
+    assert r["tokens_per_second"] > 0 and r["stddev"] >= 0
+assert tests[("tg3@d40", 2)]["tokens"] == 6
+PYEOF
+  then passes=$((passes + 1)); else fail "bench json ($kv) lacks fields: $(head -c 600 "$T/out")"; fi
+done
+
+expect_status 1 "missing model" "$UPG" bench /nonexistent/model
+has "/nonexistent/model"
+expect_status 1 "batch 0" "$UPG" bench "$M" -b 0
+has "batch sizes must be at least 1"
+expect_status 1 "reps 0" "$UPG" bench "$M" -r 0
+has "-r must be at least 1"
+expect_status 105 "bad kv type" "$UPG" bench "$M" --kv-type fp8
+has "fp8 not in"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
