@@ -70,6 +70,23 @@ SimdLevel simd_level() {
 
 void set_simd_cap(std::optional<SimdLevel> cap) { g_cap.store(cap ? static_cast<int>(*cap) : -1); }
 
+namespace {
+// -1: not set by the program (UPG_INT8_ACTIVATIONS decides).
+std::atomic<int> g_int8{-1};
+}  // namespace
+
+bool int8_activations() {
+  const int v = g_int8.load(std::memory_order_relaxed);
+  if (v >= 0) return v != 0;
+  static const bool env = [] {
+    const char* e = std::getenv("UPG_INT8_ACTIVATIONS");
+    return !(e && std::string(e) == "0");
+  }();
+  return env;
+}
+
+void set_int8_activations(bool on) { g_int8.store(on ? 1 : 0); }
+
 void require_baseline_cpu() {
   const CpuFeatures& f = cpu_features();
   UPG_CHECK(f.avx2 && f.fma, "this CPU lacks ", !f.avx2 ? "AVX2" : "FMA",

@@ -32,6 +32,13 @@ SimdLevel simd_level();
 // Caps the level (nullopt: back to UPG_SIMD or none). Process-wide; call it only while no kernel runs.
 void set_simd_cap(std::optional<SimdLevel> cap);
 
+// Whether matmuls may quantize their activations to int8 and use integer dot products
+// (kernels/cpu/codebook_q8.h), as the fastest CPU engines do: the default. UPG_INT8_ACTIVATIONS=0,
+// read once, or set_int8_activations(false) keeps every matmul in fp32 (tests of the fp32 paths,
+// or to measure what the activation rounding costs). Process-wide, like the SIMD cap.
+bool int8_activations();
+void set_int8_activations(bool on);
+
 // Throws Error naming what is missing when the CPU lacks the AVX2 + FMA + F16C baseline.
 void require_baseline_cpu();
 

@@ -139,6 +139,7 @@ TEST(KernelsBf16, VectorConversionMatchesScalar) {
 // Every codebook shape under one SIMD level (capped to it for the duration).
 void check_codebook_shapes(SimdLevel level) {
   set_simd_cap(level);
+  set_int8_activations(false);  // the fp32 paths; the int8 path has its own test below
   uint32_t seed = 100;
   for (int k = 1; k <= 8; ++k)
     for (auto [group, cb_rows, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{
@@ -149,6 +150,7 @@ void check_codebook_shapes(SimdLevel level) {
                                  std::to_string(rows) + "x" + std::to_string(cols));
     }
   set_simd_cap(std::nullopt);
+  set_int8_activations(true);
 }
 
 TEST(KernelsCodebook, AllBitsGroupsShapesAvx2) { check_codebook_shapes(SimdLevel::Avx2); }
@@ -161,7 +163,82 @@ TEST(KernelsCodebook, AllBitsGroupsShapesAvx512) {
   check_codebook_shapes(SimdLevel::Avx512);
 }
 
+// The int8-activation path (kernels/cpu/codebook_q8.h) as WeightMatrix::matmul takes it for a
+// few tokens: within the error bound of its contract, |y - W x| <= sum_j (|s_j| (hi - lo) / 254
+// |x_j| + |w_j| d_j / 2), d_j = the block's activation step (<= max_block|x| / 127 + max|x| /
+// (127 * 4095)), against a double-precision product of the exact weights; and really taken (not
+// bit-equal to the fp32 path everywhere).
+TEST(KernelsCodebook, Int8ActivationPathWithinItsErrorBound) {
+  uint32_t seed = 900;
+  for (int k : {2, 3, 4})
+    for (auto [group, cb_rows, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{
+             {32, 0, 37, 256}, {64, 7, 29, 320}, {128, 0, 13, 512}, {256, 0, 9, 768}}) {
+      const CodecParams p = {{"bits", k}, {"group", group}, {"codebook_rows", cb_rows}, {"levels", "gaussian"}};
+      const CodebookLayout l = read_codebook_layout(p, rows, cols);
+      std::mt19937 rng(++seed);
+      std::uniform_int_distribution<int> code(0, (1 << k) - 1);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      std::vector<uint8_t> codes(rows * cols);
+      for (auto& c : codes) c = static_cast<uint8_t>(code(rng));
+      std::vector<float> scales(rows * l.ngroups), levels(l.nblocks << k);
+      for (auto& sc : scales) sc = f16_to_f32(f32_to_f16(0.01f * nd(rng)));
+      for (int64_t b = 0; b < l.nblocks; ++b) {
+        float v = -1.0f;
+        for (int i = 0; i < (1 << k); ++i) levels[(b << k) + i] = v += 0.05f + std::fabs(nd(rng)) / (1 << k);
+      }
+      auto o = open_encoded("codebook", codebook_from_codes(p, rows, cols, codes.data(), scales.data(), levels.data()),
+                            rows, cols);
+      const std::vector<float> W = decode_all(*o->m);
+      const int64_t cb = cb_rows == 0 ? rows : cb_rows;
+      for (int64_t n : {1, 3, 16}) {
+        const std::vector<float> x = gaussian_matrix(n, cols, seed * 7 + static_cast<uint32_t>(n), 1.0f);
+        std::vector<float> y(n * rows, NAN), yf(n * rows);
+        o->m->matmul(x.data(), n, y.data());
+        set_int8_activations(false);
+        o->m->matmul(x.data(), n, yf.data());
+        set_int8_activations(true);
+        int bad = 0, differs = 0;
+        for (int64_t t = 0; t < n; ++t) {
+          const float* xt = x.data() + t * cols;
+          float tokmax = 0;
+          for (int64_t c = 0; c < cols; ++c) tokmax = std::max(tokmax, std::fabs(xt[c]));
+          for (int64_t r = 0; r < rows; ++r) {
+            const float* L = levels.data() + (r / cb << k);
+            const double range = L[(1 << k) - 1] - L[0];
+            double ref = 0, bound = 0, mag = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+              float bmax = 0;
+              for (int64_t j = c / 32 * 32; j < c / 32 * 32 + 32; ++j) bmax = std::max(bmax, std::fabs(xt[j]));
+              const double w = W[r * cols + c];
+              ref += w * xt[c];
+              mag += std::fabs(w * xt[c]);
+              bound += std::fabs(scales[r * l.ngroups + c / group]) * range / 254 * std::fabs(xt[c]) +
+                       std::fabs(w) * (bmax / 127.0 + tokmax / (127.0 * 4095)) / 2;
+            }
+            const float got = y[t * rows + r];
+            if (!(std::fabs(got - ref) <= bound * 1.001 + 1e-5 * mag) && ++bad <= 3)
+              ADD_FAILURE() << "k=" << k << " G=" << group << " n=" << n << " token " << t << " row " << r << ": got "
+                            << got << ", exact " << ref << ", bound " << bound;
+            differs += got != yf[t * rows + r];
+          }
+        }
+        EXPECT_EQ(bad, 0);
+        EXPECT_GT(differs, 0) << "k=" << k << " G=" << group << " n=" << n << ": the int8 path was not taken";
+      }
+      // A NaN or Inf activation must not be quantized into a plausible number: it propagates.
+      for (float poison : {NAN, INFINITY}) {
+        std::vector<float> x = gaussian_matrix(2, cols, seed, 1.0f), y(2 * rows, 0.0f);
+        x[cols + 5] = poison;
+        o->m->matmul(x.data(), 2, y.data());
+        bool token1_nonfinite = false;
+        for (int64_t r = 0; r < rows; ++r) token1_nonfinite |= !std::isfinite(y[rows + r]);
+        EXPECT_TRUE(token1_nonfinite) << "k=" << k << " G=" << group << ": a " << poison << " input gave finite outputs";
+      }
+    }
+}
+
 TEST(KernelsCodebook, EncodedThroughCodec) {
+  set_int8_activations(false);  // exact fp32 reference below; the int8 path is tested above
   const int64_t rows = 45, cols = 320;
   const std::vector<float> W = gaussian_matrix(rows, cols, 5);
   for (int k : {2, 3, 4, 5, 6}) {
@@ -169,6 +246,7 @@ TEST(KernelsCodebook, EncodedThroughCodec) {
     auto o = open_encoded("codebook", std::move(t), rows, cols);
     check_all(*o->m, 200 + k, "codebook encoded k=" + std::to_string(k));
   }
+  set_int8_activations(true);
 }
 
 TEST(KernelsInt8, GroupsScaleTypesShapes) {
