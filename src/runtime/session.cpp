@@ -5,14 +5,16 @@
 namespace upg {
 
 namespace {
-EngineOptions session_options(KvType kv) {
+EngineOptions session_options(KvType kv, size_t max_bytes) {
   EngineOptions o;
   o.kv.type = kv;
+  o.kv.max_bytes = max_bytes;
   return o;
 }
 }  // namespace
 
-Session::Session(const Model& model, int max_context, KvType kv) : engine_(model, session_options(kv)) {
+Session::Session(const Model& model, int max_context, KvType kv, size_t kv_max_bytes)
+    : engine_(model, session_options(kv, kv_max_bytes)) {
   capacity_ = max_context > 0 ? max_context : model.config().max_position_embeddings;
   seq_ = engine_.new_sequence();
 }

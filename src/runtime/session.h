@@ -18,7 +18,8 @@ class Session {
   // max_context: positions the sequence may hold; <= 0 means config().max_position_embeddings.
   // Cache blocks are allocated as positions are written; nothing is reserved here.
   // kv: the cache row type (f32 is exact; bf16 is what `upg run` uses by default).
-  explicit Session(const Model& model, int max_context = 0, KvType kv = KvType::F32);
+  // kv_max_bytes: cap on cache memory (0: none); a forward that would exceed it throws KvCacheFull.
+  explicit Session(const Model& model, int max_context = 0, KvType kv = KvType::F32, size_t kv_max_bytes = 0);
 
   // Runs `tokens` (ids in [0, vocab)) at positions position() .. position() + n - 1.
   // logits becomes n x vocab (all_logits) or vocab (the last token's), row-major.

@@ -46,6 +46,16 @@ PYEOF
   then passes=$((passes + 1)); else fail "bench json ($kv) lacks fields: $(head -c 600 "$T/out")"; fi
 done
 
+# The KV memory cap: a cap that fits runs; one below a block, or one a generation outgrows, is a
+# clear error; a size that is not one is named.
+expect_status 0 "bench under a cap" "$UPG" bench "$M" -p 8 -n 2 -b 2 -r 1 -t 1 --kv-memory 64M
+expect_status 1 "cap below one block" "$UPG" bench "$M" -p 8 -n 2 -r 1 -t 1 --kv-memory 1K
+has "smaller than one block"
+expect_status 1 "not a size" "$UPG" bench "$M" --kv-memory lots
+has "'lots' is not a size"
+expect_status 1 "run outgrows its cap" "$UPG" run "$M" -p "The history of the city" -n 200 --temp 0 --ignore-eos --kv-memory 100K
+has "KV cache full"
+
 expect_status 1 "missing model" "$UPG" bench /nonexistent/model
 has "/nonexistent/model"
 expect_status 1 "batch 0" "$UPG" bench "$M" -b 0

@@ -40,6 +40,7 @@ struct BenchOptions {
   int reps = 3;
   int depth = 0;
   std::string kv_type = "bf16";
+  std::string kv_memory;
   std::string output = "md";
 };
 
@@ -110,6 +111,7 @@ void bench(const BenchOptions& o) {
 
   EngineOptions eo;
   eo.kv.type = parse_kv_type(o.kv_type);
+  eo.kv.max_bytes = o.kv_memory.empty() ? 0 : parse_byte_size(o.kv_memory, "--kv-memory");
   Engine e(*model, eo);
   std::mt19937 rng(1234);
   std::vector<Result> results;
@@ -236,6 +238,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: f32, bf16, f16, q8")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16", "f16", "q8"}));
+  cmd->add_option("--kv-memory", o->kv_memory, "Cap on KV cache memory, e.g. 512M, 4G (default: none)");
   cmd->add_option("-o,--output", o->output, "md or json")->capture_default_str()->check(CLI::IsMember({"md", "json"}));
   add_threads_flag(cmd, o->threads);
   cmd->callback([o] { bench(*o); });

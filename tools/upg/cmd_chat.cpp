@@ -28,7 +28,7 @@ void chat(const ChatOptions& o) {
   LoadedModel lm = load_model(o.model);
   UPG_CHECK(lm.chat_template.has_value(), "model '", o.model,
             "' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template); use `upg run`");
-  Session session(*lm.model, o.ctx, o.gen.kv());
+  Session session(*lm.model, o.ctx, o.gen.kv(), o.gen.kv_bytes());
   const GenerateOptions gen = o.gen.resolve(*lm.model);
   std::vector<int32_t> in_cache;  // tokens the session's KV cache holds, in order
   nlohmann::json messages = nlohmann::json::array();

@@ -28,7 +28,7 @@ void run(const RunOptions& o) {
   std::vector<int32_t> ids = lm.tokenizer.encode(prompt, !o.no_bos);
   if (ids.empty() && lm.tokenizer.bos_id()) ids.push_back(*lm.tokenizer.bos_id());
   UPG_CHECK(!ids.empty(), "the prompt is empty and the model has no BOS token to start from");
-  Session session(*lm.model, o.ctx, o.gen.kv());
+  Session session(*lm.model, o.ctx, o.gen.kv(), o.gen.kv_bytes());
   const GenerateOptions gen = o.gen.resolve(*lm.model);
   std::cout << prompt << std::flush;
   GenerateStats st;

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -48,6 +49,27 @@ void apply_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
 }
 
+size_t parse_byte_size(const std::string& s, const std::string& what) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  std::string unit = s.substr(pos);
+  if (unit.size() > 1 && (unit.substr(1) == "iB" || unit.substr(1) == "B")) unit = unit.substr(0, 1);
+  double mult = 0;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "K" || unit == "k") mult = 1024.0;
+  else if (unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "G") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
+  UPG_CHECK(pos > 0 && mult > 0 && std::isfinite(v) && v > 0 && v * mult < 1e18, what, ": '", s,
+            "' is not a size (examples: 512M, 4G, 1.5GiB)");
+  return static_cast<size_t>(v * mult);
+}
+
 void add_generation_flags(CLI::App* cmd, GenerationFlags& f) {
   auto& s = f.sampling;
   cmd->add_option("-n,--n-predict", f.gen.max_new_tokens, "Tokens to generate at most")->capture_default_str();
@@ -65,6 +87,7 @@ void add_generation_flags(CLI::App* cmd, GenerationFlags& f) {
   cmd->add_option("--kv-type", f.kv_type, "KV cache type: f32, bf16, f16, q8")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16", "f16", "q8"}));
+  cmd->add_option("--kv-memory", f.kv_memory, "Cap on KV cache memory, e.g. 512M, 4G (default: none)");
 }
 
 GenerateOptions GenerationFlags::resolve(const Model& model) const {

@@ -27,14 +27,20 @@ LoadedModel load_model(const std::string& path);
 void add_threads_flag(CLI::App* cmd, int& threads);
 void apply_threads(int threads);
 
+// "4096", "512K", "512M", "4G", "1.5GiB" (K/M/G/T, binary: 1K = 1024) -> bytes. Throws Error
+// naming `what` for anything else.
+size_t parse_byte_size(const std::string& s, const std::string& what);
+
 // What `run` and `chat` take from the command line about generation.
 struct GenerationFlags {
   GenerateOptions gen;          // sampling is filled by resolve()
   SamplingOverrides sampling;   // only what the user gave
   std::string kv_type = "bf16";
+  std::string kv_memory;  // "" = no cap; else a size such as 512M or 4G
   // gen with the sampling settings of resolve_sampling(the model's generation_config.json, sampling).
   GenerateOptions resolve(const Model& model) const;
   KvType kv() const { return parse_kv_type(kv_type); }
+  size_t kv_bytes() const { return kv_memory.empty() ? 0 : parse_byte_size(kv_memory, "--kv-memory"); }
 };
 
 // --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, -n, --stop,
