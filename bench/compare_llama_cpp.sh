@@ -191,7 +191,7 @@ tar_sha=$(sha256sum "$TARBALL" 2>/dev/null | cut -c1-16 || echo "?")
   echo "- CPU: $cpu_model; $n_cpus logical CPUs ($n_avail usable), $(lscpu | sed -n 's/^Thread(s) per core:[[:space:]]*//p') thread(s)/core; ${mem_gib} GiB RAM"
   echo "- CPU flags: ${cpu_flags:-(none of avx2/avx512*)}"
   echo "- llama.cpp: release $LLAMA_TAG (llama.cpp-$LLAMA_TAG.tar.xz sha256 $tar_sha…), build number $b_num, commit $b_commit (the tarball has no git metadata), $b_compiler; CPU backend, GGML_NATIVE=ON"
-  echo "- threads: $THREADS; all runs under \`nice -n 19\`$([[ $QUICK == 1 ]] && echo "; **--quick**")"
+  echo "- threads: $THREADS; builds and quantizations under \`nice -n 19\`, benchmarks at normal priority$([[ $QUICK == 1 ]] && echo "; **--quick**")"
   echo "- shape: llama, hidden 2048, 22 layers, FFN 5632, 32 heads / 4 KV heads, head_dim 64, vocab 32000, ctx 2048, untied output (config: \`$CONFIG\`)"
   echo
 } >"$REPORT"
