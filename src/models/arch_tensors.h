@@ -1,9 +1,9 @@
 // The tensor table of an architecture: every tensor a checkpoint of that architecture holds, with
 // its Hugging Face name, its shape (in terms of the config) and what it is for in the generic
 // decoder. Each architecture declares its table once (models/<arch>.cpp, or a layout shared by a
-// family in models/layouts.cpp); the loader (runtime/model.cpp), the converter's tensor plan
-// (convert/tensor_plan.cpp), `upg synth` and the calibration observer (runtime/engine.cpp) all
-// derive their lists from it through expand_tensors().
+// family in models/layouts.cpp); the loader (runtime/model.cpp), the converter's plan
+// (convert/converter.cpp), `upg synth` (convert/synth.cpp) and the calibration observer
+// (runtime/engine.cpp) all derive their lists from it through model_tensors() / expand_tensors().
 #pragma once
 #include <cstdint>
 #include <string>
