@@ -39,21 +39,31 @@ size_t kv_row_bytes(KvType t, int64_t head_dim) {
 
 namespace kernels {
 
+namespace {
+// Rows of 16-bit values (bf16, f16): To / From convert one value (template arguments, so the
+// conversion inlines into the attention loop).
+template <uint16_t (*To)(float)>
+void store_16bit(const float* x, int64_t hd, uint8_t* row) {
+  for (int64_t i = 0; i < hd; ++i) {
+    const uint16_t v = To(x[i]);
+    std::memcpy(row + 2 * i, &v, 2);
+  }
+}
+template <float (*From)(uint16_t)>
+void load_16bit(const uint8_t* row, int64_t hd, float* out) {
+  for (int64_t i = 0; i < hd; ++i) {
+    uint16_t v;
+    std::memcpy(&v, row + 2 * i, 2);
+    out[i] = From(v);
+  }
+}
+}  // namespace
+
 void kv_store_row(KvType t, const float* x, int64_t hd, uint8_t* row) {
   switch (t) {
     case KvType::F32: std::memcpy(row, x, sizeof(float) * hd); return;
-    case KvType::BF16:
-      for (int64_t i = 0; i < hd; ++i) {
-        const uint16_t v = f32_to_bf16(x[i]);
-        std::memcpy(row + 2 * i, &v, 2);
-      }
-      return;
-    case KvType::F16:
-      for (int64_t i = 0; i < hd; ++i) {
-        const uint16_t v = f32_to_f16(x[i]);
-        std::memcpy(row + 2 * i, &v, 2);
-      }
-      return;
+    case KvType::BF16: return store_16bit<f32_to_bf16>(x, hd, row);
+    case KvType::F16: return store_16bit<f32_to_f16>(x, hd, row);
     case KvType::Q8: {
       float amax = 0.f;
       for (int64_t i = 0; i < hd; ++i) amax = std::max(amax, std::fabs(x[i]));
@@ -69,20 +79,8 @@ void kv_store_row(KvType t, const float* x, int64_t hd, uint8_t* row) {
 void kv_load_row(KvType t, const uint8_t* row, int64_t hd, float* out) {
   switch (t) {
     case KvType::F32: std::memcpy(out, row, sizeof(float) * hd); return;
-    case KvType::BF16:
-      for (int64_t i = 0; i < hd; ++i) {
-        uint16_t v;
-        std::memcpy(&v, row + 2 * i, 2);
-        out[i] = bf16_to_f32(v);
-      }
-      return;
-    case KvType::F16:
-      for (int64_t i = 0; i < hd; ++i) {
-        uint16_t v;
-        std::memcpy(&v, row + 2 * i, 2);
-        out[i] = f16_to_f32(v);
-      }
-      return;
+    case KvType::BF16: return load_16bit<bf16_to_f32>(row, hd, out);
+    case KvType::F16: return load_16bit<f16_to_f32>(row, hd, out);
     case KvType::Q8: {
       float scale;
       std::memcpy(&scale, row + hd, 4);

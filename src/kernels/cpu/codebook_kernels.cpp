@@ -8,6 +8,7 @@
 #include "base/cpu_features.h"
 #include "base/half.h"
 #include "kernels/cpu/codebook_kernels_avx512.h"
+#include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/tile_gemm.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -224,20 +225,6 @@ void decode_segment_k(const CodebookView& v, int64_t r, int64_t c0, int64_t m, f
   decode_segment_avx2<K>(v, r, padded_row(v, r, pad), c0, m, out);
 }
 
-// Calls f.template operator()<K>() for the runtime k (1..8).
-template <class F>
-void dispatch_k(int k, F&& f) {
-  switch (k) {
-    case 1: return f.template operator()<1>();
-    case 2: return f.template operator()<2>();
-    case 3: return f.template operator()<3>();
-    case 4: return f.template operator()<4>();
-    case 5: return f.template operator()<5>();
-    case 6: return f.template operator()<6>();
-    case 7: return f.template operator()<7>();
-    default: return f.template operator()<8>();
-  }
-}
 
 #endif  // UPG_CB_AVX2
 
@@ -263,7 +250,7 @@ void codebook_decode_segment_reference(const CodebookView& v, int64_t r, int64_t
 
 void codebook_decode_segment(const CodebookView& v, int64_t r, int64_t c0, int64_t m, float* out) {
 #ifdef UPG_CB_AVX2
-  dispatch_k(v.k, [&]<int K>() { decode_segment_k<K>(v, r, c0, m, out); });
+  dispatch_1_to_8(v.k, [&]<int K>() { decode_segment_k<K>(v, r, c0, m, out); });
 #else
   codebook_decode_segment_reference(v, r, c0, m, out);
 #endif
@@ -284,8 +271,8 @@ void codebook_matmul_reference(const CodebookView& v, const float* x, int64_t n,
 void codebook_matmul(const CodebookView& v, const float* x, int64_t n, float* y) {
   if (n <= 0) return;
 #ifdef UPG_CB_AVX2
-  if (n == 1) dispatch_k(v.k, [&]<int K>() { matvec_avx2<K>(v, x, y); });
-  else dispatch_k(v.k, [&]<int K>() { matmul_tiled_avx2<K>(v, x, n, y); });
+  if (n == 1) dispatch_1_to_8(v.k, [&]<int K>() { matvec_avx2<K>(v, x, y); });
+  else dispatch_1_to_8(v.k, [&]<int K>() { matmul_tiled_avx2<K>(v, x, n, y); });
 #else
   tiled_matmul(v.rows, v.cols, x, n, y, [&](int64_t r0, int64_t nr, int64_t c0, int64_t kc, float* t, int64_t ldt) {
     for (int64_t i = 0; i < nr; ++i) codebook_decode_segment_reference(v, r0 + i, c0, kc, t + i * ldt);

@@ -1,6 +1,8 @@
 // Integer-dot-product codebook kernels. Technique, accuracy contract and costs: codebook_q8.h.
 #include "kernels/cpu/codebook_q8.h"
 
+#include "kernels/cpu/dispatch.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -265,19 +267,6 @@ void dispatch_nb(int nb, F&& f) {
   }
 }
 
-template <class F>
-void dispatch_nt(int64_t n, F&& f) {  // n in [1, 8]
-  switch (n) {
-    case 1: return f.template operator()<1>();
-    case 2: return f.template operator()<2>();
-    case 3: return f.template operator()<3>();
-    case 4: return f.template operator()<4>();
-    case 5: return f.template operator()<5>();
-    case 6: return f.template operator()<6>();
-    case 7: return f.template operator()<7>();
-    default: return f.template operator()<8>();
-  }
-}
 
 constexpr int64_t kFusedMax = 8;       // up to this many tokens: matmul_fused, else matmul_tiled
 constexpr int64_t kPassNT = 6;         // tokens per pass of matmul_tiled (12 accumulators in registers)
@@ -322,7 +311,7 @@ void matmul_fused(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8&
       const size_t tb = static_cast<size_t>(r / v.cb_rows);
       row_scales(v, r, sg.data());
       const auto wf = [tbl, up, row](int64_t b) { return _mm256_shuffle_epi8(tbl, up(row + b * 4 * K)); };
-      dispatch_nt(n, [&]<int NT>() {
+      dispatch_1_to_8(n, [&]<int NT>() {
         __m256 acc[NT];
 #pragma GCC unroll 8
         for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
@@ -369,7 +358,7 @@ void matmul_tiled(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8&
           const Q8Block32* w = wb.data() + i * nblk;
           const auto wf = [w](int64_t b) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(w + b)); };
           for (int64_t t0 = 0; t0 < n; t0 += per_pass)
-            dispatch_nt(std::min(per_pass, n - t0), [&]<int NT>() {
+            dispatch_1_to_8(std::min(per_pass, n - t0), [&]<int NT>() {
               if constexpr (NT <= kPassNT)
                 row_dot<NT, NB, 0>(wf, plan, seg, Tok{x.perm[K - 2].data(), x.m2.data(), n, t0}, sg.data() + i * ng8,
                                 &accm[static_cast<size_t>(i * n + t0)].v);
@@ -378,7 +367,7 @@ void matmul_tiled(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8&
       for (int64_t i = 0; i < nr; ++i) {
         const size_t tb = static_cast<size_t>((r0 + i) / v.cb_rows);
         for (int64_t t0 = 0; t0 < n; t0 += 8)
-          dispatch_nt(std::min<int64_t>(8, n - t0), [&]<int NT>() {
+          dispatch_1_to_8(std::min<int64_t>(8, n - t0), [&]<int NT>() {
             finish<NT>(v, x, gsum, sg.data() + i * ng8, T.a[tb], T.lo[tb], r0 + i, t0, &accm[static_cast<size_t>(i * n + t0)].v, y);
           });
       }
