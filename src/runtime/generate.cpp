@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "runtime/session.h"
+#include "runtime/text_stream.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg {
@@ -23,25 +24,11 @@ double GenerateStats::generation_tokens_per_second() const {
   return decode_seconds > 0 && generated_tokens > 1 ? (generated_tokens - 1) / decode_seconds : 0.0;
 }
 
-size_t stop_string_holdback(const std::string& text, const std::vector<std::string>& stops) {
-  size_t hold = 0;
-  for (const auto& s : stops) {
-    for (size_t k = std::min(s.size() - 1, text.size()); k > hold; --k) {
-      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
-        hold = k;
-        break;
-      }
-    }
-  }
-  return hold;
-}
-
 std::vector<int32_t> generate(Session& session, const Tokenizer& tok, const std::vector<int32_t>& prompt_ids,
                               const GenerateOptions& opt, const std::function<bool(const std::string&)>& on_text,
                               GenerateStats* stats) {
   UPG_CHECK(!prompt_ids.empty(), "the prompt is empty: nothing to generate from");
   UPG_CHECK(opt.max_new_tokens >= 0, "the number of tokens to generate must be >= 0, got ", opt.max_new_tokens);
-  for (const auto& s : opt.stop_strings) UPG_CHECK(!s.empty(), "a stop string is empty");
   const int max_ctx = session.max_context();
   UPG_CHECK(session.position() + static_cast<int>(prompt_ids.size()) <= max_ctx, "the prompt needs ",
             session.position() + prompt_ids.size(), " tokens of context but the model allows ", max_ctx);
@@ -53,28 +40,18 @@ std::vector<int32_t> generate(Session& session, const Tokenizer& tok, const std:
   std::vector<int32_t> out;
   std::vector<float> logits;
   const std::vector<int32_t> eos = opt.stop_at_eos ? tok.eos_ids() : std::vector<int32_t>{};
-  StreamDecoder dec(tok, /*skip_special=*/true);
-  std::string pending;  // decoded text not yet emitted (may be the start of a stop string)
+  TextStream text(tok, opt.stop_strings);
   bool stopped = false;
 
-  auto emit = [&](const std::string& piece, bool final) {
-    pending += piece;
-    size_t cut = std::string::npos;
-    for (const auto& s : opt.stop_strings) cut = std::min(cut, pending.find(s));
-    if (cut != std::string::npos) {
-      if (cut > 0) on_text(pending.substr(0, cut));
-      pending.clear();
-      st.stop_reason = "stop string";
+  // Passes released text on; false when generation must end (a stop string or the caller).
+  auto emit = [&](const std::string& piece) {
+    if (!piece.empty() && !on_text(piece)) {
+      st.stop_reason = "stopped by caller";
       return false;
     }
-    size_t hold = final ? 0 : stop_string_holdback(pending, opt.stop_strings);
-    if (pending.size() > hold) {
-      std::string ready = pending.substr(0, pending.size() - hold);
-      pending.erase(0, pending.size() - hold);
-      if (!on_text(ready)) {
-        st.stop_reason = "stopped by caller";
-        return false;
-      }
+    if (text.stopped()) {
+      st.stop_reason = "stop string";
+      return false;
     }
     return true;
   };
@@ -85,14 +62,14 @@ std::vector<int32_t> generate(Session& session, const Tokenizer& tok, const std:
   auto t1 = Clock::now();
   st.stop_reason = "length";
   for (int i = 0; i < opt.max_new_tokens; ++i) {
-    int32_t next = sampler.sample(logits, history);
+    int32_t next = sampler.sample(logits, history, out);
     if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
       st.stop_reason = "eos";
       break;
     }
     out.push_back(next);
     history.push_back(next);
-    if (!emit(dec.push(next), false)) {
+    if (!emit(text.push(next))) {
       stopped = true;
       break;
     }
@@ -103,7 +80,7 @@ std::vector<int32_t> generate(Session& session, const Tokenizer& tok, const std:
     }
     session.forward(std::span<const int32_t>(&next, 1), logits, false);
   }
-  if (!stopped) emit(dec.flush(), true);
+  if (!stopped) emit(text.finish());
   st.decode_seconds = seconds_since(t1);
   st.generated_tokens = static_cast<int>(out.size());
   if (stats) *stats = st;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/sampler.h"
+#include "runtime/text_stream.h"
 
 namespace upg {
 
@@ -37,9 +38,5 @@ struct GenerateStats {
 std::vector<int32_t> generate(Session& session, const Tokenizer& tok, const std::vector<int32_t>& prompt_ids,
                               const GenerateOptions& opt, const std::function<bool(const std::string&)>& on_text,
                               GenerateStats* stats = nullptr);
-
-// Length of the longest suffix of `text` that is a proper prefix of some stop string: that much
-// text must be held back until more arrives.
-size_t stop_string_holdback(const std::string& text, const std::vector<std::string>& stops);
 
 }  // namespace upg

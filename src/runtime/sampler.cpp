@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,10 @@ void SamplingParams::validate() const {
   UPG_CHECK(std::isfinite(repeat_penalty) && repeat_penalty > 0, "--repeat-penalty must be > 0, got ",
             repeat_penalty);
   UPG_CHECK(repeat_last_n >= -1, "--repeat-last-n must be >= -1, got ", repeat_last_n);
+  UPG_CHECK(std::isfinite(presence_penalty) && presence_penalty >= -2 && presence_penalty <= 2,
+            "presence penalty must be in [-2, 2], got ", presence_penalty);
+  UPG_CHECK(std::isfinite(frequency_penalty) && frequency_penalty >= -2 && frequency_penalty <= 2,
+            "frequency penalty must be in [-2, 2], got ", frequency_penalty);
 }
 
 SamplingParams resolve_sampling(const std::optional<std::string>& generation_config_json,
@@ -66,9 +71,18 @@ int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history,
+                       std::span<const int32_t> generated) {
   const int32_t n = static_cast<int32_t>(logits.size());
   UPG_CHECK(n > 0, "sampling from an empty logits vector");
+  if ((p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) && !generated.empty()) {
+    std::unordered_map<int32_t, int> count;
+    for (int32_t t : generated) ++count[t];
+    for (auto [t, c] : count) {
+      if (t < 0 || t >= n) continue;
+      logits[t] -= p_.presence_penalty + p_.frequency_penalty * static_cast<float>(c);
+    }
+  }
   if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) {
     size_t look = p_.repeat_last_n < 0 ? history.size()
                                        : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));

@@ -21,6 +21,10 @@ struct SamplingParams {
   float min_p = 0.05f;          // 0 = off; drop tokens with p < min_p * p_max
   float repeat_penalty = 1.0f;  // 1 = off; HF/CTRL style: logit / penalty if > 0, * penalty if < 0
   int repeat_last_n = 64;       // how many recent tokens the penalty looks at (0 = none, -1 = all)
+  // OpenAI's penalties over the generated tokens (not the prompt), as vLLM applies them:
+  // logit -= presence_penalty * (count > 0) + frequency_penalty * count. 0 = off; each in [-2, 2].
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
   uint64_t seed = 0;
 
   // Throws Error naming the parameter when a value is out of range.
@@ -45,9 +49,11 @@ SamplingParams resolve_sampling(const std::optional<std::string>& generation_con
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& p);
-  // Picks the next token. `logits` has vocab entries (modified in place by the penalty);
-  // `history` is every token so far (prompt and generated).
-  int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+  // Picks the next token. `logits` has vocab entries (modified in place by the penalties);
+  // `history` is every token so far (prompt and generated); `generated` the generated ones alone
+  // (what the presence and frequency penalties count).
+  int32_t sample(std::span<float> logits, std::span<const int32_t> history,
+                 std::span<const int32_t> generated = {});
   const SamplingParams& params() const { return p_; }
 
  private:

@@ -91,6 +91,21 @@ TEST(Sampler, RepetitionPenaltyFollowsHfRule) {
   EXPECT_FLOAT_EQ(l[2], -2.0f);
 }
 
+TEST(Sampler, PresenceAndFrequencyPenaltiesCountGeneratedTokensOnly) {
+  auto p = plain(0.0f);
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  Sampler s(p);
+  std::vector<float> l = {3.0f, 2.9f, 1.0f, 0.0f};
+  std::vector<int32_t> hist = {2, 2, 0, 0, 0, 1};  // prompt {2, 2}, generated {0, 0, 0, 1}
+  std::vector<int32_t> gen(hist.begin() + 2, hist.end());
+  EXPECT_EQ(s.sample(l, hist, gen), 1);
+  EXPECT_FLOAT_EQ(l[0], 3.0f - 0.5f - 0.75f);  // generated 3 times
+  EXPECT_FLOAT_EQ(l[1], 2.9f - 0.5f - 0.25f);  // once
+  EXPECT_FLOAT_EQ(l[2], 1.0f);                  // only in the prompt: untouched
+  EXPECT_FLOAT_EQ(l[3], 0.0f);
+}
+
 TEST(Sampler, SameSeedSameDraws) {
   std::vector<float> base(100);
   for (int i = 0; i < 100; ++i) base[i] = std::sin(i * 0.37f);

@@ -13,6 +13,7 @@
 #include "base/mapped_file.h"
 #include "format/gguf_vocab.h"
 #include "test_util.h"
+#include "tiny_tokenizer.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -192,22 +193,7 @@ TEST(Tokenizer, SentencePieceStyle) {
 }
 
 // A tiny tokenizer.json written by hand: no shared data needed.
-std::string tiny_json(const std::string& model_type = "BPE") {
-  json vocab = json::object();
-  int id = 0;
-  for (int b = 0; b < 256; ++b) vocab[upg::byte_level::encode(std::string(1, static_cast<char>(b)))] = id++;
-  for (const char* t : {"ab", "abc", "\xC4\xA0" "ab"}) vocab[t] = id++;
-  json j = {{"added_tokens", {{{"id", 300}, {"content", "<eos>"}, {"special", true}, {"normalized", false}},
-                              {{"id", 301}, {"content", "<sp>"}, {"special", true}, {"rstrip", true}}}},
-            {"normalizer", nullptr},
-            {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-            {"post_processor", {{"type", "TemplateProcessing"},
-                                {"single", {{{"Sequence", {{"id", "A"}}}}, {{"SpecialToken", {{"id", "<eos>"}}}}}},
-                                {"special_tokens", {{"<eos>", {{"id", "<eos>"}, {"ids", {300}}}}}}}},
-            {"decoder", {{"type", "ByteLevel"}}},
-            {"model", {{"type", model_type}, {"vocab", vocab}, {"merges", {"a b", json::array({"ab", "c"}), "\xC4\xA0 ab"}}}}};
-  return j.dump();
-}
+std::string tiny_json(const std::string& model_type = "BPE") { return upg::test::tiny_tokenizer_json(model_type); }
 
 TEST(Tokenizer, TinyHandWritten) {
   const Tokenizer tok = Tokenizer::from_json_strings(tiny_json(), "", R"({"eos_token_id": [300]})");

@@ -1,4 +1,4 @@
-// Helpers shared by the unit tests: where the repository and ../shared/data are.
+// Helpers shared by the unit tests: where the repository and ../shared/data are; error checks.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -17,6 +17,17 @@ inline std::string source_dir() {
 inline std::string shared_data_dir() {
   std::filesystem::path p = std::filesystem::path(source_dir()) / ".." / "shared" / "data";
   return std::filesystem::is_directory(p) ? p.lexically_normal().string() : std::string();
+}
+
+// Expects fn() to throw an exception whose message contains `needle`.
+template <class F>
+void expect_error(F&& fn, const std::string& needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace upg::test
