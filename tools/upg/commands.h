@@ -15,5 +15,6 @@ void add_convert_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace upg::cli

@@ -20,12 +20,19 @@ int main(int argc, char** argv) {
   upg::cli::add_synth_command(app);
   upg::cli::add_compare_command(app);
   upg::cli::add_bench_command(app);
+  upg::cli::add_serve_command(app);
   try {
     upg::require_baseline_cpu();
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const upg::Error& e) {
+    std::cerr << "upg: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "upg: error: out of memory\n";
+    return 1;
+  } catch (const std::exception& e) {
     std::cerr << "upg: error: " << e.what() << "\n";
     return 1;
   }
