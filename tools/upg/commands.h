@@ -15,6 +15,7 @@ void add_convert_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_merge_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 
 }  // namespace upg::cli

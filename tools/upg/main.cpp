@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   upg::cli::add_synth_command(app);
   upg::cli::add_compare_command(app);
   upg::cli::add_bench_command(app);
+  upg::cli::add_merge_command(app);
   upg::cli::add_serve_command(app);
   try {
     upg::require_baseline_cpu();
