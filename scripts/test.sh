@@ -8,7 +8,7 @@
 # UPG_SKIP_SANITIZE=1 / UPG_SKIP_FUZZ=1 skip steps 2 / 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh build
+UPG_TEST_DEPS=1 scripts/setup.sh build
 # One OpenMP thread per test and two tests at a time: no oversubscription on small machines.
 OMP_NUM_THREADS=1 ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 3600
 if [ "${UPG_SKIP_SANITIZE:-0}" != "1" ]; then

@@ -208,14 +208,13 @@ void Server::check_auth(const httplib::Request& req) const {
 void Server::count_response(int status) { metrics_.add("upg_requests_total", "status=\"" + std::to_string(status) + "\""); }
 
 int Server::bind() {
-  UPG_CHECK(http_->bind_to_port(opt_.host, opt_.port), "cannot listen on ", opt_.host, ":", opt_.port,
-            " (address in use, or not an address of this machine)");
-  // bind_to_port does not report an ephemeral port; ask the OS.
-  port_ = opt_.port;
-  if (port_ == 0) {
-    const int p = http_->bind_to_any_port(opt_.host);
-    UPG_CHECK(p > 0, "cannot listen on ", opt_.host);
-    port_ = p;
+  if (opt_.port == 0) {
+    port_ = http_->bind_to_any_port(opt_.host);
+    UPG_CHECK(port_ > 0, "cannot listen on ", opt_.host, " (not an address of this machine?)");
+  } else {
+    UPG_CHECK(http_->bind_to_port(opt_.host, opt_.port), "cannot listen on ", opt_.host, ":", opt_.port,
+              " (address in use, or not an address of this machine)");
+    port_ = opt_.port;
   }
   return port_;
 }
