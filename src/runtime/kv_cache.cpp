@@ -82,18 +82,36 @@ int32_t KvCache::allocate() {
   if (!free_.empty()) {
     b = free_.back();
     free_.pop_back();
+    if (!storage_[static_cast<size_t>(b)]) {  // given back by trim()
+      storage_[static_cast<size_t>(b)].reset(new uint8_t[block_bytes_]);
+      ++live_blocks_;
+    }
   } else {
     if (max_blocks_ > 0 && blocks_allocated() >= max_blocks_)
-      throw KvCacheFull(str_cat("KV cache full: all ", max_blocks_, " blocks (", bytes_allocated() >> 20,
+      throw KvCacheFull(str_cat("KV cache full: all ", max_blocks_, " blocks (", (max_blocks_ * block_bytes_) >> 20,
                                 " MiB) are in use"));
     // new[] without initialization: pages are committed only as rows are written.
     storage_.emplace_back(new uint8_t[block_bytes_]);
+    ++live_blocks_;
     meta_.emplace_back();
     b = static_cast<int32_t>(storage_.size() - 1);
   }
   meta_[static_cast<size_t>(b)].refs = 1;
   meta_[static_cast<size_t>(b)].serial = next_serial_++;
   return b;
+}
+
+int64_t KvCache::trim() {
+  int64_t n = 0;
+  for (int32_t b : free_) {
+    auto& p = storage_[static_cast<size_t>(b)];
+    if (p) {
+      p.reset();
+      ++n;
+    }
+  }
+  live_blocks_ -= n;
+  return n;
 }
 
 int64_t KvCache::blocks_needed(SeqId s, int64_t n) const {

@@ -75,7 +75,9 @@ class KvCache {
   int64_t max_blocks() const { return max_blocks_; }  // 0: no cap
   int64_t blocks_allocated() const { return static_cast<int64_t>(storage_.size()); }
   int64_t blocks_in_use() const { return blocks_allocated() - static_cast<int64_t>(free_.size()); }
-  size_t bytes_allocated() const { return storage_.size() * block_bytes_; }
+  size_t bytes_allocated() const { return static_cast<size_t>(live_blocks_) * block_bytes_; }
+  // Gives the memory of free blocks back (they are allocated again when needed); returns how many.
+  int64_t trim();
   int64_t prefix_blocks() const { return static_cast<int64_t>(prefix_.size()); }
   // Blocks an allocation of n more positions of s would need (fresh blocks plus a shared last block's copy).
   int64_t blocks_needed(SeqId s, int64_t n) const;
@@ -107,7 +109,8 @@ class KvCache {
   KvCacheOptions opt_;
   size_t row_bytes_, block_bytes_;
   int64_t max_blocks_;
-  std::vector<std::unique_ptr<uint8_t[]>> storage_;
+  std::vector<std::unique_ptr<uint8_t[]>> storage_;  // null for a free block whose memory trim() gave back
+  int64_t live_blocks_ = 0;
   std::vector<Block> meta_;
   std::vector<int32_t> free_;
   uint64_t next_serial_ = 1;

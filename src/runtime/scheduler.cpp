@@ -1,5 +1,7 @@
 #include "runtime/scheduler.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -379,6 +381,15 @@ void Scheduler::run() {
       process(order);
     }
     finished += retire();
+    if (running_.empty() && finished > 0) {
+      // Idle (for now): give the memory of free cache blocks back to the system.
+      bool idle;
+      {
+        std::lock_guard lk(mu_);
+        idle = waiting_.empty();
+      }
+      if (idle && engine_.cache().trim() > 0) malloc_trim(0);
+    }
     std::lock_guard lk(mu_);
     stats_.running = static_cast<int>(running_.size());
     stats_.steps += ran ? 1 : 0;

@@ -268,6 +268,30 @@ TEST(Engine, NothingIsReservedForALongContext) {
   EXPECT_EQ(s.engine().cache().blocks_allocated(), 2);  // 20 positions in blocks of 16
 }
 
+TEST(Engine, TrimGivesFreeBlocksBackAndTheyAreReusable) {
+  auto m = tiny_model("LlamaForCausalLM", "llama", "trim");
+  Engine e(*m, EngineOptions{KvCacheOptions{KvType::F32, 16, 0}});
+  std::vector<float> ref, got;
+  std::vector<BatchEntry> batch;
+  auto run = [&](SeqId s, std::vector<float>& out) {
+    batch.clear();
+    for (int i = 0; i < 40; ++i) batch.push_back({s, (i * 7) % 96, i, i == 39});
+    e.step(batch, out);
+  };
+  SeqId a = e.new_sequence();
+  run(a, ref);
+  const size_t block = e.cache().block_bytes();
+  EXPECT_EQ(e.cache().bytes_allocated(), 3 * block);
+  e.release(a);
+  EXPECT_EQ(e.cache().trim(), 3);
+  EXPECT_EQ(e.cache().bytes_allocated(), 0u);
+  EXPECT_EQ(e.cache().trim(), 0);
+  SeqId b = e.new_sequence();
+  run(b, got);  // the blocks come back with fresh memory
+  EXPECT_EQ(e.cache().bytes_allocated(), 3 * block);
+  EXPECT_EQ(ref, got);
+}
+
 // The cache alone: random arrivals, growth, forks, truncations and departures under a cap, every
 // row written with a pattern naming (sequence, position) and read back after each operation.
 TEST(KvCache, RandomArrivalsAndDeparturesKeepEveryRow) {

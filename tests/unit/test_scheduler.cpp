@@ -137,6 +137,8 @@ void expect_all_match_alone(const SchedulerOptions& o, int requests, SchedulerSt
   EXPECT_EQ(st.running, 0);
   EXPECT_EQ(st.waiting, 0);
   EXPECT_EQ(st.kv_blocks_in_use, st.kv_blocks_cached_prefix) << "only published prefixes hold blocks";
+  EXPECT_EQ(st.kv_bytes_allocated, static_cast<size_t>(st.kv_blocks_cached_prefix) * st.kv_block_bytes)
+      << "idle: free blocks' memory is given back";
   if (stats_out) *stats_out = st;
 }
 
