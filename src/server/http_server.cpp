@@ -226,7 +226,8 @@ void Server::stop() {
   draining_ = true;
   // Let every scheduler finish (or, after the grace, cancel) its requests, all at once.
   std::vector<std::thread> ts;
-  for (auto& m : models_) ts.emplace_back([&] { m->scheduler->shutdown(opt_.shutdown_grace); });
+  for (auto& m : models_)
+    ts.emplace_back([s = m->scheduler.get(), grace = opt_.shutdown_grace] { s->shutdown(grace); });
   for (auto& t : ts) t.join();
   // Handlers now see their requests done; give them a moment to write the last bytes.
   for (int i = 0; i < 200 && in_flight_.load() > 0; ++i) std::this_thread::sleep_for(10ms);
