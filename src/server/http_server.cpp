@@ -2,6 +2,9 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+
+#include <cstdlib>
 #include <ctime>
 #include <random>
 #include <set>
@@ -208,6 +211,13 @@ void Server::check_auth(const httplib::Request& req) const {
 void Server::count_response(int status) { metrics_.add("upg_requests_total", "status=\"" + std::to_string(status) + "\""); }
 
 int Server::bind() {
+  // cpp-httplib 0.11 listens with a backlog of 5, which a burst of clients overflows (their SYNs are
+  // dropped and retried a second later). Keep the listening socket to raise it after binding.
+  http_->set_socket_options([this](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd_ = sock;
+  });
   if (opt_.port == 0) {
     port_ = http_->bind_to_any_port(opt_.host);
     UPG_CHECK(port_ > 0, "cannot listen on ", opt_.host, " (not an address of this machine?)");
@@ -216,6 +226,7 @@ int Server::bind() {
               " (address in use, or not an address of this machine)");
     port_ = opt_.port;
   }
+  if (listen_fd_ >= 0) ::listen(listen_fd_, kListenBacklog);
   return port_;
 }
 
@@ -305,18 +316,51 @@ void Server::routes() {
     res.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
     count_response(200);
   });
-  s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_generate(req, res, true);
-  });
-  s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_generate(req, res, false);
-  });
+  // Bodies are read here, chunk by chunk, so --max-body holds for chunked uploads too (cpp-httplib
+  // checks it only against Content-Length).
+  auto post = [this](bool chat) {
+    return [this, chat](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+      std::string body;
+      bool too_big = req.has_header("Content-Length") &&
+                     std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > opt_.max_body_bytes;
+      // Past the cap the rest is read and dropped (up to a bound), so the client, still sending,
+      // gets to read the 413 instead of a reset connection.
+      size_t dropped = 0;
+      const bool read = !too_big && reader([&](const char* data, size_t n) {
+        if (too_big || body.size() + n > opt_.max_body_bytes) {
+          too_big = true;
+          body.clear();
+          dropped += n;
+          return dropped <= kMaxDroppedBody;
+        }
+        body.append(data, n);
+        return true;
+      });
+      if (too_big) {
+        res.set_header("Connection", "close");
+        send_error(res, ApiError(413, "invalid_request_error",
+                                 "the request body is larger than the server accepts (" +
+                                     std::to_string(opt_.max_body_bytes) + " bytes)"));
+        count_response(413);
+        return;
+      }
+      if (!read && !too_big) {
+        res.set_header("Connection", "close");
+        send_error(res, ApiError(400, "invalid_request_error", "the request body could not be read"));
+        count_response(400);
+        return;
+      }
+      handle_generate(body, res, chat);
+    };
+  };
+  s.Post("/v1/chat/completions", post(true));
+  s.Post("/v1/completions", post(false));
 }
 
-void Server::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
+void Server::handle_generate(const std::string& body, httplib::Response& res, bool chat) {
   auto r = std::make_shared<Reply>();
   try {
-    ApiRequest a = parse_request(req.body, chat ? Endpoint::Chat : Endpoint::Completion);
+    ApiRequest a = parse_request(body, chat ? Endpoint::Chat : Endpoint::Completion);
     const ServedModel& m = find_model(a.model);
     const Tokenizer& tok = m.tokenizer;
     Scheduler& sched = *m.scheduler;

@@ -65,7 +65,7 @@ class Server {
   void routes();
   const ServedModel& find_model(const std::string& id) const;
   void check_auth(const httplib::Request& req) const;
-  void handle_generate(const httplib::Request& req, httplib::Response& res, bool chat);
+  void handle_generate(const std::string& body, httplib::Response& res, bool chat);
   void count_response(int status);
 
   ServerOptions opt_;
@@ -77,6 +77,9 @@ class Server {
   std::atomic<bool> stopped_{false};
   std::atomic<int> in_flight_{0};
   int port_ = 0;
+  int listen_fd_ = -1;
+  static constexpr int kListenBacklog = 1024;
+  static constexpr size_t kMaxDroppedBody = size_t{64} << 20;  // read past --max-body before giving up
 };
 
 // The chat page served at "/" (src/server/chat_page.html, embedded at build time).

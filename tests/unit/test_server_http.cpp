@@ -163,6 +163,21 @@ TEST_F(ServerTest, BadRequestsGetOpenAiErrors) {
   json huge = {{"model", "tiny"}, {"prompt", std::string(40000, 'a')}};
   expect_error_object(post("/v1/completions", huge.dump(), 413), "larger than");
   expect_error_object(post("/v1/nothing", "{}", 404), "no route");
+  // A chunked upload (no Content-Length) over the cap: refused as it is read.
+  auto c = client();
+  const std::string part = "[" + std::string(4000, ' ') + "]";
+  int sent = 0;
+  auto r = c.Post(
+      "/v1/completions",
+      [&](size_t, httplib::DataSink& sink) {
+        if (sent++ < 10) return sink.write(part.data(), part.size());
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  expect_error_object(json::parse(r->body), "larger than");
 }
 
 TEST_F(ServerTest, GreedyCompletionEqualsGenerate) {
