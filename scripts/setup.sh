@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libbz2-dev
       zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev python3 python3-jinja2 python3-numpy
       clang-14 libfuzzer-14-dev libomp-14-dev  # clang + libFuzzer: tests/fuzz/run_fuzz.sh
-      libcpp-httplib-dev)                      # upg serve
+      libcpp-httplib-dev                       # upg serve
+      python3-dev pybind11-dev python3-venv python3-pip python3-setuptools python3-wheel  # python/ (import upg)
+      python3-pytest)                          # python/tests
 if [ "${UPG_TEST_DEPS:-0}" = "1" ]; then
   PKGS+=(chromium)
   command -v node >/dev/null && command -v npm >/dev/null || PKGS+=(nodejs npm)
@@ -26,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 BUILD_DIR="${1:-build}"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${UPG_BUILD_TYPE:-Release}" \
-      -DUPG_SANITIZE="${UPG_SANITIZE:-OFF}" -DUPG_NATIVE="${UPG_NATIVE:-OFF}" >/dev/null
+      -DUPG_SANITIZE="${UPG_SANITIZE:-OFF}" -DUPG_NATIVE="${UPG_NATIVE:-OFF}" -DPython_EXECUTABLE=/usr/bin/python3 >/dev/null
 # shellcheck disable=SC2086
 cmake --build "$BUILD_DIR" -j "$(nproc)" ${UPG_TARGETS:+--target $UPG_TARGETS}
 if [ "${UPG_TEST_DEPS:-0}" = "1" ] && [ ! -d tests/server/node_modules ]; then

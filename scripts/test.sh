@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds UPG and runs the whole test suite (what CI runs, through .ci/run):
 #   1. Release build, every test (unit, golden, end-to-end scripts, full-text perplexity): gating.
+#      Then the Python package: `pip install ./python` into a fresh virtual environment (Debian's
+#      python3 with --system-site-packages; the extension is built in build/), and its tests
+#      (python/tests: API, against `upg run`/`upg eval`/the goldens, `cmake --install`, the .debs): gating.
 #   2. The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g1): gating.
 #      UPG_SANITIZE_TIMEOUT (default 2400 s) bounds it; running past that fails the run.
 #   3. The libFuzzer target of the UPG header/index parser for a bounded time: gating.
@@ -11,6 +14,14 @@ cd "$(dirname "$0")/.."
 UPG_TEST_DEPS=1 scripts/setup.sh build
 # One OpenMP thread per test and two tests at a time: no oversubscription on small machines.
 OMP_NUM_THREADS=1 ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 3600
+# The Python package, installed the way the README says, then tested from outside the source tree.
+root=$PWD
+venv=$(mktemp -d /tmp/upg-venv.XXXXXX)
+trap 'rm -rf "$venv"' EXIT
+/usr/bin/python3 -m venv --system-site-packages "$venv"
+UPG_BUILD_DIR="$root/build" "$venv/bin/pip" install --quiet --no-build-isolation --no-index ./python
+(cd "$venv" && UPG_BUILD_DIR="$root/build" UPG_BIN="$root/build/upg" \
+   "$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/python/tests")
 if [ "${UPG_SKIP_SANITIZE:-0}" != "1" ]; then
   san=0
   # Only the unit tests the pass runs (not the slow ones, the tool, benchmarks or the fuzzer).

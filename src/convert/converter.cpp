@@ -17,6 +17,7 @@
 #include "format/upg_format.h"
 #include "format/upg_writer.h"
 #include "models/model_config.h"
+#include "tokenizer/tokenizer.h"
 
 namespace upg {
 
@@ -129,6 +130,17 @@ uint64_t output_bytes(const std::vector<std::string>& files) {
 }
 
 }  // namespace
+
+void set_calibration_text(ConvertOptions& o, const std::string& hf_dir, const std::string& text, int64_t max_tokens,
+                          int64_t window) {
+  UPG_CHECK(max_tokens > 0, "convert: calibration tokens must be positive, got ", max_tokens);
+  UPG_CHECK(window >= 2, "convert: calibration window must be at least 2 tokens, got ", window);
+  o.calib.window = window;
+  o.calib.max_windows = std::max<int64_t>(1, max_tokens / window);
+  const Tokenizer tok = Tokenizer::from_dir(hf_dir);
+  o.calib_tokens = tok.encode(text, /*add_special_tokens=*/false);
+  if (static_cast<int64_t>(o.calib_tokens.size()) > max_tokens) o.calib_tokens.resize(static_cast<size_t>(max_tokens));
+}
 
 ConvertReport convert_model(const std::string& hf_dir, const std::string& out_path, const ConvertOptions& o) {
   UPG_CHECK(o.bpw == 0 || (o.bpw >= 1.0 && o.bpw <= 32.0), "convert: --bpw ", o.bpw,

@@ -62,6 +62,12 @@ struct ConvertReport {
   std::vector<ConvertedTensor> tensors;
 };
 
+// Calibration as `upg convert --calib FILE --calib-tokens N --calib-window W` (and upg.convert in
+// Python) sets it: `text` tokenized with hf_dir's tokenizer without special tokens and cut to
+// max_tokens; windows of `window` tokens, max(1, max_tokens / window) of them at most.
+void set_calibration_text(ConvertOptions& o, const std::string& hf_dir, const std::string& text, int64_t max_tokens,
+                          int64_t window);
+
 // Throws Error (leaving no output behind) on a missing/invalid directory, an unknown architecture,
 // a missing tensor or wrong shape, an unreachable budget, or an unwritable output.
 ConvertReport convert_model(const std::string& hf_dir, const std::string& out_path, const ConvertOptions& o);

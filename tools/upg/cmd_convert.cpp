@@ -43,12 +43,7 @@ void run_convert(const ConvertCliOptions& c) {
   o.calib.window = c.calib_window;
   o.probe_windows = c.probe_windows;
   o.calib.max_windows = std::max<int64_t>(1, c.calib_tokens / c.calib_window);
-  if (!c.calib.empty()) {
-    const std::string text = read_text_file(c.calib);
-    const Tokenizer tok = Tokenizer::from_dir(c.in);
-    o.calib_tokens = tok.encode(text, /*add_special_tokens=*/false);
-    if (static_cast<int64_t>(o.calib_tokens.size()) > c.calib_tokens) o.calib_tokens.resize(c.calib_tokens);
-  }
+  if (!c.calib.empty()) set_calibration_text(o, c.in, read_text_file(c.calib), c.calib_tokens, c.calib_window);
   o.info = {{"calib_file", c.calib.empty() ? "" : std::filesystem::path(c.calib).filename().string()}};
   std::unique_ptr<Progress> bar;
   std::string stage;

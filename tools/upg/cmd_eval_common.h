@@ -26,6 +26,7 @@ class ProgressLine {
  public:
   ProgressLine(std::string label, int64_t total, std::string unit = "items");
   void update(int64_t done, const std::string& extra = "");
+  void set_total(int64_t total) { total_ = total; }
   void finish();  // ends the line (terminal only)
 
  private:

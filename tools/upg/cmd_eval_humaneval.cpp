@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "cmd_eval_common.h"
+#include "eval/eval_runs.h"
 #include "eval/humaneval.h"
 #include "loaded_model.h"
 
@@ -96,20 +97,20 @@ void run_samples(const HumanEvalCliOptions& o) {
   }
 }
 
-nlohmann::json run_config(const HumanEvalCliOptions& o) {
-  return {{"task", "humaneval"},           {"model", o.model},         {"max_new_tokens", o.max_new_tokens},
-          {"add_bos", o.bos},              {"max_length", o.max_length}, {"timeout", o.timeout},
-          {"stop", humaneval_stop_sequences()}, {"decoding", "greedy"}};
-}
-
 void run_generate(const HumanEvalCliOptions& o) {
   apply_threads(o.threads);
   UPG_CHECK(!o.model.empty(), "humaneval: give a MODEL (or --samples FILE to check given completions)");
   UPG_CHECK(!o.resume || !o.json.empty(), "--resume needs --json FILE (the results file to continue)");
   UPG_CHECK(o.max_new_tokens > 0, "--max-new-tokens must be positive, got ", o.max_new_tokens);
-  const std::string data = resolve_data(o.data);
-  std::vector<HumanEvalProblem> problems = load_humaneval(data, o.limit);
-  const nlohmann::json config = run_config(o);
+  HumanEvalRunOptions ro;
+  ro.model = o.model;
+  ro.data = resolve_data(o.data);
+  ro.limit = o.limit;
+  ro.max_length = o.max_length;
+  ro.max_new_tokens = o.max_new_tokens;
+  ro.timeout = o.timeout;
+  ro.bos = o.bos;
+  const nlohmann::json config = humaneval_eval_config(ro);
   std::map<std::string, HumanEvalItemResult> done;
   if (o.resume && std::filesystem::exists(o.json)) {
     nlohmann::json j = nlohmann::json::parse(read_text_file(o.json), nullptr, false);
@@ -124,58 +125,28 @@ void run_generate(const HumanEvalCliOptions& o) {
     }
   }
   LoadedModel lm = load_model(o.model);
-  Session session(*lm.model, o.max_length);
-  const SandboxLimits limits = humaneval_limits(o.timeout);
-  HumanEvalGenOptions gen{o.max_new_tokens, o.bos};
   install_interrupt_handler();
 
-  std::vector<HumanEvalItemResult> results;
-  SandboxIsolation isolation;
-  bool have_isolation = false;
-  auto snapshot = [&](bool complete) {
-    nlohmann::json j = {{"config", config},       {"data", data},
-                        {"limit", o.limit},       {"items_total", problems.size()},
-                        {"complete", complete},   {"summary", humaneval_summary_json(results)}};
-    if (have_isolation) j["isolation"] = to_json(isolation);
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& r : results) arr.push_back(to_json(r));
-    j["items"] = std::move(arr);
-    return j;
-  };
-  ProgressLine bar("humaneval", static_cast<int64_t>(problems.size()), "problems");
-  int64_t passed = 0, resumed = 0;
+  ProgressLine bar("humaneval", 0, "problems");
   auto last_save = std::chrono::steady_clock::now();
-  bool stopped = false;
-  for (const auto& p : problems) {
-    if (interrupted()) {
-      stopped = true;
-      break;
-    }
-    if (auto it = done.find(p.task_id); it != done.end()) {
-      results.push_back(it->second);
-      ++resumed;
-    } else {
-      SandboxIsolation iso;
-      results.push_back(run_humaneval_item(session, lm.tokenizer, p, gen, limits, &iso));
-      if (!have_isolation) {
-        warn_isolation(iso);
-        isolation = std::move(iso);
-        have_isolation = true;
-      }
-    }
-    passed += results.back().passed;
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "pass@1 %.4f", static_cast<double>(passed) / static_cast<double>(results.size()));
-    bar.update(static_cast<int64_t>(results.size()), buf);
+  EvalHooks hooks;
+  hooks.progress = [&](int64_t n, int64_t total, const std::string& status) {
+    bar.set_total(total);
+    bar.update(n, status);
+    return !interrupted();
+  };
+  hooks.checkpoint = [&](const std::function<nlohmann::json()>& snapshot) {
     auto now = std::chrono::steady_clock::now();
     if (!o.json.empty() && std::chrono::duration<double>(now - last_save).count() > 5) {
-      write_json_file(o.json, snapshot(false));
+      write_json_file(o.json, snapshot());
       last_save = now;
     }
-  }
+  };
+  int64_t resumed = 0;
+  const nlohmann::json final_json =
+      run_humaneval_eval(*lm.model, lm.tokenizer, ro, done, hooks, warn_isolation, &resumed);
   bar.finish();
-  const bool complete = !stopped && results.size() == problems.size();
-  nlohmann::json final_json = snapshot(complete);
+  const bool complete = final_json["complete"].get<bool>();
   if (!o.json.empty()) write_json_file(o.json, final_json);
   if (resumed) std::fprintf(stderr, "resumed %lld problems from %s\n", static_cast<long long>(resumed), o.json.c_str());
   const auto& s = final_json["summary"];
@@ -185,7 +156,8 @@ void run_generate(const HumanEvalCliOptions& o) {
               static_cast<long long>(s["n"].get<int64_t>()), static_cast<long long>(s["pass@1"]["correct"].get<int64_t>()),
               static_cast<long long>(s["timed_out"].get<int64_t>()));
   if (!complete)
-    throw Error(str_cat("interrupted after ", results.size(), " of ", problems.size(), " problems",
+    throw Error(str_cat("interrupted after ", final_json["items"].size(), " of ",
+                        final_json["items_total"].get<int64_t>(), " problems",
                         o.json.empty() ? "" : "; results so far are in " + o.json + " (continue with --resume)"));
 }
 }  // namespace

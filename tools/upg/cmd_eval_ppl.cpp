@@ -12,9 +12,7 @@
 #include "base/error.h"
 #include "cmd_eval_common.h"
 #include "eval/data_files.h"
-#include "eval/kl_divergence.h"
-#include "eval/llama_perplexity.h"
-#include "eval/perplexity.h"
+#include "eval/eval_runs.h"
 #include "loaded_model.h"
 
 namespace upg::cli {
@@ -40,53 +38,30 @@ void run_ppl(const PplOptions& o) {
   const std::string text = read_data_file(text_path);
   LoadedModel lm = load_model(o.model);
   install_interrupt_handler();
-  nlohmann::json out = {{"task", "ppl"}, {"method", o.method}, {"model", o.model}, {"text", text_path}, {"ctx", o.ctx}};
+  PplEvalOptions po;
+  po.model = o.model;
+  po.text_path = text_path;
+  po.method = o.method;
+  po.ctx = o.ctx;
+  po.chunks = o.chunks;
+  ProgressLine bar("ppl", 0, o.method == "hf" ? "windows" : "chunks");
+  const nlohmann::json out = run_ppl_eval(*lm.model, lm.tokenizer, text, po, [&](int64_t done, int64_t total,
+                                                                                  const std::string& status) {
+    bar.set_total(total);
+    bar.update(done, status);
+    return !interrupted();
+  });
+  bar.finish();
+  const bool complete = out["complete"].get<bool>();
   if (o.method == "hf") {
-    UPG_CHECK(o.ctx >= 2, "--ctx must be at least 2, got ", o.ctx);
-    std::vector<int32_t> ids = lm.tokenizer.encode(text, false);
-    UPG_CHECK(static_cast<int64_t>(ids.size()) >= o.ctx, text_path, ": ", ids.size(),
-              " tokens, fewer than one window of --ctx ", o.ctx);
-    int64_t nwin = static_cast<int64_t>(ids.size()) / o.ctx;
-    if (o.chunks >= 0) nwin = std::min(nwin, o.chunks);
-    ProgressLine bar("ppl", nwin, "windows");
-    double nll = 0;
-    int64_t tokens = 0, done = 0;
-    for (int64_t w = 0; w < nwin && !interrupted(); ++w) {
-      // One window at a time through the engine's perplexity(), so Ctrl-C can stop between windows.
-      auto span = std::span<const int32_t>(ids).subspan(static_cast<size_t>(w * o.ctx), static_cast<size_t>(o.ctx));
-      PerplexityResult r = perplexity(*lm.model, span, o.ctx);
-      nll += r.total_nll;
-      tokens += r.tokens;
-      ++done;
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "ppl %.4f", std::exp(nll / static_cast<double>(tokens)));
-      bar.update(done, buf);
-    }
-    bar.finish();
-    const double ppl = tokens ? std::exp(nll / static_cast<double>(tokens)) : 0.0;
-    out.update({{"text_tokens", ids.size()}, {"windows", done}, {"windows_total", nwin}, {"tokens", tokens},
-                {"nll_mean", tokens ? nll / static_cast<double>(tokens) : 0.0}, {"ppl", ppl},
-                {"complete", done == nwin}});
-    std::printf("perplexity (hf method, ctx %d): %.4f over %lld windows, %lld scored tokens%s\n", o.ctx, ppl,
-                static_cast<long long>(done), static_cast<long long>(tokens), done == nwin ? "" : " (interrupted)");
+    std::printf("perplexity (hf method, ctx %d): %.4f over %lld windows, %lld scored tokens%s\n", o.ctx,
+                out["ppl"].get<double>(), static_cast<long long>(out["windows"].get<int64_t>()),
+                static_cast<long long>(out["tokens"].get<int64_t>()), complete ? "" : " (interrupted)");
   } else {
-    std::vector<int32_t> ids = llama_perplexity_tokens(lm.tokenizer, text);
-    std::optional<int32_t> bos;
-    if (lm.tokenizer.add_bos()) bos = lm.tokenizer.bos_id();
-    LlamaWindows win = llama_windows(ids, o.ctx, bos, o.chunks);
-    ProgressLine bar("ppl", win.chunks, "chunks");
-    LlamaPerplexityResult r = llama_perplexity(*lm.model, win, [&](int64_t done, int64_t) {
-      bar.update(done, "");
-      return !interrupted();
-    });
-    bar.finish();
-    out.update({{"text_tokens", ids.size()}, {"bos", bos ? nlohmann::json(*bos) : nlohmann::json(nullptr)},
-                {"chunks", r.chunks}, {"chunks_total", win.chunks}, {"tokens", r.tokens}, {"nll_mean", r.nll_mean},
-                {"nll_stderr", r.nll_stderr}, {"ppl", r.ppl}, {"ppl_err", r.ppl_err},
-                {"complete", r.chunks == win.chunks}});
     std::printf("Final estimate: PPL = %.4f +/- %.5f  (llama.cpp method, ctx %d, %lld chunks, %lld scored tokens%s)\n",
-                r.ppl, r.ppl_err, o.ctx, static_cast<long long>(r.chunks), static_cast<long long>(r.tokens),
-                r.chunks == win.chunks ? "" : ", interrupted");
+                out["ppl"].get<double>(), out["ppl_err"].get<double>(), o.ctx,
+                static_cast<long long>(out["chunks"].get<int64_t>()),
+                static_cast<long long>(out["tokens"].get<int64_t>()), complete ? "" : ", interrupted");
   }
   if (!o.json.empty()) write_json_file(o.json, out);
 }
@@ -98,20 +73,22 @@ void run_kld(const PplOptions& o) {
   LoadedModel base = load_model(o.base);
   LoadedModel model = load_model(o.model);
   install_interrupt_handler();
-  std::vector<int32_t> ids = llama_perplexity_tokens(base.tokenizer, text);
-  std::optional<int32_t> bos;
-  if (base.tokenizer.add_bos()) bos = base.tokenizer.bos_id();
-  LlamaWindows win = llama_windows(ids, o.ctx, bos, o.chunks);
-  ProgressLine bar("kld", win.chunks, "chunks");
-  KldResult r = kl_divergence(*base.model, *model.model, win, [&](int64_t done, int64_t, const KldAccumulator& acc) {
-    KldResult partial = acc.result();
-    char buf[128];
-    std::snprintf(buf, sizeof buf, "KLD %.6f | same top %.2f%%", partial.kld_mean.value, 100 * partial.same_top.value);
-    bar.update(done, buf);
-    return !interrupted();
-  });
+  KldEvalOptions ko;
+  ko.base = o.base;
+  ko.model = o.model;
+  ko.text_path = text_path;
+  ko.ctx = o.ctx;
+  ko.chunks = o.chunks;
+  ProgressLine bar("kld", 0, "chunks");
+  const KldEval e = run_kld_eval(*base.model, base.tokenizer, *model.model, text, ko,
+                                 [&](int64_t done, int64_t total, const std::string& status) {
+                                   bar.set_total(total);
+                                   bar.update(done, status);
+                                   return !interrupted();
+                                 });
   bar.finish();
-  const bool complete = r.chunks == win.chunks;
+  const KldResult& r = e.result;
+  const bool complete = r.chunks == e.chunks_total;
   std::printf("KL divergence of %s from %s (llama.cpp windows, ctx %d, %lld chunks, %lld tokens%s)\n",
               o.model.c_str(), o.base.c_str(), o.ctx, static_cast<long long>(r.chunks),
               static_cast<long long>(r.tokens), complete ? "" : ", interrupted");
@@ -126,12 +103,7 @@ void run_kld(const PplOptions& o) {
               r.kld_p999, r.kld_p99, r.kld_median);
   std::printf("RMS Δp    : %6.3f +/- %5.3f %%\n", 100 * r.p_diff_rms.value, 100 * r.p_diff_rms.err);
   std::printf("Same top p: %6.3f +/- %5.3f %%\n", 100 * r.same_top.value, 100 * r.same_top.err);
-  if (!o.json.empty()) {
-    nlohmann::json out = to_json(r);
-    out.update({{"task", "kld"}, {"base", o.base}, {"model", o.model}, {"text", text_path}, {"ctx", o.ctx},
-                {"chunks_total", win.chunks}, {"complete", complete}});
-    write_json_file(o.json, out);
-  }
+  if (!o.json.empty()) write_json_file(o.json, e.json);
 }
 
 void add_common(CLI::App* cmd, PplOptions& o) {

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "cmd_eval_common.h"
+#include "eval/eval_runs.h"
 #include "eval/tasks.h"
 #include "loaded_model.h"
 
@@ -25,11 +26,6 @@ struct TaskOptions {
   int limit = -1, shots = -1, threads = 0, max_length = 0;
   bool resume = false, bos = false;
 };
-
-// The settings a resumed file must share with this run for its items to be reused.
-nlohmann::json run_config(const McTaskInfo& t, const TaskOptions& o, int shots) {
-  return {{"task", t.name}, {"model", o.model}, {"shots", shots}, {"add_bos", o.bos}, {"max_length", o.max_length}};
-}
 
 std::map<std::string, McItemResult> load_resume(const std::string& path, const nlohmann::json& config) {
   std::map<std::string, McItemResult> done;
@@ -69,67 +65,54 @@ void print_summary(const McTaskInfo& t, const nlohmann::json& s, bool complete) 
                 static_cast<long long>(s["truncated_items"].get<int64_t>()));
 }
 
+McEvalOptions eval_options(const TaskOptions& o, const std::string& data) {
+  McEvalOptions e;
+  e.model = o.model;
+  e.data = data;
+  e.limit = o.limit;
+  e.shots = o.shots;
+  e.bos = o.bos;
+  e.max_length = o.max_length;
+  return e;
+}
+
 void run_task(const McTaskInfo& t, const TaskOptions& o) {
   apply_threads(o.threads);
   UPG_CHECK(!o.resume || !o.json.empty(), "--resume needs --json FILE (the results file to continue)");
   std::string data = o.data.empty() ? default_data_path(t.default_data) : o.data;
   UPG_CHECK(!data.empty(), t.name, ": no data: give --data PATH (the default ",
             t.default_data.empty() ? "location" : "../shared/data/" + t.default_data, " is absent)");
-  const int shots = o.shots < 0 ? t.default_shots : o.shots;
-  std::vector<McItem> items = load_mc_task(t, data, shots, o.limit);
-  const nlohmann::json config = run_config(t, o, shots);
+  const McEvalOptions eo = eval_options(o, data);
   std::map<std::string, McItemResult> done;
-  if (o.resume) done = load_resume(o.json, config);
+  if (o.resume) done = load_resume(o.json, mc_eval_config(t, eo));
   LoadedModel lm = load_model(o.model);
-  Session session(*lm.model, o.max_length);
   install_interrupt_handler();
 
-  std::vector<McItemResult> results;  // in item order: resumed ones and new ones
-  auto snapshot = [&](bool complete) {
-    nlohmann::json j = {{"config", config},
-                        {"data", data},
-                        {"limit", o.limit},
-                        {"items_total", items.size()},
-                        {"complete", complete},
-                        {"summary", mc_summary_json(t, results)}};
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& r : results) arr.push_back(to_json(r));
-    j["items"] = std::move(arr);
-    return j;
-  };
-  ProgressLine bar(t.name, static_cast<int64_t>(items.size()));
-  int64_t correct = 0, resumed = 0;
+  ProgressLine bar(t.name, 0);
   auto last_save = std::chrono::steady_clock::now();
-  bool stopped = false;
-  for (const auto& item : items) {
-    if (interrupted()) {
-      stopped = true;
-      break;
-    }
-    if (auto it = done.find(item.id); it != done.end()) {
-      results.push_back(it->second);
-      ++resumed;
-    } else {
-      results.push_back(score_item(session, lm.tokenizer, item, o.bos));
-    }
-    correct += results.back().pred == results.back().gold;
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "acc %.4f", static_cast<double>(correct) / static_cast<double>(results.size()));
-    bar.update(static_cast<int64_t>(results.size()), buf);
+  EvalHooks hooks;
+  hooks.progress = [&](int64_t n, int64_t total, const std::string& status) {
+    bar.set_total(total);
+    bar.update(n, status);
+    return !interrupted();
+  };
+  hooks.checkpoint = [&](const std::function<nlohmann::json()>& snapshot) {
     auto now = std::chrono::steady_clock::now();
     if (!o.json.empty() && std::chrono::duration<double>(now - last_save).count() > 5) {
-      write_json_file(o.json, snapshot(false));
+      write_json_file(o.json, snapshot());
       last_save = now;
     }
-  }
+  };
+  int64_t resumed = 0;
+  const nlohmann::json final_json = run_mc_eval(t, *lm.model, lm.tokenizer, eo, done, hooks, &resumed);
   bar.finish();
-  const bool complete = !stopped && results.size() == items.size();
-  nlohmann::json final_json = snapshot(complete);
+  const bool complete = final_json["complete"].get<bool>();
   if (!o.json.empty()) write_json_file(o.json, final_json);
   if (resumed) std::fprintf(stderr, "resumed %lld items from %s\n", static_cast<long long>(resumed), o.json.c_str());
   print_summary(t, final_json["summary"], complete);
   if (!complete)
-    throw Error(str_cat("interrupted after ", results.size(), " of ", items.size(), " items",
+    throw Error(str_cat("interrupted after ", final_json["items"].size(), " of ",
+                        final_json["items_total"].get<int64_t>(), " items",
                         o.json.empty() ? "" : "; results so far are in " + o.json + " (continue with --resume)"));
 }
 }  // namespace

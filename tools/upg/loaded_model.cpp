@@ -9,34 +9,16 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "tokenizer/model_tokenizer.h"
 
 namespace upg::cli {
 
 LoadedModel load_model(const std::string& path) {
   auto t0 = std::chrono::steady_clock::now();
   auto model = Model::load(path);
-  auto tok_json = model->file_text("tokenizer.json");
-  UPG_CHECK(tok_json.has_value(), "model '", path, "' has no tokenizer.json");
-  auto tok_cfg = model->file_text("tokenizer_config.json");
-  auto gen_cfg = model->file_text("generation_config.json");
-  LoadedModel lm{std::move(model),
-                 Tokenizer::from_json_strings(*tok_json, tok_cfg.value_or(""), gen_cfg.value_or("")), std::nullopt, 0};
-  // Chat template: chat_template.jinja, else tokenizer_config.json's chat_template (a string, or a
-  // list of {name, template} of which "default" is used).
-  if (auto jinja = lm.model->file_text("chat_template.jinja")) {
-    lm.chat_template = *jinja;
-  } else if (tok_cfg) {
-    auto cfg = nlohmann::json::parse(*tok_cfg, nullptr, /*allow_exceptions=*/false);
-    if (cfg.is_object() && cfg.contains("chat_template")) {
-      const auto& ct = cfg["chat_template"];
-      if (ct.is_string()) {
-        lm.chat_template = ct.get<std::string>();
-      } else if (ct.is_array()) {
-        for (const auto& e : ct)
-          if (e.value("name", "") == "default" && e.contains("template")) lm.chat_template = e["template"];
-      }
-    }
-  }
+  Tokenizer tok = load_model_tokenizer(*model, path);
+  std::optional<std::string> chat_template = load_model_chat_template(*model);
+  LoadedModel lm{std::move(model), std::move(tok), std::move(chat_template), 0};
   lm.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return lm;
 }
