@@ -107,6 +107,18 @@ std::pair<std::vector<int32_t>, std::string> alone(const GenerationRequest& r) {
   return {ids, text};
 }
 
+// The scheduler's stats once its worker has retired everything (it updates them after posting the
+// last update, so a caller that just saw "done" may briefly see the step before).
+SchedulerStats idle_stats(const Scheduler& sched) {
+  SchedulerStats st;
+  for (int i = 0; i < 500; ++i) {
+    st = sched.stats();
+    if (st.running == 0 && st.waiting == 0 && st.kv_blocks_in_use == st.kv_blocks_cached_prefix) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  return st;
+}
+
 SchedulerOptions options(int max_batch, int step_tokens, size_t kv_bytes = 0) {
   SchedulerOptions o;
   o.max_batch = max_batch;
@@ -133,7 +145,7 @@ void expect_all_match_alone(const SchedulerOptions& o, int requests, SchedulerSt
     EXPECT_EQ(got.completion_tokens, static_cast<int>(ids.size()));
     EXPECT_EQ(got.prompt_tokens, static_cast<int>(reqs[i].prompt.size()));
   }
-  auto st = sched.stats();
+  auto st = idle_stats(sched);
   EXPECT_EQ(st.running, 0);
   EXPECT_EQ(st.waiting, 0);
   EXPECT_EQ(st.kv_blocks_in_use, st.kv_blocks_cached_prefix) << "only published prefixes hold blocks";
@@ -169,7 +181,7 @@ TEST(Scheduler, CancelFreesBlocksAndOthersContinue) {
   EXPECT_EQ(c.finish, "cancelled");
   Reply k = collect(*h_keep);
   EXPECT_EQ(k.ids, alone(keep_req).first);
-  auto st = sched.stats();
+  auto st = idle_stats(sched);
   EXPECT_EQ(st.kv_blocks_in_use, st.kv_blocks_cached_prefix);
 }
 
