@@ -282,6 +282,7 @@ void Scheduler::run() {
       if (halt_) break;
       for (auto it = waiting_.begin(); it != waiting_.end();) {
         if ((*it)->handle->cancelled()) {
+          if (opt_.on_finish) opt_.on_finish(static_cast<int>((*it)->prompt_len), 0, "cancelled");
           GenerationUpdate u;
           u.done = true;
           u.finish_reason = "cancelled";
@@ -411,6 +412,7 @@ void Scheduler::run() {
   for (auto& a : running_) finish(*a, "cancelled");
   retire();
   for (auto& a : left) {
+    if (opt_.on_finish) opt_.on_finish(static_cast<int>(a->prompt_len), 0, "cancelled");
     GenerationUpdate u;
     u.done = true;
     u.finish_reason = "cancelled";

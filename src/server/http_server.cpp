@@ -117,6 +117,42 @@ bool write_event(httplib::DataSink& sink, Reply& r, const json& j) {
   return sink.write(s.data(), s.size());
 }
 
+// Gathers an update into a non-streamed reply; when it is the last, returns the HTTP status and the
+// body (else status 0).
+std::pair<int, json> absorb_final(Reply& r, const GenerationUpdate& u) {
+  r.text += u.text;
+  r.prompt_lp.insert(r.prompt_lp.end(), u.prompt.begin(), u.prompt.end());
+  const std::vector<std::string> texts = r.texts_of(u.tokens);
+  r.token_text.insert(r.token_text.end(), texts.begin(), texts.end());
+  r.tokens.insert(r.tokens.end(), u.tokens.begin(), u.tokens.end());
+  if (!u.done) return {0, json()};
+  r.done = true;
+  if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
+    const int status = u.finish_reason == "error" ? 500 : 503;
+    return {status, error_body(ApiError(status, "server_error",
+                                        u.finish_reason == "error"
+                                            ? u.error
+                                            : "the request was cancelled: the server is shutting down"))};
+  }
+  json lp = nullptr;
+  json body = {{"id", r.id}, {"created", r.created}, {"model", r.model_id},
+               {"system_fingerprint", "upg-" UPG_VERSION}, {"usage", usage_json(u.prompt_tokens, u.completion_tokens)}};
+  if (r.chat) {
+    if (r.want_logprobs) lp = chat_logprobs(r.model->tokenizer, r.tokens, r.token_text);
+    body["object"] = "chat.completion";
+    body["choices"] = {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", r.text}, {"refusal", nullptr}}},
+                        {"logprobs", lp}, {"finish_reason", finish_reason(u.finish_reason)}}};
+  } else {
+    if (r.want_logprobs)
+      lp = r.echo ? r.echo_logprobs(r.tokens, r.token_text, 0)
+                  : completion_logprobs(r.model->tokenizer, r.tokens, r.token_text, false, 0);
+    body["object"] = "text_completion";
+    body["choices"] = {{{"index", 0}, {"text", r.echo ? r.prompt_text + r.text : r.text}, {"logprobs", lp},
+                        {"finish_reason", finish_reason(u.finish_reason)}}};
+  }
+  return {200, body};
+}
+
 }  // namespace
 
 Server::Server(const ServerOptions& o, std::vector<std::unique_ptr<ServedModel>> models)
@@ -537,8 +573,23 @@ void Server::handle_generate(const std::string& body, httplib::Response& res, bo
     return;
   }
 
-  // Not streamed: one JSON object when done. The connection gets a space (JSON allows leading
-  // whitespace) every 2 s while waiting, which also tells us whether the client is still there.
+  // Not streamed: one JSON object when done. Short replies are answered from here, with the status
+  // telling what happened (200, or 503 when cancelled by a shutdown, 500 on an internal error). A
+  // reply still running after 2 s continues as a chunked response that gets a space (JSON allows
+  // leading whitespace) every 2 s while waiting, which is how a client that left is noticed; such a
+  // reply has already sent "200" when it ends in an error, and carries the error object instead.
+  const auto answer_by = Clock::now() + 2s;
+  while (Clock::now() < answer_by) {
+    GenerationUpdate u;
+    if (!r->handle->wait(u, std::chrono::duration_cast<std::chrono::milliseconds>(answer_by - Clock::now())))
+      continue;
+    auto [status, body] = absorb_final(*r, u);
+    if (status == 0) continue;
+    res.status = status;
+    res.set_content(dump(body), "application/json");
+    --in_flight_;
+    return;
+  }
   res.set_chunked_content_provider(
       "application/json",
       [r](size_t, httplib::DataSink& sink) {
@@ -550,36 +601,8 @@ void Server::handle_generate(const std::string& body, httplib::Response& res, bo
           }
           return true;
         }
-        r->text += u.text;
-        r->prompt_lp.insert(r->prompt_lp.end(), u.prompt.begin(), u.prompt.end());
-        const std::vector<std::string> texts = r->texts_of(u.tokens);
-        r->token_text.insert(r->token_text.end(), texts.begin(), texts.end());
-        r->tokens.insert(r->tokens.end(), u.tokens.begin(), u.tokens.end());
-        if (!u.done) return true;
-        r->done = true;
-        json body;
-        if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
-          body = error_body(ApiError(u.finish_reason == "error" ? 500 : 503, "server_error",
-                                     u.finish_reason == "error" ? u.error
-                                                                : "the request was cancelled: the server is shutting down"));
-        } else {
-          json lp = nullptr;
-          body = {{"id", r->id}, {"created", r->created}, {"model", r->model_id},
-                  {"system_fingerprint", "upg-" UPG_VERSION}, {"usage", usage_json(u.prompt_tokens, u.completion_tokens)}};
-          if (r->chat) {
-            if (r->want_logprobs) lp = chat_logprobs(r->model->tokenizer, r->tokens, r->token_text);
-            body["object"] = "chat.completion";
-            body["choices"] = {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", r->text}, {"refusal", nullptr}}},
-                                {"logprobs", lp}, {"finish_reason", finish_reason(u.finish_reason)}}};
-          } else {
-            if (r->want_logprobs)
-              lp = r->echo ? r->echo_logprobs(r->tokens, r->token_text, 0)
-                           : completion_logprobs(r->model->tokenizer, r->tokens, r->token_text, false, 0);
-            body["object"] = "text_completion";
-            body["choices"] = {{{"index", 0}, {"text", r->echo ? r->prompt_text + r->text : r->text}, {"logprobs", lp},
-                                {"finish_reason", finish_reason(u.finish_reason)}}};
-          }
-        }
+        auto [status, body] = absorb_final(*r, u);
+        if (status == 0) return true;
         const std::string s = dump(body);
         if (!sink.write(s.data(), s.size())) return false;
         sink.done();

@@ -128,7 +128,12 @@ SchedulerOptions options(int max_batch, int step_tokens, size_t kv_bytes = 0) {
   return o;
 }
 
-void expect_all_match_alone(const SchedulerOptions& o, int requests, SchedulerStats* stats_out = nullptr) {
+// All requests are queued before the worker runs its first step (it waits for the turn we hold),
+// so they compete for the batch and the cache from the start.
+void expect_all_match_alone(SchedulerOptions o, int requests, SchedulerStats* stats_out = nullptr) {
+  ComputeTurns turns;
+  o.turns = &turns;
+  turns.lock();
   Scheduler sched(*tiny().model, tiny().tok, o);
   std::vector<GenerationRequest> reqs;
   std::vector<std::shared_ptr<RequestHandle>> hs;
@@ -136,6 +141,7 @@ void expect_all_match_alone(const SchedulerOptions& o, int requests, SchedulerSt
     reqs.push_back(greedy(prompt_of(3 + 7 * i % 40, 100 + i), 12 + i % 9));
     hs.push_back(sched.submit(reqs.back()));
   }
+  turns.unlock();
   for (int i = 0; i < requests; ++i) {
     Reply got = collect(*hs[i]);
     auto [ids, text] = alone(reqs[i]);
