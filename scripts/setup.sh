@@ -13,7 +13,7 @@ PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-d
       python3-dev pybind11-dev python3-venv python3-pip python3-setuptools python3-wheel  # python/ (import upg)
       python3-pytest)                          # python/tests
 if [ "${UPG_TEST_DEPS:-0}" = "1" ]; then
-  PKGS+=(chromium)
+  PKGS+=(chromium curl)
   command -v node >/dev/null && command -v npm >/dev/null || PKGS+=(nodejs npm)
 fi
 missing=()

@@ -140,6 +140,36 @@ if wait_health "$URL_A" "$PID_A" "$T/serve_a.log"; then
   rc=$?; [ $rc -eq 0 ] || fail "openai_sdk.test.mjs exited $rc"
   t_end "openai_sdk.test.mjs" "exit $rc"
 
+  t_start "curl: the raw SSE stream"
+  # The bytes on the wire, read by curl: every event is "data: <json>" and a blank line, the chunks
+  # are chat.completion.chunk objects whose deltas join to the non-streamed reply, the usage chunk
+  # comes last, then "data: [DONE]".
+  body='{"model": "'"$REFA"'", "messages": [{"role": "user", "content": "Tell me about the city."}], "max_tokens": 20, "temperature": 0'
+  curl -sS -N -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d "$body, \"stream\": true, \"stream_options\": {\"include_usage\": true}}" "$URL_A/v1/chat/completions" >"$T/sse.txt"
+  rc=$?
+  curl -sS -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d "$body}" \
+    "$URL_A/v1/chat/completions" >"$T/whole.json" || rc=$?
+  if [ $rc -eq 0 ]; then
+    $PY - "$T/sse.txt" "$T/whole.json" <<'PYEOF' || rc=1
+import json, sys
+raw = open(sys.argv[1], encoding="utf-8").read()
+whole = json.load(open(sys.argv[2]))
+assert raw.endswith("data: [DONE]\n\n"), "the stream does not end with data: [DONE]"
+events = raw.split("\n\n")[:-1]
+assert all(e.startswith("data: ") for e in events), "an event is not a data: line"
+chunks = [json.loads(e[6:]) for e in events[:-1]]
+assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+assert chunks[0]["choices"][0]["delta"].get("role") == "assistant"
+text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+assert text == whole["choices"][0]["message"]["content"], (text, whole["choices"][0]["message"]["content"])
+assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"], "usage chunk"
+print(f"ok   curl: {len(events)} events, text {text!r}, usage {whole['usage']}")
+PYEOF
+  fi
+  [ $rc -eq 0 ] || fail "the raw SSE stream read by curl is wrong (see above)"
+  t_end "curl: the raw SSE stream" "exit $rc"
+
   t_start "chat_page.test.mjs"
   SHOT="$(dirname "$UPG")/test_server_chat_page.png"
   UPG_MODEL="$REFA" UPG_SCREENSHOT="$SHOT" node tests/server/chat_page.test.mjs
