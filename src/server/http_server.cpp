@@ -117,6 +117,15 @@ bool write_event(httplib::DataSink& sink, Reply& r, const json& j) {
   return sink.write(s.data(), s.size());
 }
 
+// The error a request that ended without a reply answers with: the scheduler cancelled it (a
+// shutdown: 503) or failed (500). nullopt when it finished normally.
+std::optional<ApiError> failure_of(const GenerationUpdate& u) {
+  if (u.finish_reason == "error") return ApiError(500, "server_error", u.error);
+  if (u.finish_reason == "cancelled")
+    return ApiError(503, "server_error", "the request was cancelled: the server is shutting down");
+  return std::nullopt;
+}
+
 // Gathers an update into a non-streamed reply; when it is the last, returns the HTTP status and the
 // body (else status 0).
 std::pair<int, json> absorb_final(Reply& r, const GenerationUpdate& u) {
@@ -127,13 +136,7 @@ std::pair<int, json> absorb_final(Reply& r, const GenerationUpdate& u) {
   r.tokens.insert(r.tokens.end(), u.tokens.begin(), u.tokens.end());
   if (!u.done) return {0, json()};
   r.done = true;
-  if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
-    const int status = u.finish_reason == "error" ? 500 : 503;
-    return {status, error_body(ApiError(status, "server_error",
-                                        u.finish_reason == "error"
-                                            ? u.error
-                                            : "the request was cancelled: the server is shutting down"))};
-  }
+  if (auto e = failure_of(u)) return {e->status, error_body(*e)};
   json lp = nullptr;
   json body = {{"id", r.id}, {"created", r.created}, {"model", r.model_id},
                {"system_fingerprint", "upg-" UPG_VERSION}, {"usage", usage_json(u.prompt_tokens, u.completion_tokens)}};
@@ -141,14 +144,14 @@ std::pair<int, json> absorb_final(Reply& r, const GenerationUpdate& u) {
     if (r.want_logprobs) lp = chat_logprobs(r.model->tokenizer, r.tokens, r.token_text);
     body["object"] = "chat.completion";
     body["choices"] = {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", r.text}, {"refusal", nullptr}}},
-                        {"logprobs", lp}, {"finish_reason", finish_reason(u.finish_reason)}}};
+                        {"logprobs", lp}, {"finish_reason", u.finish_reason}}};
   } else {
     if (r.want_logprobs)
       lp = r.echo ? r.echo_logprobs(r.tokens, r.token_text, 0)
                   : completion_logprobs(r.model->tokenizer, r.tokens, r.token_text, false, 0);
     body["object"] = "text_completion";
     body["choices"] = {{{"index", 0}, {"text", r.echo ? r.prompt_text + r.text : r.text}, {"logprobs", lp},
-                        {"finish_reason", finish_reason(u.finish_reason)}}};
+                        {"finish_reason", u.finish_reason}}};
   }
   return {200, body};
 }
@@ -283,9 +286,9 @@ void Server::stop() {
 
 void Server::routes() {
   auto& s = *http_;
-  size_t threads = 8;
-  for (const auto& m : models_) threads += static_cast<size_t>(opt_.scheduler.max_queue + opt_.scheduler.max_batch);
-  threads = std::min<size_t>(threads, 1024);
+  // A thread per connection that may be waiting on a request: every model's queue and batch.
+  const size_t threads = std::min<size_t>(
+      8 + models_.size() * static_cast<size_t>(opt_.scheduler.max_queue + opt_.scheduler.max_batch), 1024);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_payload_max_length(opt_.max_body_bytes);
   s.set_read_timeout(30, 0);
@@ -517,11 +520,10 @@ void Server::handle_generate(const std::string& body, httplib::Response& res, bo
           }
           r->prompt_lp.insert(r->prompt_lp.end(), u.prompt.begin(), u.prompt.end());
           const std::vector<std::string> texts = r->texts_of(u.tokens);
-          if (u.done && (u.finish_reason == "error" || u.finish_reason == "cancelled")) {
+          const auto failure = u.done ? failure_of(u) : std::nullopt;
+          if (failure) {
             r->done = true;
-            ApiError e(u.finish_reason == "error" ? 500 : 503, "server_error",
-                       u.finish_reason == "error" ? u.error : "the request was cancelled: the server is shutting down");
-            write_event(sink, *r, error_body(e));
+            write_event(sink, *r, error_body(*failure));
             static const char end[] = "data: [DONE]\n\n";
             sink.write(end, sizeof end - 1);
             sink.done();
@@ -552,10 +554,10 @@ void Server::handle_generate(const std::string& body, httplib::Response& res, bo
             json c = r->chunk_base();
             if (r->chat)
               c["choices"] = {{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr},
-                               {"finish_reason", finish_reason(u.finish_reason)}}};
+                               {"finish_reason", u.finish_reason}}};
             else
               c["choices"] = {{{"index", 0}, {"text", ""}, {"logprobs", nullptr},
-                               {"finish_reason", finish_reason(u.finish_reason)}}};
+                               {"finish_reason", u.finish_reason}}};
             if (!write_event(sink, *r, c)) return false;
             if (r->include_usage) {
               json uc = r->chunk_base();

@@ -250,6 +250,5 @@ json usage_json(int prompt_tokens, int completion_tokens) {
           {"total_tokens", prompt_tokens + completion_tokens}};
 }
 
-std::string finish_reason(const std::string& r) { return r; }
 
 }  // namespace upg::server

@@ -69,7 +69,5 @@ nlohmann::json completion_logprobs(const Tokenizer& tok, const std::vector<Gener
 
 nlohmann::json usage_json(int prompt_tokens, int completion_tokens);
 
-// "stop" / "length" as OpenAI names them ("cancelled" and "error" pass through).
-std::string finish_reason(const std::string& scheduler_reason);
 
 }  // namespace upg::server
