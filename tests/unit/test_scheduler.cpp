@@ -18,7 +18,6 @@
 #include "tiny_tokenizer.h"
 
 using namespace upg;
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
@@ -29,19 +28,7 @@ struct Fixture {
 };
 
 const Fixture& tiny() {
-  static Fixture f = [] {
-    fs::path d = fs::temp_directory_path() / ("upg_sched_" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    nlohmann::json c = test::tiny_config("LlamaForCausalLM", "llama");
-    c["vocab_size"] = 302;
-    c["eos_token_id"] = 300;
-    c["max_position_embeddings"] = 256;
-    test::write_tiny_model(d.string(), c, TensorDType::BF16, 11);
-    Fixture x{Model::load(d.string()),
-              Tokenizer::from_json_strings(test::tiny_tokenizer_json(), "", R"({"eos_token_id": 300})")};
-    fs::remove_all(d);
-    return x;
-  }();
+  static Fixture f{test::tiny_text_model("sched"), test::tiny_text_tokenizer()};
   return f;
 }
 

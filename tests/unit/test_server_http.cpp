@@ -19,25 +19,14 @@
 
 using namespace upg;
 using nlohmann::json;
-namespace fs = std::filesystem;
 
 namespace {
 
 std::unique_ptr<server::ServedModel> tiny_served(const std::string& id) {
-  fs::path d = fs::temp_directory_path() / ("upg_srv_" + std::to_string(::getpid()) + id);
-  fs::remove_all(d);
-  nlohmann::json c = test::tiny_config("LlamaForCausalLM", "llama");
-  c["vocab_size"] = 302;
-  c["eos_token_id"] = 300;
-  c["max_position_embeddings"] = 256;
-  test::write_tiny_model(d.string(), c, TensorDType::BF16, 11);
-  auto m = std::make_unique<server::ServedModel>(server::ServedModel{
-      id, Model::load(d.string()),
-      Tokenizer::from_json_strings(test::tiny_tokenizer_json(), "", R"({"eos_token_id": 300})"),
+  return std::make_unique<server::ServedModel>(server::ServedModel{
+      id, test::tiny_text_model(id), test::tiny_text_tokenizer(),
       "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:", R"({"do_sample": false})",
       nullptr});
-  fs::remove_all(d);
-  return m;
 }
 
 class ServerTest : public ::testing::Test {
@@ -303,7 +292,7 @@ TEST_F(ServerTest, MetricsCountRequestsAndTokens) {
 }
 
 TEST(ServerProtocol, TokenTextsJoinToTheDecodedText) {
-  auto tok = Tokenizer::from_json_strings(test::tiny_tokenizer_json(), "", R"({"eos_token_id": 300})");
+  auto tok = test::tiny_text_tokenizer();
   const std::vector<int32_t> ids = tok.encode("abc ab \xC3\xA9t\xC3\xA9", false);
   std::string joined;
   for (const auto& t : server::token_texts(tok, ids)) joined += t;

@@ -1,10 +1,18 @@
 // Test helper: a hand-written byte-level BPE tokenizer.json (every byte a token, ids 0..255; "ab"
-// 256, "abc" 257, " ab" 258; special tokens "<eos>" 300 and "<sp>" 301) for tests that need text.
+// 256, "abc" 257, " ab" 258; special tokens "<eos>" 300 and "<sp>" 301) for tests that need text,
+// and a tiny random model whose vocabulary matches it.
 #pragma once
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "runtime/model.h"
+#include "tiny_model.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/tokenizer.h"
 
 namespace upg::test {
 
@@ -24,6 +32,26 @@ inline std::string tiny_tokenizer_json(const std::string& model_type = "BPE") {
             {"decoder", {{"type", "ByteLevel"}}},
             {"model", {{"type", model_type}, {"vocab", vocab}, {"merges", {"a b", json::array({"ab", "c"}), "\xC4\xA0 ab"}}}}};
   return j.dump();
+}
+
+inline Tokenizer tiny_text_tokenizer() {
+  return Tokenizer::from_json_strings(tiny_tokenizer_json(), "", R"({"eos_token_id": 300})");
+}
+
+// A tiny random Llama for tiny_text_tokenizer(): vocabulary 302, end of sequence 300, 256
+// positions (weights seed 11, bf16), loaded from a temporary directory named after `tag`.
+inline std::unique_ptr<Model> tiny_text_model(const std::string& tag) {
+  namespace fs = std::filesystem;
+  fs::path d = fs::temp_directory_path() / ("upg_text_" + std::to_string(::getpid()) + "_" + tag);
+  fs::remove_all(d);
+  nlohmann::json c = tiny_config("LlamaForCausalLM", "llama");
+  c["vocab_size"] = 302;
+  c["eos_token_id"] = 300;
+  c["max_position_embeddings"] = 256;
+  write_tiny_model(d.string(), c, TensorDType::BF16, 11);
+  auto m = Model::load(d.string());
+  fs::remove_all(d);
+  return m;
 }
 
 }  // namespace upg::test
