@@ -31,6 +31,8 @@ class MappedFile {
 
 // Reads a whole (small) text file; throws Error naming the path when it cannot.
 std::string read_text_file(const std::string& path);
+// Writes text to path (replacing it); throws Error naming the path when it cannot.
+void write_text_file(const std::string& path, const std::string& text);
 bool file_exists(const std::string& path);
 
 }  // namespace upg

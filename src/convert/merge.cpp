@@ -14,6 +14,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/staging_dir.h"
 #include "base/half.h"
 #include "base/mapped_file.h"
 #include "format/hf_checkpoint.h"
@@ -271,22 +272,6 @@ void read_f32(const TensorView& t, int64_t begin, int64_t n, float* out) {
   throw Error(str_cat("tensor '", t.name, "': cannot read ", tensor_dtype_name(t.dtype), " as fp32"));
 }
 
-struct TempDir {
-  std::string path;
-  ~TempDir() {
-    if (!path.empty()) {
-      std::error_code ec;
-      fs::remove_all(path, ec);
-    }
-  }
-};
-
-void write_text(const fs::path& p, const std::string& text) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(text.data(), static_cast<std::streamsize>(text.size()));
-  f.close();
-  UPG_CHECK(f.good(), "cannot write '", p.string(), "'");
-}
 
 // Files copied from the tokenizer source when present.
 const std::vector<std::string>& side_files() {
@@ -632,14 +617,8 @@ MergeReport merge_checkpoints(const MergeRecipe& r, const std::string& out_dir, 
   }
   if (out.has_parent_path()) fs::create_directories(out.parent_path(), ec);
 
-  TempDir tmp;
-  {
-    std::string tmpl = out.string() + ".tmp-XXXXXX";
-    UPG_CHECK(::mkdtemp(tmpl.data()), "merge: cannot create a temporary directory beside '", out.string(),
-              "': ", std::strerror(errno));
-    tmp.path = tmpl;
-  }
-  const fs::path dir(tmp.path);
+  StagingDir tmp(out.string(), "merge: ");
+  const fs::path dir(tmp.path());
 
   // Tensors, in shards of at most shard_bytes (consecutive tensors).
   std::vector<std::vector<const Item*>> shards(1);
@@ -673,7 +652,7 @@ MergeReport merge_checkpoints(const MergeRecipe& r, const std::string& out_dir, 
   }
   if (nsh > 1) {
     ordered_json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    write_text(dir / "model.safetensors.index.json", idx.dump(2) + "\n");
+    write_text_file((dir / "model.safetensors.index.json").string(), idx.dump(2) + "\n");
   }
 
   // config.json of the reference model, side files of the tokenizer source, the recipe.
@@ -688,7 +667,7 @@ MergeReport merge_checkpoints(const MergeRecipe& r, const std::string& out_dir, 
         if (cfg.contains(k)) cfg[k] = torch_dtype_name(*r.dtype), set = true;
       if (!set) cfg["torch_dtype"] = torch_dtype_name(*r.dtype);
     }
-    write_text(dir / "config.json", cfg.dump(2) + "\n");
+    write_text_file((dir / "config.json").string(), cfg.dump(2) + "\n");
   }
   for (const std::string& f : side_files()) {
     const fs::path src = fs::path(tok_dir) / f;
@@ -699,14 +678,14 @@ MergeReport merge_checkpoints(const MergeRecipe& r, const std::string& out_dir, 
   {
     ordered_json rec = r.to_json();
     rec["merged_by"] = std::string("upg ") + UPG_VERSION;
-    write_text(dir / "merge_recipe.json", rec.dump(2) + "\n");
+    write_text_file((dir / "merge_recipe.json").string(), rec.dump(2) + "\n");
   }
 
   // Into place.
   if (empty_dir) fs::remove(out, ec);
   std::string backup;
   if (exists && !empty_dir) {
-    backup = tmp.path + ".old";
+    backup = tmp.path() + ".old";
     fs::rename(out, backup, ec);
     UPG_CHECK(!ec, "merge: cannot move the existing '", out.string(), "' aside: ", ec.message());
   }
@@ -716,7 +695,7 @@ MergeReport merge_checkpoints(const MergeRecipe& r, const std::string& out_dir, 
     if (!backup.empty()) fs::rename(backup, out, ec2);
     throw Error(str_cat("merge: cannot rename '", dir.string(), "' to '", out.string(), "': ", ec.message()));
   }
-  tmp.path.clear();
+  tmp.keep();
   if (!backup.empty()) fs::remove_all(backup, ec);
 
   rep.out_dir = out.string();

@@ -13,6 +13,8 @@
 #include <memory>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
+#include "base/staging_dir.h"
 #include "base/half.h"
 #include "commands.h"
 #include "format/upg_container.h"
@@ -33,23 +35,6 @@ struct DecompressOptions {
   int threads = 0;
 };
 
-// Removes the temporary directory unless released.
-struct TempDir {
-  std::string path;
-  ~TempDir() {
-    if (!path.empty()) {
-      std::error_code ec;
-      fs::remove_all(path, ec);
-    }
-  }
-};
-
-void write_file(const fs::path& p, const std::string& text) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(text.data(), static_cast<std::streamsize>(text.size()));
-  f.close();
-  UPG_CHECK(f.good(), "cannot write '", p.string(), "'");
-}
 
 // Decodes t row chunk by row chunk into w as `dt`.
 void write_tensor(SafetensorsStreamWriter& w, const UpgTensor& t, TensorDType dt) {
@@ -91,14 +76,8 @@ void decompress(const DecompressOptions& o) {
   UPG_CHECK(!fs::exists(out, ec) || (fs::is_directory(out, ec) && fs::is_empty(out, ec)), "output '", out.string(),
             "' already exists and is not an empty directory");
 
-  TempDir tmp;
-  {
-    std::string tmpl = out.string() + ".tmp-XXXXXX";
-    UPG_CHECK(::mkdtemp(tmpl.data()), "cannot create a temporary directory beside '", out.string(),
-              "': ", std::strerror(errno));
-    tmp.path = tmpl;
-  }
-  const fs::path dir(tmp.path);
+  StagingDir tmp(out.string());
+  const fs::path dir(tmp.path());
 
   // Text files; config.json records the new dtype.
   for (const std::string& name : upg_text_file_names()) {
@@ -114,7 +93,7 @@ void decompress(const DecompressOptions& o) {
       if (!set) cfg["torch_dtype"] = torch_name;
       *text = cfg.dump(2) + "\n";
     }
-    write_file(dir / name, *text);
+    write_text_file((dir / name).string(), *text);
   }
 
   // Shards: consecutive tensors while the data stays under the limit.
@@ -149,12 +128,12 @@ void decompress(const DecompressOptions& o) {
   progress.finish();
   if (n > 1) {
     nlohmann::ordered_json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    write_file(dir / "model.safetensors.index.json", idx.dump(2) + "\n");
+    write_text_file((dir / "model.safetensors.index.json").string(), idx.dump(2) + "\n");
   }
   if (fs::is_directory(out, ec)) fs::remove(out, ec);  // an empty directory (checked above)
   fs::rename(dir, out, ec);
   UPG_CHECK(!ec, "cannot rename '", dir.string(), "' to '", out.string(), "': ", ec.message());
-  tmp.path.clear();
+  tmp.keep();
   std::printf("wrote %s: %zu tensors as %s in %d file%s (%.1f MB)\n", out.string().c_str(), c->tensors().size(),
               tensor_dtype_name(dt), n, n == 1 ? "" : "s", total / 1e6);
 }
