@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
 #include "base/error.h"
 #include "eval/data_files.h"
@@ -83,6 +84,30 @@ void ProgressLine::update(int64_t done, const std::string& extra) {
 void ProgressLine::finish() {
   if (tty_ && drawn_) std::cerr << "\n" << std::flush;
   drawn_ = false;
+}
+
+EvalProgress progress_on(ProgressLine& bar) {
+  return [&bar](int64_t done, int64_t total, const std::string& status) {
+    bar.set_total(total);
+    bar.update(done, status);
+    return !interrupted();
+  };
+}
+
+EvalHooks eval_hooks(ProgressLine& bar, const std::string& json_path) {
+  EvalHooks hooks;
+  hooks.progress = progress_on(bar);
+  if (!json_path.empty()) {
+    auto last_save = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+    hooks.checkpoint = [json_path, last_save](const std::function<nlohmann::json()>& snapshot) {
+      const auto now = std::chrono::steady_clock::now();
+      if (std::chrono::duration<double>(now - *last_save).count() > 5) {
+        write_json_file(json_path, snapshot());
+        *last_save = now;
+      }
+    };
+  }
+  return hooks;
 }
 
 }  // namespace upg::cli

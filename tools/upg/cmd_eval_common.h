@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "eval/eval_runs.h"
+
 namespace upg::cli {
 
 // Ctrl-C: the first SIGINT sets the flag (loops finish the current item, write their results and
@@ -35,6 +37,13 @@ class ProgressLine {
   bool tty_ = false, drawn_ = false;
   std::chrono::steady_clock::time_point t0_, last_;
 };
+
+// The progress callback an evaluation reports to: redraws `bar` (with the total the evaluation
+// gives) and asks it to stop after Ctrl-C.
+EvalProgress progress_on(ProgressLine& bar);
+// Hooks of an item-by-item evaluation: progress_on(bar), and the results so far written to
+// json_path (when not empty) at most every 5 s. `bar` must outlive the hooks.
+EvalHooks eval_hooks(ProgressLine& bar, const std::string& json_path);
 
 // The subcommands of `upg eval`, registered on the `eval` app.
 void add_eval_ppl_commands(CLI::App* eval);

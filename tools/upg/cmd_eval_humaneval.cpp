@@ -128,20 +128,7 @@ void run_generate(const HumanEvalCliOptions& o) {
   install_interrupt_handler();
 
   ProgressLine bar("humaneval", 0, "problems");
-  auto last_save = std::chrono::steady_clock::now();
-  EvalHooks hooks;
-  hooks.progress = [&](int64_t n, int64_t total, const std::string& status) {
-    bar.set_total(total);
-    bar.update(n, status);
-    return !interrupted();
-  };
-  hooks.checkpoint = [&](const std::function<nlohmann::json()>& snapshot) {
-    auto now = std::chrono::steady_clock::now();
-    if (!o.json.empty() && std::chrono::duration<double>(now - last_save).count() > 5) {
-      write_json_file(o.json, snapshot());
-      last_save = now;
-    }
-  };
+  const EvalHooks hooks = eval_hooks(bar, o.json);
   int64_t resumed = 0;
   const nlohmann::json final_json =
       run_humaneval_eval(*lm.model, lm.tokenizer, ro, done, hooks, warn_isolation, &resumed);

@@ -45,12 +45,7 @@ void run_ppl(const PplOptions& o) {
   po.ctx = o.ctx;
   po.chunks = o.chunks;
   ProgressLine bar("ppl", 0, o.method == "hf" ? "windows" : "chunks");
-  const nlohmann::json out = run_ppl_eval(*lm.model, lm.tokenizer, text, po, [&](int64_t done, int64_t total,
-                                                                                  const std::string& status) {
-    bar.set_total(total);
-    bar.update(done, status);
-    return !interrupted();
-  });
+  const nlohmann::json out = run_ppl_eval(*lm.model, lm.tokenizer, text, po, progress_on(bar));
   bar.finish();
   const bool complete = out["complete"].get<bool>();
   if (o.method == "hf") {
@@ -80,12 +75,7 @@ void run_kld(const PplOptions& o) {
   ko.ctx = o.ctx;
   ko.chunks = o.chunks;
   ProgressLine bar("kld", 0, "chunks");
-  const KldEval e = run_kld_eval(*base.model, base.tokenizer, *model.model, text, ko,
-                                 [&](int64_t done, int64_t total, const std::string& status) {
-                                   bar.set_total(total);
-                                   bar.update(done, status);
-                                   return !interrupted();
-                                 });
+  const KldEval e = run_kld_eval(*base.model, base.tokenizer, *model.model, text, ko, progress_on(bar));
   bar.finish();
   const KldResult& r = e.result;
   const bool complete = r.chunks == e.chunks_total;

@@ -89,20 +89,7 @@ void run_task(const McTaskInfo& t, const TaskOptions& o) {
   install_interrupt_handler();
 
   ProgressLine bar(t.name, 0);
-  auto last_save = std::chrono::steady_clock::now();
-  EvalHooks hooks;
-  hooks.progress = [&](int64_t n, int64_t total, const std::string& status) {
-    bar.set_total(total);
-    bar.update(n, status);
-    return !interrupted();
-  };
-  hooks.checkpoint = [&](const std::function<nlohmann::json()>& snapshot) {
-    auto now = std::chrono::steady_clock::now();
-    if (!o.json.empty() && std::chrono::duration<double>(now - last_save).count() > 5) {
-      write_json_file(o.json, snapshot());
-      last_save = now;
-    }
-  };
+  const EvalHooks hooks = eval_hooks(bar, o.json);
   int64_t resumed = 0;
   const nlohmann::json final_json = run_mc_eval(t, *lm.model, lm.tokenizer, eo, done, hooks, &resumed);
   bar.finish();
