@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libbz2-dev
-      zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev python3 python3-jinja2 python3-numpy
+      zlib1g-dev libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev python3 python3-jinja2 python3-numpy
       clang-14 libfuzzer-14-dev libomp-14-dev  # clang + libFuzzer: tests/fuzz/run_fuzz.sh
       libcpp-httplib-dev                       # upg serve
       python3-dev pybind11-dev python3-venv python3-pip python3-setuptools python3-wheel  # python/ (import upg)

@@ -6,7 +6,9 @@
 #      (python/tests: API, against `upg run`/`upg eval`/the goldens, `cmake --install`, the .debs): gating.
 #   2. The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g1): gating.
 #      UPG_SANITIZE_TIMEOUT (default 2400 s) bounds it; running past that fails the run.
-#   3. The libFuzzer target of the UPG header/index parser for a bounded time: gating.
+#   3. Every libFuzzer target (tests/fuzz/fuzz_*.cpp: UPG and safetensors headers, config.json,
+#      tokenizer files, chat templates, GGUF vocabularies, server requests, ...) for a bounded time
+#      shared between them, UPG_FUZZ_SECONDS (default 120): gating.
 # Tests that need ../shared/data skip with a message when it is absent; CI has it.
 # UPG_SKIP_SANITIZE=1 / UPG_SKIP_FUZZ=1 skip steps 2 / 3.
 set -euo pipefail
@@ -43,5 +45,5 @@ if [ "${UPG_SKIP_SANITIZE:-0}" != "1" ]; then
   fi
 fi
 if [ "${UPG_SKIP_FUZZ:-0}" != "1" ]; then
-  tests/fuzz/run_fuzz.sh "${UPG_FUZZ_SECONDS:-60}"
+  tests/fuzz/run_fuzz.sh "${UPG_FUZZ_SECONDS:-120}"
 fi

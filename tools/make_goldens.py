@@ -99,6 +99,40 @@ def cases():
     # Qwen2: q/k/v bias, tied embeddings, bf16.
     c.append(("qwen2_bias_tied_bf16", base("Qwen2ForCausalLM", "qwen2", tie_word_embeddings=True, rope_theta=1000000.0,
               num_key_value_heads=2, use_sliding_window=False, torch_dtype="bfloat16"), torch.bfloat16, None, [8, 21]))
+    # Gemma 2: (1 + w) norms before and after attention and MLP, GELU-tanh, query_pre_attn_scalar,
+    # attention and final logit soft-capping, alternating sliding (window 8 < prompt lengths) and
+    # global layers, scaled and tied embeddings. Window and caps small so they bite.
+    c.append(("gemma2_softcap_bf16", base("Gemma2ForCausalLM", "gemma2", head_dim=16, query_pre_attn_scalar=24,
+              sliding_window=8, attn_logit_softcapping=5.0, final_logit_softcapping=3.0,
+              hidden_activation="gelu_pytorch_tanh", hidden_act="gelu_pytorch_tanh", num_hidden_layers=4,
+              tie_word_embeddings=True, rope_theta=10000.0, rms_norm_eps=1e-6, torch_dtype="bfloat16"),
+              torch.bfloat16, None, [7, 19, 1]))
+    # Mixtral: 4 experts, top-2, softmax router.
+    c.append(("mixtral_moe_bf16", base("MixtralForCausalLM", "mixtral", num_local_experts=4, num_experts_per_tok=2,
+              head_dim=16, rope_theta=1000000.0, sliding_window=None, router_jitter_noise=0.0,
+              intermediate_size=96, torch_dtype="bfloat16"), torch.bfloat16, None, [9, 17]))
+    # Qwen2-MoE: 4 experts top-2 without renormalisation, a shared expert with a sigmoid gate, the
+    # middle layer dense (mlp_only_layers).
+    c.append(("qwen2_moe_shared_bf16", base("Qwen2MoeForCausalLM", "qwen2_moe", num_experts=4, num_experts_per_tok=2,
+              moe_intermediate_size=64, shared_expert_intermediate_size=96, intermediate_size=160,
+              norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[1], num_hidden_layers=3,
+              use_sliding_window=False, rope_theta=1000000.0, torch_dtype="bfloat16"), torch.bfloat16, None, [8, 15]))
+    # Mixtral-style router with renormalised top-k (norm_topk_prob) on Qwen2-MoE, f32, sharded.
+    c.append(("qwen2_moe_norm_f32", base("Qwen2MoeForCausalLM", "qwen2_moe", num_experts=4, num_experts_per_tok=3,
+              moe_intermediate_size=48, shared_expert_intermediate_size=64, intermediate_size=128,
+              norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[], num_hidden_layers=2,
+              use_sliding_window=False, rope_theta=10000.0, dtype="float32"), torch.float32, "300KB", [6]))
+    # DeepSeek V3: MLA (q and kv LoRA with norms, decoupled rope part), YaRN with mscale, first layer
+    # dense, then sigmoid-routed experts (correction bias, group-limited top-k, routed scaling) plus a
+    # shared expert.
+    c.append(("deepseek_v3_mla_bf16", base("DeepseekV3ForCausalLM", "deepseek_v3", hidden_size=128, intermediate_size=192,
+              moe_intermediate_size=48, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
+              n_shared_experts=1, n_routed_experts=8, routed_scaling_factor=2.5, kv_lora_rank=32, q_lora_rank=48,
+              qk_rope_head_dim=8, v_head_dim=16, qk_nope_head_dim=16, n_group=4, topk_group=2, num_experts_per_tok=2,
+              first_k_dense_replace=1, norm_topk_prob=True, rope_theta=10000.0, max_position_embeddings=256,
+              rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 32,
+                            "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0},
+              rope_interleave=True, torch_dtype="bfloat16"), torch.bfloat16, None, [9, 14]))
     return c
 
 
@@ -126,9 +160,13 @@ def make_case(out_dir, name, cfg, dtype, shard, lengths, seed):
     with torch.no_grad():  # norms and biases away from their trivial init, so they are tested
         for pname, p in model.named_parameters():
             if "norm" in pname:
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+                # Gemma's norms scale by (1 + w): keep w small there so both forms get tested.
+                p.copy_((0.0 if cfg["model_type"] == "gemma2" else 1.0) + 0.2 * torch.randn_like(p))
             elif pname.endswith(".bias"):
                 p.copy_(0.1 * torch.randn_like(p))
+        for bname, b in model.named_buffers():
+            if bname.endswith("e_score_correction_bias"):  # DeepSeek's router correction (zeros at init)
+                b.copy_(0.05 * torch.randn_like(b))
     model = model.to(dtype)
     kw = {"max_shard_size": shard} if shard else {}
     model.save_pretrained(d, safe_serialization=True, **kw)
@@ -154,6 +192,121 @@ def make_case(out_dir, name, cfg, dtype, shard, lengths, seed):
         tensors[f"gap.{i}"] = torch.tensor(gaps, dtype=torch.float32)
     save_file(tensors, os.path.join(d, "golden.safetensors"), metadata={"case": name})
     print(f"{name}: ok ({sorted(os.listdir(d))})")
+    from safetensors import safe_open
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".safetensors") and f != "golden.safetensors":
+            with safe_open(os.path.join(d, f), "pt") as st:
+                for k in st.keys():
+                    if ".layers.0." in k or ".layers." not in k or "layers.1.mlp" in k:
+                        print(f"  {f}: {k} {list(st.get_slice(k).get_shape())} {st.get_slice(k).get_dtype()}")
+    return ref
+
+
+def make_torch_legacy(out_dir, seed):
+    """torch.save state dicts (what pytorch_model.bin files are), single-file and sharded, of a tiny
+    tied-embedding Llama, plus the same weights as model.safetensors and the reference logits."""
+    cfg = base("LlamaForCausalLM", "llama", tie_word_embeddings=True, head_dim=16, rope_theta=10000.0,
+               torch_dtype="bfloat16")
+    d = os.path.join(out_dir, "torch_legacy")
+    shutil.rmtree(d, ignore_errors=True)
+    ref = make_case(out_dir, "torch_legacy", cfg, torch.bfloat16, None, [10], seed)
+    from safetensors.torch import load_file
+    sd = load_file(os.path.join(d, "model.safetensors"))
+    sd["lm_head.weight"] = sd["model.embed_tokens.weight"]  # tied: one storage under two names, as torch.save keeps it
+    single = os.path.join(d, "single")
+    os.makedirs(single)
+    torch.save(sd, os.path.join(single, "pytorch_model.bin"))
+    shutil.copy(os.path.join(d, "config.json"), single)
+    sharded = os.path.join(d, "sharded")
+    os.makedirs(sharded)
+    names = list(sd.keys())
+    parts = [names[: len(names) // 2], names[len(names) // 2:]]
+    weight_map = {}
+    for i, part in enumerate(parts):
+        fn = f"pytorch_model-{i + 1:05d}-of-{len(parts):05d}.bin"
+        # Also a non-contiguous slice stored as a view would be unusual in a state dict; keep plain tensors.
+        torch.save({k: sd[k] for k in part}, os.path.join(sharded, fn))
+        weight_map.update({k: fn for k in part})
+    with open(os.path.join(sharded, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": sum(t.numel() * t.element_size() for t in sd.values())},
+                   "weight_map": weight_map}, f, indent=2)
+    shutil.copy(os.path.join(d, "config.json"), sharded)
+    # Old-style (legacy=True) f32 and f16 single tensors in one file, to test storage types.
+    torch.save({"a.f32": torch.arange(12, dtype=torch.float32).reshape(3, 4),
+                "b.f16": torch.arange(6, dtype=torch.float16).reshape(2, 3) / 4,
+                "c.bf16": (torch.arange(8, dtype=torch.float32) / 8).to(torch.bfloat16),
+                "d.i64": torch.arange(5, dtype=torch.int64),
+                "e.view": torch.arange(20, dtype=torch.float32)[4:14].reshape(2, 5)},
+               os.path.join(d, "dtypes.bin"))
+    print("torch_legacy: ok", sorted(os.listdir(single)), sorted(os.listdir(sharded)))
+
+
+def make_deepseek_fp8(out_dir, src_name, seed):
+    """A DeepSeek-V3 checkpoint in its FP8 form: every linear weight of the layers as float8_e4m3fn
+    with 128x128 block scales (weight_scale_inv, one float per block, weight = fp8 * scale), as
+    DeepSeek publishes V3; references computed from the dequantized weights."""
+    from safetensors.torch import load_file
+    src = os.path.join(out_dir, src_name)
+    d = os.path.join(out_dir, src_name.replace("_bf16", "_fp8"))
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                  "weight_block_size": [128, 128]}
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    sd = {}
+    for fn in os.listdir(src):
+        if fn.endswith(".safetensors") and fn != "golden.safetensors":
+            sd.update(load_file(os.path.join(src, fn)))
+    out, deq = {}, {}
+    B = 128
+    for k, w in sd.items():
+        is_linear = (".layers." in k and k.endswith(".weight") and w.dim() == 2 and "norm" not in k
+                     and not k.endswith("mlp.gate.weight"))
+        if not is_linear:
+            out[k] = w
+            deq[k] = w
+            continue
+        wf = w.float()
+        R, C = wf.shape
+        rb, cb = (R + B - 1) // B, (C + B - 1) // B
+        scale = torch.zeros(rb, cb)
+        q = torch.zeros(R, C, dtype=torch.float8_e4m3fn)
+        for i in range(rb):
+            for j in range(cb):
+                blk = wf[i * B:(i + 1) * B, j * B:(j + 1) * B]
+                s = blk.abs().max().clamp(min=1e-12) / 448.0
+                scale[i, j] = s
+                q[i * B:(i + 1) * B, j * B:(j + 1) * B] = (blk / s).to(torch.float8_e4m3fn)
+        out[k] = q
+        out[k + "_scale_inv"] = scale
+        full = scale.repeat_interleave(B, 0)[:R].repeat_interleave(B, 1)[:, :C]
+        deq[k] = (q.float() * full).to(w.dtype)
+    save_file(out, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    # References: the bf16 model with the dequantized weights.
+    tmp = d + ".deq"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    with open(os.path.join(src, "config.json")) as f:
+        json.dump(json.load(f), open(os.path.join(tmp, "config.json"), "w"))
+    save_file({k: v.contiguous() for k, v in deq.items()}, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+    ref = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    tensors = {}
+    for i, n in enumerate([9]):
+        ids = torch.randint(3, VOCAB, (n,), generator=g).tolist()
+        with torch.no_grad():
+            logits = ref(torch.tensor([ids])).logits[0].float()
+        seq, gaps = greedy(ref, ids, 12)
+        tensors[f"prompt.{i}"] = torch.tensor(ids, dtype=torch.int32)
+        tensors[f"logits.{i}"] = logits.contiguous()
+        tensors[f"greedy.{i}"] = torch.tensor(seq, dtype=torch.int32)
+        tensors[f"gap.{i}"] = torch.tensor(gaps, dtype=torch.float32)
+    save_file(tensors, os.path.join(d, "golden.safetensors"), metadata={"case": os.path.basename(d)})
+    shutil.rmtree(tmp)
+    print(f"{os.path.basename(d)}: ok")
 
 
 REFA_PROMPTS = [
@@ -225,6 +378,16 @@ def main():
         except Exception:
             failed += 1
             print(f"{name}: FAILED", file=sys.stderr)
+            traceback.print_exc()
+    for extra, fn in (("torch_legacy", lambda: make_torch_legacy(args.out, 900)),
+                      ("deepseek_v3_mla_fp8", lambda: make_deepseek_fp8(args.out, "deepseek_v3_mla_bf16", 901))):
+        if only is not None and extra not in only:
+            continue
+        try:
+            fn()
+        except Exception:
+            failed += 1
+            print(f"{extra}: FAILED", file=sys.stderr)
             traceback.print_exc()
     if args.refa:
         try:

@@ -61,15 +61,30 @@ void MappedFile::release() {
   size_ = 0;
 }
 
-std::string read_text_file(const std::string& path) {
+void check_input_size(const std::string& what, uint64_t size, uint64_t max_bytes) {
+  UPG_CHECK(size <= max_bytes, what, " is ", size, " bytes, larger than the ", max_bytes,
+            " bytes accepted for it; refusing to read it");
+}
+
+std::string read_text_file(const std::string& path, size_t max_bytes) {
   struct stat st {};
   UPG_CHECK(::stat(path.c_str(), &st) == 0, "cannot open '", path, "': ", std::strerror(errno));
   UPG_CHECK(S_ISREG(st.st_mode), "'", path, "' is not a regular file");
+  check_input_size(str_cat("'", path, "'"), static_cast<uint64_t>(st.st_size), max_bytes);
   std::ifstream f(path, std::ios::binary);
   UPG_CHECK(f.good(), "cannot read '", path, "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  std::string out;
+  out.resize(static_cast<size_t>(st.st_size));
+  f.read(out.data(), static_cast<std::streamsize>(out.size()));
+  out.resize(static_cast<size_t>(f.gcount()));
+  // The file may have grown since stat: read what is left, up to the cap.
+  char buf[65536];
+  while (f.read(buf, sizeof(buf)), f.gcount() > 0) {
+    check_input_size(str_cat("'", path, "'"), out.size() + static_cast<uint64_t>(f.gcount()), max_bytes);
+    out.append(buf, static_cast<size_t>(f.gcount()));
+  }
+  UPG_CHECK(!f.bad(), "cannot read '", path, "'");
+  return out;
 }
 
 void write_text_file(const std::string& path, const std::string& text) {

@@ -29,8 +29,21 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Reads a whole (small) text file; throws Error naming the path when it cannot.
-std::string read_text_file(const std::string& path);
+// Caps on input files, checked before they are read or parsed (the files come from strangers: a
+// multi-gigabyte "config.json" must fail with a message, not exhaust memory). The one place they live.
+inline constexpr size_t kMaxConfigFileBytes = size_t{16} << 20;      // config.json, tokenizer_config.json,
+                                                                     // generation_config.json, chat templates,
+                                                                     // index and recipe JSON
+inline constexpr size_t kMaxTokenizerFileBytes = size_t{256} << 20;  // tokenizer.json, vocab files (real: 1-20 MB)
+inline constexpr size_t kMaxHeaderBytes = size_t{100} << 20;         // a safetensors / UPG JSON header
+inline constexpr size_t kMaxDataFileBytes = size_t{2} << 30;        // an evaluation data file, decompressed
+
+// Throws Error naming `what`, its size and the cap when size > max_bytes.
+void check_input_size(const std::string& what, uint64_t size, uint64_t max_bytes);
+
+// Reads a whole text file; throws Error naming the path when it cannot, or when it is larger than
+// max_bytes (the size is checked before anything is read).
+std::string read_text_file(const std::string& path, size_t max_bytes = SIZE_MAX);
 // Writes text to path (replacing it); throws Error naming the path when it cannot.
 void write_text_file(const std::string& path, const std::string& text);
 bool file_exists(const std::string& path);

@@ -1,5 +1,7 @@
 #include "convert/calibration.h"
 
+#include <set>
+
 #include "base/error.h"
 
 namespace upg {
@@ -18,6 +20,10 @@ CalibrationStats collect_calibration(const Model& model, const std::vector<int32
   int64_t last_n = -1;
   std::shared_ptr<InputStats> last;
   bool first_window = true;
+  // A routed expert sees only the tokens routed to it: it may first appear in any window, or never.
+  std::set<std::string> experts;
+  for (const ModelTensor& t : model.tensors())
+    if (t.expert >= 0) experts.insert(t.name);
   Session s(model, static_cast<int>(o.window));
   s.set_observer([&](const std::string& name, const float* x, int64_t n, int64_t cols) {
     auto& slot = st.inputs[name];
@@ -26,7 +32,8 @@ CalibrationStats collect_calibration(const Model& model, const std::vector<int32
       if (slot == last) return;
     }
     if (!slot) {
-      UPG_CHECK(first_window, "calibration: projection '", name, "' appeared after the first window");
+      UPG_CHECK(first_window || experts.count(name), "calibration: projection '", name,
+                "' appeared after the first window");
       slot = std::make_shared<InputStats>(cols, cols <= o.max_full_cols);
     }
     slot->add(x, n);

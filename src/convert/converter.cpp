@@ -11,7 +11,9 @@
 #include "convert/allocate.h"
 #include "convert/gptq.h"
 #include "convert/sensitivity.h"
+#include "models/fused_layout.h"
 #include "models/registry.h"
+#include "format/fp8_block.h"
 #include "format/hf_checkpoint.h"
 #include "format/upg_from_hf.h"
 #include "format/upg_format.h"
@@ -158,9 +160,11 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
               "convert: refusing to write '", out_path, "' inside the source directory without a .upg extension");
   }
   auto ck = HfCheckpoint::open(hf_dir);
+  const std::optional<Fp8BlockScheme> fp8 = fp8_block_scheme(ck->config(), ck->dir() + "/config.json");
   const ModelConfig cfg = parse_model_config(ck->config(), hf_dir + "/config.json");
   const ArchSpec& arch = get_arch(cfg.architecture, hf_dir);
   const std::vector<ModelTensor> plan = model_tensors(cfg, arch);
+  register_fused_layout(*ck, plan);
   for (const auto& t : plan) ck->tensor(t.name, t.shape);  // names the tensor and both shapes on mismatch
   const Candidate fixed = parse_codec_spec(o.codec);
   for (const auto& c : o.candidates) (void)c;
@@ -217,7 +221,7 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
         fixed_bytes += t.numel() * vec_elem + 64 + 400;
         continue;
       }
-      const std::vector<float> W = tensor_to_f32(tv);
+      const std::vector<float> W = checkpoint_tensor_f32(*ck, t.name, fp8);
       std::vector<AllocOption> opts;
       // The probe's operating point: the candidate whose size is nearest the budget.
       std::vector<float> probe_w;
@@ -278,7 +282,7 @@ ConvertReport convert_model(const std::string& hf_dir, const std::string& out_pa
       const TensorView& tv = ck->tensor(t.name);
       try {
         ConvertedTensor ct{t.name, "", t.numel()};
-        std::vector<float> W = tensor_to_f32(tv);
+        std::vector<float> W = checkpoint_tensor_f32(*ck, t.name, fp8);
         if (t.role == TensorRole::Vector) {
           const TensorDType dt = o.vector_storage == "f32" ? TensorDType::F32 : TensorDType::BF16;
           std::vector<float> r(W.size());

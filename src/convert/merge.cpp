@@ -207,9 +207,12 @@ MergeRecipe MergeRecipe::parse(const std::string& text, const std::string& origi
 }
 
 MergeRecipe MergeRecipe::load(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  UPG_CHECK(f.good(), "cannot open merge recipe '", path, "'");
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string text;
+  try {
+    text = read_text_file(path, kMaxConfigFileBytes);
+  } catch (const Error& e) {
+    throw Error(str_cat("cannot open merge recipe: ", e.what()));
+  }
   return parse(text, path);
 }
 
@@ -590,7 +593,7 @@ MergeReport merge_checkpoints(const MergeRecipe& r, const std::string& out_dir, 
     std::string a, b;
     const std::string tok_json = (fs::path(tok_dir) / "tokenizer.json").string();
     const bool ha = file_exists(tok_json);
-    if (ha) a = read_text_file(tok_json);
+    if (ha) a = read_text_file(tok_json, kMaxTokenizerFileBytes);
     for (size_t i = 0; i < in.cks.size(); ++i) {
       const bool hb = in.cks[i]->read_file("tokenizer.json", b);
       if (ha && hb && a != b)

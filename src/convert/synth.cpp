@@ -98,10 +98,10 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
   } else {
     const std::string tj = o.tokenizer_dir + "/tokenizer.json";
     UPG_CHECK(std::filesystem::exists(tj), "synth: tokenizer directory '", o.tokenizer_dir, "' has no tokenizer.json");
-    w.set_text("tokenizer.json", read_text_file(tj));
+    w.set_text("tokenizer.json", read_text_file(tj, kMaxTokenizerFileBytes));
     for (const char* f : {"tokenizer_config.json", "generation_config.json", "chat_template.jinja"}) {
       const std::string p = o.tokenizer_dir + "/" + f;
-      if (std::filesystem::exists(p)) w.set_text(f, read_text_file(p));
+      if (std::filesystem::exists(p)) w.set_text(f, read_text_file(p, kMaxConfigFileBytes));
     }
   }
   w.set_converter({{"name", "upg synth"},

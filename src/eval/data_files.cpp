@@ -30,6 +30,7 @@ std::string bunzip2(const std::string& data, const std::string& path) {
     bz.avail_out = static_cast<unsigned>(buf.size());
     rc = BZ2_bzDecompress(&bz);
     out.append(buf.data(), buf.size() - bz.avail_out);
+    check_input_size(str_cat(path, " (decompressed)"), out.size(), kMaxDataFileBytes);
     if (rc == BZ_STREAM_END) {
       // Concatenated streams (as pbzip2 writes): start the next one.
       if (bz.avail_in == 0) break;
@@ -57,7 +58,7 @@ std::string bunzip2(const std::string& data, const std::string& path) {
 
 std::string read_data_file(const std::string& path) {
   UPG_CHECK(fs::is_regular_file(path), "data file '", path, "' does not exist (or is not a regular file)");
-  std::string data = read_text_file(path);
+  std::string data = read_text_file(path, kMaxDataFileBytes);
   if (ends_with(path, ".bz2")) return bunzip2(data, path);
   return data;
 }

@@ -140,17 +140,17 @@ nlohmann::json run_humaneval_eval(const Model& model, const Tokenizer& tok, cons
   UPG_CHECK(o.max_new_tokens > 0, "--max-new-tokens must be positive, got ", o.max_new_tokens);
   const std::vector<HumanEvalProblem> problems = load_humaneval(o.data, o.limit);
   const nlohmann::json config = humaneval_eval_config(o);
+  const SandboxLimits limits = humaneval_limits(o.timeout, !o.unsafe_no_sandbox);
+  const SandboxIsolation isolation = require_humaneval_sandbox(limits, o.unsafe_no_sandbox);
+  if (on_isolation) on_isolation(isolation);
   Session session(model, o.max_length);
-  const SandboxLimits limits = humaneval_limits(o.timeout);
   const HumanEvalGenOptions gen{o.max_new_tokens, o.bos};
   std::vector<HumanEvalItemResult> results;
-  SandboxIsolation isolation;
-  bool have_isolation = false;
   auto snapshot = [&](bool complete) {
     nlohmann::json j = {{"config", config},       {"data", o.data},
                         {"limit", o.limit},       {"items_total", problems.size()},
                         {"complete", complete},   {"summary", humaneval_summary_json(results)}};
-    if (have_isolation) j["isolation"] = to_json(isolation);
+    j["isolation"] = to_json(isolation);
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& r : results) arr.push_back(to_json(r));
     j["items"] = std::move(arr);
@@ -162,13 +162,7 @@ nlohmann::json run_humaneval_eval(const Model& model, const Tokenizer& tok, cons
       results.push_back(it->second);
       ++n_resumed;
     } else {
-      SandboxIsolation iso;
-      results.push_back(run_humaneval_item(session, tok, p, gen, limits, &iso));
-      if (!have_isolation) {
-        if (on_isolation) on_isolation(iso);
-        isolation = std::move(iso);
-        have_isolation = true;
-      }
+      results.push_back(run_humaneval_item(session, tok, p, gen, limits));
     }
     passed += results.back().passed;
     if (hooks.checkpoint) hooks.checkpoint([&] { return snapshot(false); });

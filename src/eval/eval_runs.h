@@ -85,12 +85,14 @@ struct HumanEvalRunOptions {
   int limit = -1, max_length = 0, max_new_tokens = 512;
   double timeout = 3.0;
   bool bos = false;
+  bool unsafe_no_sandbox = false;  // run the programs even when the sandbox is incomplete
 };
 // {"task": "humaneval", "model", "max_new_tokens", "add_bos", "max_length", "timeout", "stop", "decoding"}.
 nlohmann::json humaneval_eval_config(const HumanEvalRunOptions& o);
 // {"config", "data", "limit", "items_total", "complete", "summary" (humaneval_summary_json),
-//  "isolation" (after the first problem run), "items"}. on_isolation (optional) receives what the
-// sandbox achieved on the first problem run here.
+//  "isolation" (what the sandbox achieves: require_humaneval_sandbox, probed before the first
+// problem), "items"}. Throws Error before generating anything when the sandbox is incomplete and
+// o.unsafe_no_sandbox is off. on_isolation (optional) receives the probe's isolation.
 nlohmann::json run_humaneval_eval(const Model& model, const Tokenizer& tok, const HumanEvalRunOptions& o,
                                   const std::map<std::string, HumanEvalItemResult>& done = {},
                                   const EvalHooks& hooks = {},

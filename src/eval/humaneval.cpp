@@ -47,7 +47,7 @@ std::string string_field(const nlohmann::json& j, const char* key, const std::st
 
 std::string read_maybe_gzip(const std::string& path) {
   UPG_CHECK(std::filesystem::is_regular_file(path), "'", path, "' does not exist or is not a file");
-  if (!ends_with(path, ".gz")) return read_text_file(path);
+  if (!ends_with(path, ".gz")) return read_text_file(path, kMaxDataFileBytes);
   {
     // zlib would read non-gzip bytes through unchanged ("transparent" mode): check the magic.
     std::ifstream in(path, std::ios::binary);
@@ -70,6 +70,10 @@ std::string read_maybe_gzip(const std::string& path) {
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
+    if (out.size() > kMaxDataFileBytes) {
+      gzclose(f);
+      check_input_size(str_cat("'", path, "' (decompressed)"), out.size(), kMaxDataFileBytes);
+    }
   }
   // gzread returns 0 both at the end and on a truncated stream; gzclose_r reports the latter.
   const int rc = gzclose_r(f);
@@ -118,12 +122,24 @@ std::string humaneval_program(const HumanEvalProblem& p, const std::string& comp
   return p.prompt + completion + "\n" + p.test + "\n" + "check(" + p.entry_point + ")";
 }
 
-SandboxLimits humaneval_limits(double timeout_seconds) {
+SandboxLimits humaneval_limits(double timeout_seconds, bool require_complete_sandbox) {
   UPG_CHECK(timeout_seconds > 0, "the test timeout must be positive, got ", timeout_seconds);
   SandboxLimits l;
   l.wall_seconds = timeout_seconds;
   l.cpu_seconds = static_cast<int>(std::ceil(timeout_seconds)) + 1;
+  l.require_complete = require_complete_sandbox;
   return l;
+}
+
+SandboxIsolation require_humaneval_sandbox(const SandboxLimits& limits, bool unsafe_no_sandbox) {
+  SandboxResult probe = probe_sandbox(limits);
+  if (probe.isolation.complete() || unsafe_no_sandbox) return std::move(probe.isolation);
+  std::string why;
+  for (const std::string& n : probe.isolation.notes) why += "\n  " + n;
+  if (probe.setup_failed) why += "\n  probe: " + probe.describe();
+  throw Error(str_cat("humaneval: refusing to run model-written programs: the sandbox cannot be fully set up on "
+                      "this system:", why,
+                      "\n(--unsafe-no-sandbox runs them anyway, with only the isolation that took effect)"));
 }
 
 HumanEvalCheck check_completion(const HumanEvalProblem& p, const std::string& completion, const SandboxLimits& limits,
@@ -170,14 +186,12 @@ HumanEvalItemResult generate_completion(Session& session, const Tokenizer& tok, 
 }
 
 HumanEvalItemResult run_humaneval_item(Session& session, const Tokenizer& tok, const HumanEvalProblem& p,
-                                       const HumanEvalGenOptions& opt, const SandboxLimits& limits,
-                                       SandboxIsolation* isolation) {
+                                       const HumanEvalGenOptions& opt, const SandboxLimits& limits) {
   HumanEvalItemResult r = generate_completion(session, tok, p, opt);
   HumanEvalCheck c = check_completion(p, r.completion, limits);
   r.passed = c.passed;
   r.result = c.result;
   r.test_seconds = c.seconds;
-  if (isolation) *isolation = std::move(c.isolation);
   return r;
 }
 
@@ -240,9 +254,20 @@ double pass_at_k(int64_t n, int64_t c, int64_t k) {
 }
 
 nlohmann::json to_json(const SandboxIsolation& iso) {
-  return {{"pid_namespace", iso.pid_namespace},     {"network_namespace", iso.network_namespace},
-          {"mount_namespace", iso.mount_namespace}, {"user_namespace", iso.user_namespace},
-          {"readonly_root", iso.readonly_root},     {"unprivileged_uid", iso.unprivileged_uid},
+  return {{"complete", iso.complete()},
+          {"pid_namespace", iso.pid_namespace},
+          {"network_namespace", iso.network_namespace},
+          {"mount_namespace", iso.mount_namespace},
+          {"ipc_namespace", iso.ipc_namespace},
+          {"uts_namespace", iso.uts_namespace},
+          {"user_namespace", iso.user_namespace},
+          {"readonly_root", iso.readonly_root},
+          {"tmpfs", iso.tmpfs},
+          {"home_hidden", iso.home_hidden},
+          {"unprivileged_uid", iso.unprivileged_uid},
+          {"capabilities_dropped", iso.capabilities_dropped},
+          {"no_new_privs", iso.no_new_privs},
+          {"seccomp", iso.seccomp},
           {"notes", iso.notes}};
 }
 

@@ -63,7 +63,15 @@ struct HumanEvalCheck {
 };
 
 // Sandbox limits for one test run with the given wall-clock timeout (CPU limit = timeout + 1 s).
-SandboxLimits humaneval_limits(double timeout_seconds);
+// require_complete_sandbox (SandboxLimits::require_complete): a program is never started in an
+// incomplete sandbox; off only for --unsafe-no-sandbox.
+SandboxLimits humaneval_limits(double timeout_seconds, bool require_complete_sandbox = true);
+
+// Probes the sandbox once (probe_sandbox with these limits) before any model-written program
+// runs and returns what it achieves. When it is incomplete this throws Error naming every missing
+// step and why, unless unsafe_no_sandbox, in which case the caller gets the incomplete isolation
+// (and should warn).
+SandboxIsolation require_humaneval_sandbox(const SandboxLimits& limits, bool unsafe_no_sandbox);
 
 HumanEvalCheck check_completion(const HumanEvalProblem& p, const std::string& completion,
                                 const SandboxLimits& limits, const std::string& python = "/usr/bin/python3");
@@ -86,11 +94,9 @@ struct HumanEvalItemResult {
 HumanEvalItemResult generate_completion(Session& session, const Tokenizer& tok, const HumanEvalProblem& p,
                                         const HumanEvalGenOptions& opt);
 
-// generate_completion, then check_completion: one problem end to end. isolation (optional)
-// receives what the sandbox achieved for this run.
+// generate_completion, then check_completion: one problem end to end.
 HumanEvalItemResult run_humaneval_item(Session& session, const Tokenizer& tok, const HumanEvalProblem& p,
-                                       const HumanEvalGenOptions& opt, const SandboxLimits& limits,
-                                       SandboxIsolation* isolation = nullptr);
+                                       const HumanEvalGenOptions& opt, const SandboxLimits& limits);
 
 nlohmann::json to_json(const HumanEvalItemResult& r);
 // Throws Error naming the field when j is not a HumanEvalItemResult written by to_json.
@@ -104,7 +110,7 @@ nlohmann::json humaneval_summary_json(const std::vector<HumanEvalItemResult>& re
 // When k > n - c the result is 1.
 double pass_at_k(int64_t n, int64_t c, int64_t k);
 
-// JSON of a SandboxIsolation ({"pid_namespace": true, ..., "notes": [...]}).
+// JSON of a SandboxIsolation ({"complete": true, "pid_namespace": true, ..., "notes": [...]}).
 nlohmann::json to_json(const SandboxIsolation& iso);
 
 }  // namespace upg

@@ -1,20 +1,12 @@
-// Process tree of one run (see sandbox.h):
-//   parent (upg) --fork--> supervisor: setsid, unshare(namespaces), waits for init
-//     supervisor --fork--> init (pid 1 of the new PID namespace): mounts, waits for the program
-//       init --fork--> program: rlimits, cwd, fds, drop to uid 65534, no_new_privs, execve
-// Stages report to the parent through a pipe of fixed 8-byte records (atomic writes): what took
-// effect, errno of what failed, and the program's raw wait status (from init). The program's
-// stdout/stderr go to a second pipe that the parent drains while it waits (poll on it and on a
-// pidfd of the supervisor), so a chatty program never blocks and the deadline is exact.
+// The parent side of the sandbox (see sandbox.h): prepares everything the children need
+// (sandbox_child.h), forks the supervisor, drains the program's output and the children's reports
+// while it waits (poll on the pipes and on a pidfd of the supervisor, so a chatty program never
+// blocks and the deadline is exact), and turns the reports into a SandboxResult.
 #include "eval/sandbox.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <sched.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -26,192 +18,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "base/error.h"
+#include "eval/sandbox_child.h"
+#include "eval/sandbox_seccomp.h"
 
 namespace upg {
 
 namespace {
 
-constexpr uid_t kNobody = 65534;
+using namespace sandbox_detail;
 
-enum RecordKind : int32_t {
-  kNsFlags = 1,      // value: CLONE_NEW* flags that took effect
-  kNsErrno,          // unshare without a user namespace failed
-  kUserNsErrno,      // unshare with a user namespace failed too
-  kUidMapErrno,      // writing uid_map/gid_map failed
-  kPrivateErrno,     // making / private in the mount namespace failed
-  kProcErrno,        // mounting a fresh /proc failed
-  kReadonlyErrno,    // the read-only remount failed
-  kReadonlyOk,
-  kRlimitErrno,      // value: errno * 16 + resource
-  kChdirErrno,
-  kUidErrno,         // dropping to uid 65534 failed
-  kUidOk,
-  kForkErrno,
-  kExecErrno,
-  kChildStatus,      // the program's raw wait status
-};
-
-struct Record {
-  int32_t kind, value;
-};
-
-void report(int fd, int32_t kind, int32_t value) {
-  Record r{kind, value};
-  [[maybe_unused]] ssize_t n = write(fd, &r, sizeof r);
-}
-
-// Async-signal-safe helpers for the children.
-bool write_proc_file(const char* path, const char* text) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  ssize_t n = write(fd, text, strlen(text));
-  close(fd);
-  return n == static_cast<ssize_t>(strlen(text));
-}
-
-// "0 <id> 1" for uid_map / gid_map.
-void id_map_line(char* buf, unsigned id) {
-  char digits[16];
-  int k = 0;
-  do {
-    digits[k++] = static_cast<char>('0' + id % 10);
-    id /= 10;
-  } while (id);
-  char* p = buf;
-  *p++ = '0';
-  *p++ = ' ';
-  while (k) *p++ = digits[--k];
-  *p++ = ' ';
-  *p++ = '1';
-  *p = 0;
-}
-
-struct ChildPlan {
-  const char* workdir;
-  char* const* argv;
-  char* const* envp;
-  const SandboxLimits* limits;
-  int out_w, report_w;
-};
-
-[[noreturn]] void run_program(const ChildPlan& p, int ns_flags) {
-  const SandboxLimits& l = *p.limits;
-  auto limit = [&](int res, rlim_t v) {
-    struct rlimit r{v, v};
-    if (setrlimit(res, &r) != 0) report(p.report_w, kRlimitErrno, errno * 16 + res);
-  };
-  limit(RLIMIT_CORE, 0);
-  // Soft CPU limit sends SIGXCPU; the hard limit one second later SIGKILL.
-  {
-    struct rlimit r{static_cast<rlim_t>(l.cpu_seconds), static_cast<rlim_t>(l.cpu_seconds) + 1};
-    if (setrlimit(RLIMIT_CPU, &r) != 0) report(p.report_w, kRlimitErrno, errno * 16 + RLIMIT_CPU);
-  }
-  limit(RLIMIT_AS, l.address_space_bytes);
-  limit(RLIMIT_NPROC, static_cast<rlim_t>(l.max_processes));
-  limit(RLIMIT_FSIZE, l.file_size_bytes);
-  limit(RLIMIT_NOFILE, static_cast<rlim_t>(l.open_files));
-  if (chdir(p.workdir) != 0) {
-    report(p.report_w, kChdirErrno, errno);
-    _exit(127);
-  }
-  int devnull = open("/dev/null", O_RDONLY);
-  if (devnull >= 0) dup2(devnull, 0);
-  dup2(p.out_w, 1);
-  dup2(p.out_w, 2);
-  // Everything else closes at exec (the report pipe stays usable until then).
-  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-  if (geteuid() == 0 && !(ns_flags & CLONE_NEWUSER)) {
-    if (setgroups(0, nullptr) == 0 && setgid(kNobody) == 0 && setuid(kNobody) == 0)
-      report(p.report_w, kUidOk, 1);
-    else
-      report(p.report_w, kUidErrno, errno);
-  }
-  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-  execve(p.argv[0], p.argv, p.envp);
-  report(p.report_w, kExecErrno, errno);
-  _exit(127);
-}
-
-// pid 1 of the new PID namespace (or a plain process when that was not permitted).
-[[noreturn]] void run_init(const ChildPlan& p, int ns_flags) {
-  if (ns_flags & CLONE_NEWNS) {
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-      report(p.report_w, kPrivateErrno, errno);
-    } else {
-      if ((ns_flags & CLONE_NEWPID) &&
-          mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-        report(p.report_w, kProcErrno, errno);
-      // The work directory becomes its own mount so that it can stay writable under a read-only tree.
-      struct mount_attr ro{};
-      ro.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-      struct mount_attr rw{};
-      rw.attr_clr = MOUNT_ATTR_RDONLY;
-      if (mount(p.workdir, p.workdir, nullptr, MS_BIND, nullptr) != 0 ||
-          syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) != 0 ||
-          syscall(SYS_mount_setattr, AT_FDCWD, p.workdir, 0, &rw, sizeof rw) != 0)
-        report(p.report_w, kReadonlyErrno, errno);
-      else
-        report(p.report_w, kReadonlyOk, 1);
-    }
-  }
-  pid_t c = fork();
-  if (c < 0) {
-    report(p.report_w, kForkErrno, errno);
-    _exit(127);
-  }
-  if (c == 0) run_program(p, ns_flags);
-  close(p.out_w);
-  int status = 0;
-  for (;;) {  // as init, also reap orphans until the program itself is collected
-    pid_t w = waitpid(-1, &status, 0);
-    if (w == c) break;
-    if (w < 0 && errno != EINTR) break;
-  }
-  report(p.report_w, kChildStatus, status);
-  _exit(0);  // in a PID namespace this kills every process left in it
-}
-
-[[noreturn]] void run_supervisor(const ChildPlan& p, pid_t parent) {
-  setsid();
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(127);
-  const int ns = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
-  int got = 0;
-  if (unshare(ns) == 0) {
-    got = ns;
-  } else {
-    report(p.report_w, kNsErrno, errno);
-    const uid_t uid = getuid();
-    const gid_t gid = getgid();
-    if (unshare(ns | CLONE_NEWUSER) == 0) {
-      got = ns | CLONE_NEWUSER;
-      char line[40];
-      bool ok = write_proc_file("/proc/self/setgroups", "deny");
-      id_map_line(line, uid);
-      ok = write_proc_file("/proc/self/uid_map", line) && ok;
-      id_map_line(line, gid);
-      ok = write_proc_file("/proc/self/gid_map", line) && ok;
-      if (!ok) report(p.report_w, kUidMapErrno, errno);
-    } else {
-      report(p.report_w, kUserNsErrno, errno);
-    }
-  }
-  report(p.report_w, kNsFlags, got);
-  pid_t b = fork();
-  if (b < 0) {
-    report(p.report_w, kForkErrno, errno);
-    _exit(127);
-  }
-  if (b == 0) run_init(p, got);
-  close(p.out_w);
-  int status = 0;
-  while (waitpid(b, &status, 0) < 0 && errno == EINTR) {
-  }
-  _exit(0);
-}
+// Directories of the host that the program must not read (covered by an empty tmpfs).
+constexpr const char* kHiddenDirs[] = {"/home", "/root", "/run/user"};
 
 std::string errno_text(int e) { return str_cat(strerror(e), " (errno ", e, ")"); }
 
@@ -263,8 +82,34 @@ struct Pipe {
   }
 };
 
-void apply_records(const std::string& bytes, SandboxResult& res, bool& got_status, int& status) {
+// What the parent knows before the run: steps it could not prepare.
+struct ParentNotes {
+  std::string seccomp_error;  // building the filter failed
+  std::string hide_error;     // a directory to hide holds the work directory
+  const std::vector<std::string>* hide = nullptr;
+  unsigned skip = 0;
+};
+
+std::string join_missing(const SandboxIsolation& iso) {
+  std::string out;
+  for (const std::string& m : iso.missing()) out += (out.empty() ? "" : ", ") + m;
+  return out;
+}
+
+const char* caps_step_name(int32_t step) {
+  switch (step) {
+    case kCapsBounding: return "dropping the bounding set (PR_CAPBSET_DROP)";
+    case kCapsAmbient: return "clearing the ambient set";
+    case kCapsSecurebits: return "locking the securebits (PR_SET_SECUREBITS)";
+    case kCapsCapset: return "capset to empty sets";
+    default: return "verifying that every capability set is empty";
+  }
+}
+
+void apply_records(const std::string& bytes, const ParentNotes& pn, SandboxResult& res, bool& got_status,
+                   int& status, bool& incomplete) {
   SandboxIsolation& iso = res.isolation;
+  auto note = [&](std::string text) { iso.notes.push_back(std::move(text)); };
   for (size_t off = 0; off + sizeof(Record) <= bytes.size(); off += sizeof(Record)) {
     Record r;
     std::memcpy(&r, bytes.data() + off, sizeof r);
@@ -273,30 +118,53 @@ void apply_records(const std::string& bytes, SandboxResult& res, bool& got_statu
         iso.pid_namespace = r.value & CLONE_NEWPID;
         iso.network_namespace = r.value & CLONE_NEWNET;
         iso.mount_namespace = r.value & CLONE_NEWNS;
+        iso.ipc_namespace = r.value & CLONE_NEWIPC;
+        iso.uts_namespace = r.value & CLONE_NEWUTS;
         iso.user_namespace = r.value & CLONE_NEWUSER;
-        if (!r.value) iso.notes.push_back("no namespaces: the program shares this machine's network and processes");
+        if (!r.value) note("no namespaces: the program shares this machine's network, processes and file tree");
         break;
       case kNsErrno:
-        iso.notes.push_back("unshare(PID|NET|NS|IPC|UTS) not permitted: " + errno_text(r.value) +
-                            "; trying a user namespace");
+        if (geteuid() == 0)  // without root this is expected: the user namespace follows
+          note("unshare(PID|NET|NS|IPC|UTS) not permitted: " + errno_text(r.value) + "; trying a user namespace");
         break;
-      case kUserNsErrno: iso.notes.push_back("unshare with a user namespace not permitted: " + errno_text(r.value)); break;
-      case kUidMapErrno: iso.notes.push_back("writing the user namespace id maps failed: " + errno_text(r.value)); break;
-      case kPrivateErrno: iso.notes.push_back("mount namespace: making / private failed: " + errno_text(r.value)); break;
-      case kProcErrno: iso.notes.push_back("mounting a private /proc failed: " + errno_text(r.value)); break;
-      case kReadonlyErrno:
-        iso.notes.push_back("read-only remount of the file tree failed: " + errno_text(r.value));
+      case kUserNsErrno: note("unshare with a user namespace not permitted: " + errno_text(r.value)); break;
+      case kUidMapErrno: note("writing the user namespace id maps failed: " + errno_text(r.value)); break;
+      case kPrivateErrno: note("mount namespace: making / private failed: " + errno_text(r.value)); break;
+      case kProcErrno: note("mounting a private /proc failed: " + errno_text(r.value)); break;
+      case kHideErrno: {
+        const size_t i = static_cast<size_t>(r.value % 16);
+        const std::string dir = pn.hide && i < pn.hide->size() ? (*pn.hide)[i] : "?";
+        note("covering " + dir + " with an empty tmpfs failed: " + errno_text(r.value / 16));
         break;
+      }
+      case kHideOk: iso.home_hidden = true; break;
+      case kTmpfsErrno: note("mounting the work directory's tmpfs failed: " + errno_text(r.value)); break;
+      case kTmpfsOk: iso.tmpfs = true; break;
+      case kFileErrno:
+        res.setup_failed = true;
+        res.setup_error = "writing the program's files into the work directory failed: " + errno_text(r.value);
+        break;
+      case kReadonlyErrno: note("read-only remount of the file tree failed: " + errno_text(r.value)); break;
       case kReadonlyOk: iso.readonly_root = true; break;
       case kRlimitErrno:
-        iso.notes.push_back(str_cat("setrlimit(resource ", r.value % 16, ") failed: ", errno_text(r.value / 16)));
+        note(str_cat("setrlimit(resource ", r.value % 16, ") failed: ", errno_text(r.value / 16)));
         break;
       case kChdirErrno:
         res.setup_failed = true;
         res.setup_error = "chdir to the work directory failed: " + errno_text(r.value);
         break;
-      case kUidErrno: iso.notes.push_back("dropping to uid 65534 failed: " + errno_text(r.value)); break;
+      case kCapsErrno:
+        note(str_cat("capabilities: ", caps_step_name(r.value % 16), " failed",
+                     r.value / 16 ? ": " + errno_text(r.value / 16) : std::string()));
+        break;
+      case kCapsOk: iso.capabilities_dropped = true; break;
+      case kUidErrno: note("dropping to uid/gid 65534 failed: " + errno_text(r.value)); break;
       case kUidOk: iso.unprivileged_uid = true; break;
+      case kNnpErrno: note("PR_SET_NO_NEW_PRIVS failed: " + errno_text(r.value)); break;
+      case kNnpOk: iso.no_new_privs = true; break;
+      case kSeccompErrno: note("loading the seccomp filter failed: " + errno_text(r.value)); break;
+      case kSeccompOk: iso.seccomp = true; break;
+      case kIncomplete: incomplete = true; break;
       case kForkErrno:
         res.setup_failed = true;
         res.setup_error = "fork failed: " + errno_text(r.value);
@@ -312,8 +180,15 @@ void apply_records(const std::string& bytes, SandboxResult& res, bool& got_statu
       default: break;
     }
   }
-  if (iso.user_namespace) iso.unprivileged_uid = true;  // mapped to our own (non-root) uid
-  if (!iso.unprivileged_uid && geteuid() != 0) iso.unprivileged_uid = true;
+  // What the parent knew, and a note for each missing step that nothing above explained.
+  if (!iso.seccomp && !pn.seccomp_error.empty()) note("no seccomp filter: " + pn.seccomp_error);
+  if (!iso.home_hidden && !pn.hide_error.empty()) note(pn.hide_error);
+  if (pn.skip & kSandboxSkipSeccomp) note("seccomp filter left out (SandboxLimits::skip)");
+  if (pn.skip & kSandboxSkipPrivileges) note("uid and capabilities left as they were (SandboxLimits::skip)");
+  if (pn.skip & kSandboxSkipTmpfs) note("work directory on the host's file system, no tmpfs (SandboxLimits::skip)");
+  if (iso.user_namespace && !iso.unprivileged_uid && geteuid() == 0)
+    note("the user namespace maps the program's uid onto root outside it");
+  if (!iso.complete()) note("missing: " + join_missing(iso));
 }
 
 }  // namespace
@@ -349,13 +224,38 @@ std::string SandboxResult::describe() const {
   return str_cat("exit code ", exit_code, last.empty() ? "" : ": " + last);
 }
 
+std::vector<std::string> SandboxIsolation::missing() const {
+  std::vector<std::string> m;
+  auto add = [&](bool ok, const char* name) {
+    if (!ok) m.push_back(name);
+  };
+  add(pid_namespace, "PID namespace");
+  add(network_namespace, "network namespace");
+  add(mount_namespace, "mount namespace");
+  add(ipc_namespace, "IPC namespace");
+  add(uts_namespace, "UTS namespace");
+  add(readonly_root, "read-only file tree");
+  add(tmpfs, "size-limited tmpfs work directory");
+  add(home_hidden, "hidden /home, /root and /run/user");
+  add(unprivileged_uid, "unprivileged uid/gid 65534");
+  add(capabilities_dropped, "all capabilities dropped");
+  add(no_new_privs, "no_new_privs");
+  add(seccomp, "seccomp filter");
+  return m;
+}
+
 SandboxResult run_sandboxed(const std::vector<std::string>& argv,
                             const std::vector<std::pair<std::string, std::string>>& files,
                             const SandboxLimits& limits) {
+  namespace fs = std::filesystem;
   UPG_CHECK(!argv.empty() && !argv[0].empty() && argv[0][0] == '/', "sandbox: argv[0] must be an absolute path");
   UPG_CHECK(limits.wall_seconds > 0 && limits.cpu_seconds > 0 && limits.max_processes > 0 && limits.open_files > 3,
             "sandbox: limits must be positive");
-  // The private work directory.
+  UPG_CHECK(limits.disk_bytes >= 4096, "sandbox: disk_bytes must be at least 4096, got ", limits.disk_bytes);
+  for (const auto& [name, text] : files)
+    UPG_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
+              "sandbox: bad file name '", name, "'");
+  // The work directory: the mount point of the tmpfs (and the fallback when there is none).
   const char* tmp_env = std::getenv("TMPDIR");
   std::string templ = std::string(tmp_env && *tmp_env ? tmp_env : "/tmp") + "/upg-sandbox-XXXXXX";
   std::vector<char> tbuf(templ.begin(), templ.end());
@@ -367,22 +267,41 @@ SandboxResult run_sandboxed(const std::vector<std::string>& argv,
     std::string dir;
     ~Cleanup() {
       std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
+      fs::remove_all(dir, ec);
     }
   } cleanup{workdir};
-  for (const auto& [name, text] : files) {
-    UPG_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
-              "sandbox: bad file name '", name, "'");
-    std::ofstream f(workdir + "/" + name, std::ios::binary);
-    f << text;
-    UPG_CHECK(f.good(), "sandbox: cannot write '", workdir, "/", name, "'");
-  }
-  // Root: hand the directory (not the files) to the unprivileged uid, so the program can create
-  // files there but cannot change the files it was given.
-  if (geteuid() == 0) {
-    for (const auto& [name, text] : files) chmod((workdir + "/" + name).c_str(), 0644);
+  // Root: hand the directory to the unprivileged uid (it matters only without the tmpfs: the
+  // program can then create files there but cannot change the files it was given).
+  if (geteuid() == 0)
     UPG_CHECK(chown(workdir.c_str(), kNobody, kNobody) == 0, "sandbox: chown '", workdir, "': ", errno_text(errno));
+
+  ParentNotes pn;
+  pn.skip = limits.skip;
+  const SandboxSeccompFilter& filter = sandbox_seccomp_filter();  // built before any fork
+  const sock_fprog fprog = filter.fprog();
+  pn.seccomp_error = filter.error;
+  std::vector<std::string> hide;
+  bool hide_complete = true;
+  {
+    std::error_code ec;
+    const fs::path work = fs::weakly_canonical(workdir, ec);
+    for (const char* d : kHiddenDirs) {
+      if (!fs::is_directory(d, ec)) continue;
+      const fs::path dir = fs::canonical(d, ec);
+      const std::string rel = ec ? std::string() : work.lexically_relative(dir).string();
+      if (!rel.empty() && rel.rfind("..", 0) != 0) {
+        hide_complete = false;
+        pn.hide_error = str_cat("the work directory ", workdir, " lies under ", d,
+                                ", which therefore stays visible (set TMPDIR to a directory outside it)");
+        continue;
+      }
+      hide.push_back(d);
+    }
   }
+  pn.hide = &hide;
+  const std::string tmpfs_options = str_cat("size=", limits.disk_bytes, ",nr_inodes=",
+                                            std::max<uint64_t>(64, limits.disk_bytes / 4096),
+                                            ",mode=0700,uid=", kNobody, ",gid=", kNobody);
 
   // Everything the children use is prepared here (no allocation after fork).
   std::vector<std::string> env_s = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + workdir, "TMPDIR=" + workdir,
@@ -392,9 +311,28 @@ SandboxResult run_sandboxed(const std::vector<std::string>& argv,
   argv_p.push_back(nullptr);
   for (const auto& e : env_s) envp_p.push_back(const_cast<char*>(e.c_str()));
   envp_p.push_back(nullptr);
+  std::vector<ChildFile> child_files;
+  for (const auto& [name, text] : files) child_files.push_back({name.c_str(), text.data(), text.size()});
+  std::vector<const char*> hide_p;
+  for (const auto& d : hide) hide_p.push_back(d.c_str());
 
   Pipe out, rep;
-  ChildPlan plan{workdir.c_str(), argv_p.data(), envp_p.data(), &limits, out.w, rep.w};
+  ChildPlan plan{};
+  plan.workdir = workdir.c_str();
+  plan.argv = argv_p.data();
+  plan.envp = envp_p.data();
+  plan.limits = &limits;
+  plan.files = child_files.data();
+  plan.n_files = child_files.size();
+  plan.tmpfs_options = tmpfs_options.c_str();
+  plan.hide = hide_p.data();
+  plan.n_hide = hide_p.size();
+  plan.hide_complete = hide_complete;
+  plan.seccomp = filter.program.empty() ? nullptr : &fprog;
+  plan.outer_uid = geteuid();
+  plan.outer_gid = getegid();
+  plan.out_w = out.w;
+  plan.report_w = rep.w;
   const pid_t parent = getpid();
   const auto t0 = std::chrono::steady_clock::now();
   pid_t sup = fork();
@@ -446,9 +384,14 @@ SandboxResult run_sandboxed(const std::vector<std::string>& argv,
   drain(rep.r, reports, 1 << 20);
   if (res.output.size() > limits.output_bytes) res.output.erase(0, res.output.size() - limits.output_bytes);
 
-  bool got_status = false;
+  bool got_status = false, incomplete = false;
   int status = 0;
-  apply_records(reports, res, got_status, status);
+  apply_records(reports, pn, res, got_status, status, incomplete);
+  if (incomplete && !res.setup_failed) {
+    res.setup_failed = true;
+    res.setup_error =
+        "the sandbox is incomplete (missing: " + join_missing(res.isolation) + "), the program was not started";
+  }
   if (!res.timed_out && !res.setup_failed) {
     if (!got_status) {
       res.setup_failed = true;
@@ -464,6 +407,12 @@ SandboxResult run_sandboxed(const std::vector<std::string>& argv,
 
 SandboxResult run_python_sandboxed(const std::string& source, const SandboxLimits& limits, const std::string& python) {
   return run_sandboxed({python, "-I", "-B", "program.py"}, {{"program.py", source}}, limits);
+}
+
+SandboxResult probe_sandbox(const SandboxLimits& limits) {
+  SandboxLimits l = limits;
+  l.require_complete = false;
+  return run_sandboxed({access("/bin/true", X_OK) == 0 ? "/bin/true" : "/usr/bin/true"}, {}, l);
 }
 
 }  // namespace upg

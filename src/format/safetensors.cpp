@@ -75,6 +75,7 @@ void SafetensorsFile::parse() {
   UPG_CHECK(header_len <= size - 8, p, ": header length ", header_len,
             " is larger than the file allows (file is ", size, " bytes, so at most ", size - 8,
             "); the file is truncated or not a safetensors file");
+  check_input_size(str_cat(p, ": the JSON header"), header_len, kMaxHeaderBytes);
   const char* hbeg = reinterpret_cast<const char*>(file_.data() + 8);
   json header;
   try {

@@ -99,7 +99,7 @@ std::unique_ptr<UpgContainer> UpgContainer::open(const std::string& path) {
     c->total_bytes_ = c->files_[0]->file_size();
   } else {
     c->sharded_ = true;
-    const UpgIndex idx = parse_upg_index(read_text_file(index_path), index_path);
+    const UpgIndex idx = parse_upg_index(read_text_file(index_path, kMaxConfigFileBytes), index_path);
     c->metadata_ = idx.metadata;
     c->total_bytes_ = fs::file_size(index_path, ec);
     const fs::path dir = fs::path(index_path).parent_path();

@@ -6,6 +6,7 @@
 #include "base/half.h"
 #include "codecs/codec_registry.h"
 #include "codecs/dense/dense_matrix.h"
+#include "format/fp8_block.h"
 #include "format/upg_format.h"
 #include "format/upg_writer.h"
 
@@ -62,11 +63,30 @@ std::vector<std::string> convert_hf_to_upg(const HfCheckpoint& ck, const std::st
   const bool dense_matrices = o.matrix_codec == "keep" || upg_dense_codec_dtype(o.matrix_codec).has_value();
   std::unique_ptr<Codec> codec;
   if (!dense_matrices) codec = make_codec(o.matrix_codec);
+  // FP8 block-scaled tensors (format/fp8_block.h) are dequantized: "keep" stores them as bf16 (what
+  // a Hugging Face directory of them loads as); their _scale_inv tensors are used up, not copied.
+  const std::optional<Fp8BlockScheme> fp8 = fp8_block_scheme(ck.config(), ck.dir() + "/config.json");
   const std::vector<std::string> names = ck.names();
   for (size_t i = 0; i < names.size(); ++i) {
     const TensorView& t = ck.tensor(names[i]);
+    const std::string suffix = "_scale_inv";
+    if (t.name.size() > suffix.size() && t.name.ends_with(suffix)) {
+      const TensorView* base = ck.find(t.name.substr(0, t.name.size() - suffix.size()));
+      if (base && base->dtype == TensorDType::F8_E4M3) continue;
+    }
     try {
-      if (t.shape.size() != 2 || dense_matrices) {
+      if (t.dtype == TensorDType::F8_E4M3) {
+        const std::vector<float> W = checkpoint_tensor_f32(ck, t.name, fp8);
+        UpgTensorMeta meta{t.shape, TensorDType::BF16, std::nullopt};
+        if (dense_matrices) {
+          const auto dt = o.matrix_codec == "keep" ? std::optional<TensorDType>(TensorDType::BF16)
+                                                   : upg_dense_codec_dtype(o.matrix_codec);
+          w.add_f32(t.name, meta, W.data(), *dt);
+        } else {
+          EncodedTensor enc = codec->encode(W.data(), t.shape[0], t.shape[1], o.matrix_params);
+          w.add(t.name, meta, enc);
+        }
+      } else if (t.shape.size() != 2 || dense_matrices) {
         add_dense(w, t, t.shape.size() == 2 ? o.matrix_codec : o.vector_codec, o.measure_err);
       } else {
         const int64_t rows = t.shape[0], cols = t.shape[1];

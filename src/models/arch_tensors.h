@@ -20,6 +20,8 @@ enum class Part {
   FinalNorm,    // hidden
   AttnNorm,     // hidden: norm before attention
   MlpNorm,      // hidden: norm before the MLP
+  PostAttnNorm, // hidden: norm of the attention output, before the residual add (Gemma 2)
+  PostMlpNorm,  // hidden: norm of the MLP output, before the residual add (Gemma 2)
   Q, K, V,      // split attention input projections
   QKV,          // fused [q | k | v]
   QBias, KBias, VBias, QKVBias,
@@ -28,6 +30,16 @@ enum class Part {
   GateUp,       // fused [gate | up]
   GateBias, UpBias, GateUpBias,
   Down, DownBias,
+  // Mixture-of-experts MLP (models/arch_tensors.h: "{E}" in the name is the expert index).
+  Router,            // experts x hidden: the router's logits (kept dense)
+  ExpertGate, ExpertUp, ExpertDown,  // one routed expert's gated MLP (moe_intermediate_size)
+  SharedGate, SharedUp, SharedDown,  // the shared expert, run on every token (Qwen2-MoE, DeepSeek)
+  SharedExpertGate,  // 1 x hidden: sigmoid gate on the shared expert's output (Qwen2-MoE; kept dense)
+  RouterBias,        // experts: DeepSeek's correction bias added to the scores for the choice only
+  // Multi-head latent attention (ModelConfig::mla).
+  MlaQ,              // heads*(nope+rope) x hidden, when there is no q LoRA
+  MlaQA, MlaQANorm, MlaQB,   // q LoRA: q_lora x hidden, its norm, heads*(nope+rope) x q_lora
+  MlaKvA, MlaKvANorm, MlaKvB,  // (kv_lora+rope) x hidden, the latent's norm, heads*(nope+v) x kv_lora
 };
 
 // A dimension, resolved against a ModelConfig by dim_size().
@@ -40,6 +52,16 @@ enum class Dim {
   QkvOut,  // QOut + 2 * KvOut
   Inter,   // intermediate_size
   Inter2,  // 2 * intermediate_size
+  Experts,      // moe.num_experts
+  MoeInter,     // moe.intermediate_size (per routed expert)
+  SharedInter,  // moe.shared_intermediate_size
+  One,          // 1
+  MlaQOut,      // heads * (qk_nope_head_dim + qk_rope_head_dim)
+  QLora,        // q_lora_rank
+  KvLora,       // kv_lora_rank
+  KvLoraRope,   // kv_lora_rank + qk_rope_head_dim
+  MlaKvBOut,    // heads * (qk_nope_head_dim + v_head_dim)
+  MlaOIn,       // heads * v_head_dim
 };
 
 // When a tensor is present.
@@ -49,6 +71,11 @@ enum class When {
   OProjBias,      // config.o_proj_bias
   MlpBias,        // config.mlp_bias
   Untied,         // !config.tie_word_embeddings
+  DenseMlpLayer,  // the layer has a dense MLP (not a mixture of experts)
+  MoeLayer,       // the layer is a mixture of experts
+  SharedExpert,   // the layer is a mixture of experts with a shared expert
+  QLora,          // MLA with a q LoRA (q_lora_rank set)
+  NoQLora,        // MLA without one
 };
 
 // Which activation feeds a linear part (what the calibration observer reports for it).
@@ -56,20 +83,34 @@ enum class LinearInput {
   AttnIn,   // the normed hidden state before attention: q, k, v
   AttnOut,  // the attention output (heads concatenated): o
   MlpIn,    // the normed hidden state before the MLP: gate, up
-  MlpAct,   // act(gate) * up: down
+  MlpAct,   // act(gate) * up: down (of the dense MLP or the shared expert; a routed expert's own
+            // inputs are the rows routed to it, reported under the expert's tensor names)
   Final,    // the final normed hidden state: the LM head
+  QLatent,  // MLA: the normed q LoRA latent: q_b
+  KvLatent, // MLA: the normed kv latent c: kv_b
   None,     // not a linear input (vectors, the embedding lookup)
 };
 
+// How a tensor of the table is found in the fused-experts layout current transformers writes
+// (TensorDecl::fused): the same 2-D tensor under another name, or one expert's slice of a 3-D
+// [experts, rows', cols] tensor: all its rows, or the first / second half of them (gate_up_proj
+// holds [gate; up] per expert).
+enum class FusedSlice { Rename, Expert, ExpertFirstHalf, ExpertSecondHalf };
+
 struct TensorDecl {
-  const char* name;  // Hugging Face name; "{L}" stands for the layer index in per-layer tensors
+  // Hugging Face name; "{L}" stands for the layer index in per-layer tensors, "{E}" for the expert
+  // index in per-expert tensors (expanded for every expert of every MoE layer).
+  const char* name;
   Part part;
   Dim rows, cols;    // cols == Dim::None: a vector of `rows` values
   When when = When::Always;
+  const char* fused = nullptr;  // the name in the fused-experts layout ("{L}" as above), if any
+  FusedSlice fused_slice = FusedSlice::Rename;
 };
 
-// Whether the name has a "{L}" (a per-layer tensor).
+// Whether the name has a "{L}" (a per-layer tensor) / an "{E}" (a per-expert tensor).
 bool is_layer_tensor(const TensorDecl& d);
+bool is_expert_tensor(const TensorDecl& d);
 int64_t dim_size(Dim d, const ModelConfig& c);
 bool is_linear(Part p);
 LinearInput linear_input(Part p);
@@ -89,6 +130,9 @@ struct ModelTensor {
   Part part;
   int64_t layer;               // -1 for tensors outside the layers
   TensorRole role;
+  int64_t expert = -1;         // the routed expert, for per-expert tensors
+  std::string fused_name;      // TensorDecl::fused expanded ("" if none)
+  FusedSlice fused_slice = FusedSlice::Rename;
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;

@@ -1,6 +1,7 @@
 #include "models/model_config.h"
 
 #include <cmath>
+#include <cstdlib>
 
 #include "base/error.h"
 #include "models/registry.h"
@@ -13,18 +14,45 @@ namespace {
 
 bool present(const json& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
 
+// An integer field; floats with an integral value (1e4, 32768.0) are accepted, as Python reads them.
+// Values outside +-2^53 are refused rather than wrapped (no real size is that large).
 int64_t get_int(const json& j, const std::string& src, const char* key) {
   const json& v = j[key];
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
+  constexpr int64_t kLimit = int64_t{1} << 53;
+  if (v.is_number_unsigned()) {
+    UPG_CHECK(v.get<uint64_t>() <= static_cast<uint64_t>(kLimit), src, ": field '", key, "' is too large, found ",
+              v.dump());
+    return static_cast<int64_t>(v.get<uint64_t>());
+  }
+  if (v.is_number_integer()) {
+    UPG_CHECK(std::llabs(v.get<int64_t>()) <= kLimit, src, ": field '", key, "' is out of range, found ", v.dump());
+    return v.get<int64_t>();
+  }
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
+    UPG_CHECK(std::fabs(v.get<double>()) <= static_cast<double>(kLimit), src, ": field '", key,
+              "' is out of range, found ", v.dump());
+    return static_cast<int64_t>(v.get<double>());
+  }
   throw Error(str_cat(src, ": field '", key, "' must be an integer, found ", v.dump()));
 }
 
-int64_t require_positive(const json& j, const std::string& src, const char* key) {
+// A required size in [1, max]: the caps keep a hostile config.json from sizing allocations (real
+// models are far below them).
+int64_t require_positive(const json& j, const std::string& src, const char* key, int64_t max = kMaxModelDim) {
   UPG_CHECK(present(j, key), src, ": required field '", key, "' is missing");
   int64_t v = get_int(j, src, key);
   UPG_CHECK(v > 0, src, ": field '", key, "' must be positive, found ", v);
+  UPG_CHECK(v <= max, src, ": field '", key, "' is ", v, ", larger than the ", max, " accepted");
   return v;
+}
+
+// A token id field: an integer in [0, 2^31).
+int32_t token_id(const json& v, const std::string& src, const char* key) {
+  UPG_CHECK(v.is_number_integer(), src, ": field '", key, "' must hold integers, found ", v.dump());
+  UPG_CHECK(v.is_number_unsigned() || v.get<int64_t>() >= 0, src, ": field '", key, "' must not be negative, found ",
+            v.dump());
+  UPG_CHECK(v.get<uint64_t>() <= 0x7fffffffu, src, ": field '", key, "' is too large, found ", v.dump());
+  return static_cast<int32_t>(v.get<uint64_t>());
 }
 
 double get_num(const json& j, const std::string& src, const char* key) {
@@ -37,11 +65,10 @@ std::optional<int32_t> opt_token(const json& j, const std::string& src, const ch
   const json& v = j[key];
   if (v.is_array()) {  // some configs list several; the first is the one used as a single id
     if (v.empty()) return std::nullopt;
-    UPG_CHECK(v[0].is_number_integer(), src, ": field '", key, "' must hold integers, found ", v.dump());
-    return v[0].get<int32_t>();
+    return token_id(v[0], src, key);
   }
   UPG_CHECK(v.is_number_integer(), src, ": field '", key, "' must be an integer, found ", v.dump());
-  return v.get<int32_t>();
+  return token_id(v, src, key);
 }
 
 std::vector<double> num_list(const json& rp, const std::string& src, const char* key) {
@@ -86,7 +113,7 @@ void parse_rope(const json& j, const std::string& src, const ArchSpec& arch, Mod
   if (present(rp, "beta_slow")) r.beta_slow = get_num(rp, src, "beta_slow");
   if (present(rp, "mscale")) r.mscale = get_num(rp, src, "mscale");
   if (present(rp, "mscale_all_dim")) r.mscale_all_dim = get_num(rp, src, "mscale_all_dim");
-  if (present(rp, "truncate")) r.truncate = rp["truncate"].get<bool>();
+  r.truncate = read_bool(rp, src, "truncate", r.truncate);
   if (present(rp, "low_freq_factor")) r.low_freq_factor = get_num(rp, src, "low_freq_factor");
   if (present(rp, "high_freq_factor")) r.high_freq_factor = get_num(rp, src, "high_freq_factor");
   r.short_factor = num_list(rp, src, "short_factor");
@@ -164,6 +191,34 @@ bool windows_from_layer_types(const json& j, const std::string& src, ModelConfig
   return true;
 }
 
+KvGeometry kv_geometry(const ModelConfig& c) {
+  if (c.mla.enabled()) return {1, c.mla.kv_lora_rank + c.mla.qk_rope_head_dim, true};
+  return {c.num_key_value_heads, c.head_dim, false};
+}
+
+void check_moe_config(const std::string& src, const ModelConfig& c) {
+  const MoeConfig& m = c.moe;
+  bool any = false;
+  for (bool b : m.layers) any = any || b;
+  if (!any) return;
+  UPG_CHECK(m.num_experts >= 1 && m.num_experts <= 4096, src, ": the number of experts must be in [1, 4096], found ",
+            m.num_experts);
+  UPG_CHECK(m.experts_per_token >= 1 && m.experts_per_token <= m.num_experts, src,
+            ": num_experts_per_tok must be in [1, ", m.num_experts, "], found ", m.experts_per_token);
+  UPG_CHECK(m.intermediate_size >= 1 && m.intermediate_size <= kMaxModelDim, src,
+            ": the experts' intermediate size must be in [1, ", kMaxModelDim, "], found ", m.intermediate_size);
+  UPG_CHECK(m.shared_intermediate_size >= 0 && m.shared_intermediate_size <= kMaxModelDim, src,
+            ": shared_expert_intermediate_size must be in [0, ", kMaxModelDim, "], found ", m.shared_intermediate_size);
+}
+
+Activation parse_activation(const std::string& name, const std::string& src, const char* field) {
+  if (name == "silu" || name == "swish") return Activation::Silu;
+  if (name == "gelu_pytorch_tanh" || name == "gelu_new") return Activation::GeluTanh;
+  if (name == "gelu") return Activation::Gelu;
+  throw Error(str_cat(src, ": ", field, " '", name,
+                      "' is not supported (supported: silu, swish, gelu_pytorch_tanh, gelu_new, gelu)"));
+}
+
 ModelConfig parse_model_config(const json& j, const std::string& src) {
   UPG_CHECK(j.is_object(), src, ": expected a JSON object");
   ModelConfig c;
@@ -175,6 +230,7 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
     // No architectures list: infer from model_type.
     UPG_CHECK(present(j, "model_type"), src, ": neither 'architectures' nor 'model_type' is given (supported: ",
               supported_architectures(), ")");
+    UPG_CHECK(j["model_type"].is_string(), src, ": field 'model_type' must be a string, found ", j["model_type"].dump());
     const std::string mt = j["model_type"].get<std::string>();
     for (const ArchSpec* a : all_archs())
       if (mt == a->model_type) c.architecture = a->name;
@@ -185,16 +241,18 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
   c.model_type = present(j, "model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>()
                                                                          : arch.model_type;
   c.hidden_size = require_positive(j, src, "hidden_size");
-  c.num_hidden_layers = require_positive(j, src, "num_hidden_layers");
+  c.num_hidden_layers = require_positive(j, src, "num_hidden_layers", kMaxModelLayers);
   c.num_attention_heads = require_positive(j, src, "num_attention_heads");
   c.intermediate_size = require_positive(j, src, "intermediate_size");
-  c.vocab_size = require_positive(j, src, "vocab_size");
+  c.vocab_size = require_positive(j, src, "vocab_size", kMaxModelVocab);
   c.num_key_value_heads = present(j, "num_key_value_heads") ? require_positive(j, src, "num_key_value_heads")
                                                             : c.num_attention_heads;
   UPG_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, src, ": num_attention_heads ",
             c.num_attention_heads, " is not a multiple of num_key_value_heads ", c.num_key_value_heads);
   if (present(j, "head_dim")) {
     c.head_dim = require_positive(j, src, "head_dim");
+  } else if (arch.default_head_dim > 0) {
+    c.head_dim = arch.default_head_dim;
   } else {
     UPG_CHECK(c.hidden_size % c.num_attention_heads == 0, src, ": hidden_size ", c.hidden_size,
               " is not a multiple of num_attention_heads ", c.num_attention_heads, " and head_dim is not given");
@@ -203,18 +261,18 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
   c.rms_norm_eps = present(j, "rms_norm_eps") ? get_num(j, src, "rms_norm_eps") : arch.default_rms_norm_eps;
   UPG_CHECK(c.rms_norm_eps >= 0, src, ": rms_norm_eps must not be negative");
   c.max_position_embeddings = read_int(j, src, "max_position_embeddings", arch.default_max_position_embeddings);
-  UPG_CHECK(c.max_position_embeddings > 0, src, ": max_position_embeddings must be positive");
+  UPG_CHECK(c.max_position_embeddings > 0 && c.max_position_embeddings <= kMaxModelContext, src,
+            ": max_position_embeddings must be in [1, ", kMaxModelContext, "], found ", c.max_position_embeddings);
   c.original_max_position_embeddings =
       read_int(j, src, "original_max_position_embeddings", arch.default_original_max_position_embeddings);
-  c.tie_word_embeddings = read_bool(j, src, "tie_word_embeddings", false);
+  c.tie_word_embeddings = read_bool(j, src, "tie_word_embeddings", arch.default_tie_word_embeddings);
   c.bos_token_id = opt_token(j, src, "bos_token_id");
   c.pad_token_id = opt_token(j, src, "pad_token_id");
   if (present(j, "eos_token_id")) {
     const json& e = j["eos_token_id"];
     if (e.is_array()) {
       for (const json& x : e) {
-        UPG_CHECK(x.is_number_integer(), src, ": eos_token_id must hold integers, found ", e.dump());
-        c.eos_token_ids.push_back(x.get<int32_t>());
+        c.eos_token_ids.push_back(token_id(x, src, "eos_token_id"));
       }
     } else {
       c.eos_token_ids.push_back(*opt_token(j, src, "eos_token_id"));
@@ -224,8 +282,7 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
     UPG_CHECK(j["hidden_act"].is_string(), src, ": hidden_act must be a string");
     c.hidden_act = j["hidden_act"].get<std::string>();
   }
-  UPG_CHECK(c.hidden_act == "silu" || c.hidden_act == "swish", src, ": hidden_act '", c.hidden_act,
-            "' is not supported (only silu)");
+  c.block.activation = parse_activation(c.hidden_act, src, "hidden_act");
   if (present(j, "dtype") && j["dtype"].is_string()) c.dtype = j["dtype"].get<std::string>();
   else if (present(j, "torch_dtype") && j["torch_dtype"].is_string()) c.dtype = j["torch_dtype"].get<std::string>();
   c.layer_window.assign(static_cast<size_t>(c.num_hidden_layers), 0);

@@ -28,6 +28,9 @@ struct ArchSpec {
   // Architecture rules applied after the common parsing: rope-type aliases, biases, per-layer
   // attention windows. `j` is the raw config.json. Throws Error naming the field.
   void (*finish_config)(const nlohmann::json& j, const std::string& source, ModelConfig& c);
+  // Config-class defaults that differ from the common ones.
+  int64_t default_head_dim = 0;             // 0: hidden_size / num_attention_heads
+  bool default_tie_word_embeddings = false;
 };
 
 // Every tensor a checkpoint of this architecture and config holds, in load order
@@ -51,6 +54,10 @@ const ArchSpec& phi3_arch();
 const ArchSpec& llama_arch();
 const ArchSpec& mistral_arch();
 const ArchSpec& qwen2_arch();
+const ArchSpec& gemma2_arch();
+const ArchSpec& mixtral_arch();
+const ArchSpec& qwen2_moe_arch();
+const ArchSpec& deepseek_v3_arch();
 
 // Helpers for finish_config implementations (models/model_config.cpp).
 // Windows from an explicit "layer_types" list ("sliding_attention" / "full_attention"), if present;
@@ -59,6 +66,9 @@ bool windows_from_layer_types(const nlohmann::json& j, const std::string& source
 // The config's sliding_window: absent -> `def`, null -> nullopt, else a positive integer.
 std::optional<int64_t> read_sliding_window(const nlohmann::json& j, const std::string& source,
                                            std::optional<int64_t> def);
+// Validates c.moe after an architecture filled it (experts in [1, 4096], 1 <= top-k <= experts,
+// positive expert sizes): throws Error naming the config field.
+void check_moe_config(const std::string& source, const ModelConfig& c);
 bool read_bool(const nlohmann::json& j, const std::string& source, const char* key, bool def);
 int64_t read_int(const nlohmann::json& j, const std::string& source, const char* key, int64_t def);
 

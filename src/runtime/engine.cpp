@@ -14,7 +14,8 @@ namespace upg {
 
 Engine::Engine(const Model& model, const EngineOptions& o)
     : model_(model),
-      cache_(model.config().num_hidden_layers, model.config().num_key_value_heads, model.config().head_dim, o.kv) {}
+      cache_(model.config().num_hidden_layers, kv_geometry(model.config()).kv_heads,
+             kv_geometry(model.config()).head_dim, o.kv, kv_geometry(model.config()).keys_only) {}
 
 SeqId Engine::new_sequence() {
   const SeqId s = cache_.create();
@@ -43,13 +44,14 @@ void Engine::set_observer(Observer observer) {
   head_name_.clear();
   for (const ModelTensor& t : model_.tensors()) {
     const LinearInput in = linear_input(t.part);
-    if (t.layer >= 0 && in != LinearInput::None) observed_names_[static_cast<size_t>(t.layer)][in].push_back(t.name);
+    if (t.layer >= 0 && in != LinearInput::None)
+      observed_names_[static_cast<size_t>(t.layer)][{in, t.expert}].push_back(t.name);
     if (t.part == Part::LmHead || (t.part == Part::Embed && model_.config().tie_word_embeddings)) head_name_ = t.name;
   }
 }
 
-void Engine::observe(size_t layer, LinearInput in, const float* x, int64_t n, int64_t cols) const {
-  auto it = observed_names_[layer].find(in);
+void Engine::observe(size_t layer, LinearInput in, const float* x, int64_t n, int64_t cols, int64_t expert) const {
+  auto it = observed_names_[layer].find({in, expert});
   if (it == observed_names_[layer].end()) return;
   for (const std::string& name : it->second) observer_(name, x, n, cols);
 }
@@ -115,20 +117,23 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   }
 
   const int64_t H = c.hidden_size, hd = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  const int64_t q_out = nh * hd, kv_out = nkv * hd, qkv_out = q_out + 2 * kv_out, I = c.intermediate_size;
+  const int64_t q_out = nh * hd, kv_out = nkv * hd, qkv_out = q_out + 2 * kv_out;
   const float eps = static_cast<float>(c.rms_norm_eps);
   x_.resize(n * H);
   h_.resize(n * H);
   qkv_.resize(n * qkv_out);
   q_.resize(n * q_out);
   k_.resize(n * kv_out);
-  attn_.resize(n * q_out);
+  attn_.resize(n * std::max(q_out, c.num_attention_heads * c.mla.v_head_dim));
   tmp_.resize(n * H);
-  mlp_.resize(n * 2 * I);
-  act_.resize(n * I);
 
+  const BlockConfig& blk = c.block;
   const WeightMatrix& embed = model_.embed_tokens();
   for (int64_t t = 0; t < n; ++t) embed.decode_rows(batch[t].token, batch[t].token + 1, x_.data() + t * H);
+  if (blk.embedding_scale != 1) {
+    const float s = static_cast<float>(blk.embedding_scale);
+    for (float& v : x_) v *= s;
+  }
 
   // Rotary angles per token, with its sequence's frequencies (which may depend on its length).
   const int64_t half = c.rotary_dim / 2;
@@ -146,13 +151,18 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
 
   int64_t max_pos = 0;
   for (const BatchEntry& e : batch) max_pos = std::max(max_pos, e.pos);
-  kernels::AttentionShape as{nh, nkv, hd, 0, static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)))};
+  const double scale = blk.attention_scale > 0 ? blk.attention_scale : 1.0 / std::sqrt(static_cast<double>(hd));
+  kernels::AttentionShape as{nh, nkv, hd, 0, static_cast<float>(scale), static_cast<float>(blk.attention_softcap)};
   std::vector<KvLayerView> views(static_cast<size_t>(n));
   const auto& layers = model_.layers();
   for (size_t l = 0; l < layers.size(); ++l) {
     const LayerWeights& L = layers[l];
     kernels::rmsnorm(x_.data(), L.input_norm.data(), n, H, eps, h_.data());
     if (observer_) observe(l, LinearInput::AttnIn, h_.data(), n, H);
+    for (int64_t t = 0; t < n; ++t) views[t] = cache_.view(batch[t].seq, static_cast<int64_t>(l));
+    if (c.mla.enabled()) {
+      mla_attention(l, batch, views, max_pos);
+    } else {
     project(L.qkv, L.qkv_bias, h_.data(), n, qkv_.data(), qkv_out);
     for (int64_t t = 0; t < n; ++t) {
       const float* row = qkv_.data() + t * qkv_out;
@@ -162,7 +172,6 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
     kernels::apply_rope(q_.data(), n, nh, hd, c.rotary_dim, cos_.data(), sin_.data());
     kernels::apply_rope(k_.data(), n, nkv, hd, c.rotary_dim, cos_.data(), sin_.data());
     for (int64_t t = 0; t < n; ++t) {
-      views[t] = cache_.view(batch[t].seq, static_cast<int64_t>(l));
       for (int64_t g = 0; g < nkv; ++g) {
         kernels::kv_store_row(views[t].type, k_.data() + (t * nkv + g) * hd, hd, views[t].row(0, g, batch[t].pos));
         kernels::kv_store_row(views[t].type, qkv_.data() + t * qkv_out + q_out + kv_out + g * hd, hd,
@@ -180,18 +189,16 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
           kernels::attention_head(as, views[t], h / group, q_.data() + (t * nh + h) * hd, batch[t].pos,
                                   scores.data(), tmp.data(), attn_.data() + (t * nh + h) * hd);
     }
-    if (observer_) observe(l, LinearInput::AttnOut, attn_.data(), n, q_out);
+    }
+    if (observer_) observe(l, LinearInput::AttnOut, attn_.data(), n, L.o->cols());
     L.o->matmul(attn_.data(), n, tmp_.data());
-    for (int64_t i = 0; i < n * H; ++i) x_[i] += tmp_[i] + (L.o_bias.empty() ? 0.f : L.o_bias[i % H]);
+    add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
 
     kernels::rmsnorm(x_.data(), L.post_attention_norm.data(), n, H, eps, h_.data());
     if (observer_) observe(l, LinearInput::MlpIn, h_.data(), n, H);
-    project(L.gate_up, L.gate_up_bias, h_.data(), n, mlp_.data(), 2 * I);
-    for (int64_t t = 0; t < n; ++t)
-      kernels::silu_mul(mlp_.data() + t * 2 * I, mlp_.data() + t * 2 * I + I, act_.data() + t * I, I);
-    if (observer_) observe(l, LinearInput::MlpAct, act_.data(), n, I);
-    L.down->matmul(act_.data(), n, tmp_.data());
-    for (int64_t i = 0; i < n * H; ++i) x_[i] += tmp_[i] + (L.down_bias.empty() ? 0.f : L.down_bias[i % H]);
+    if (L.router) moe_mlp(l, h_.data(), n, tmp_.data());
+    else gated_mlp(l, -1, L.mlp, h_.data(), n, tmp_.data(), false);
+    add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
   }
 
   // Final norm and LM head for the entries that want logits.
@@ -204,6 +211,16 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   kernels::rmsnorm(xs_.data(), model_.final_norm().data(), m, H, eps, h_.data());
   if (observer_) observer_(head_name_, h_.data(), m, H);
   model_.lm_head().matmul(h_.data(), m, logits.data());
+  if (blk.final_softcap > 0) kernels::softcap(logits.data(), m * c.vocab_size, static_cast<float>(blk.final_softcap));
+}
+
+void Engine::add_residual(float* y, const std::vector<float>& bias, const std::vector<float>& norm, int64_t n,
+                          int64_t H, float eps) {
+  if (!bias.empty())
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < H; ++i) y[t * H + i] += bias[i];
+  if (!norm.empty()) kernels::rmsnorm(y, norm.data(), n, H, eps, y);
+  for (int64_t i = 0; i < n * H; ++i) x_[i] += y[i];
 }
 
 }  // namespace upg

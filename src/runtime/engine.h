@@ -3,12 +3,14 @@
 // is read once per step for all of them (continuous batching). Each sequence's keys and values live
 // in the paged KvCache (runtime/kv_cache.h).
 //
-// The forward pass (models with the generic pre-norm block: Phi-3, Llama, Mistral, Qwen2):
-//   x = embed(token)
+// The forward pass (the generic block: Phi-3, Llama, Mistral, Qwen2, Gemma 2; the options in
+// brackets come from the architecture's BlockConfig and tensor table):
+//   x = embed(token) [* embedding_scale]
 //   per layer: h = RMSNorm(x); [q|k|v] = h W_qkv^T (+ bias); RoPE(q, k) at each token's position;
-//              k, v -> cache; a = attention over the token's own sequence; x += a W_o^T (+ bias)
-//              h = RMSNorm(x); [g|u] = h W_gu^T (+ bias); x += (silu(g) * u) W_down^T (+ bias)
-//   logits = RMSNorm(x) W_lm^T, for the entries that ask for them.
+//              k, v -> cache; a = attention over the token's own sequence (scores * scale,
+//              [soft-capped], [within the layer's window]); x += [RMSNorm](a W_o^T (+ bias))
+//              h = RMSNorm(x); [g|u] = h W_gu^T (+ bias); x += [RMSNorm]((act(g) * u) W_down^T (+ bias))
+//   logits = RMSNorm(x) W_lm^T [soft-capped], for the entries that ask for them.
 // Arithmetic is fp32; the cache rows are of the cache's type.
 //
 // Not thread-safe (one caller at a time); the Model may be shared and must outlive the Engine.
@@ -76,7 +78,22 @@ class Engine {
     DynamicRopeState dynamic;
   };
   const RopeFrequencies& frequencies(SeqState& st, int64_t seq_len);
-  void observe(size_t layer, LinearInput in, const float* x, int64_t n, int64_t cols) const;
+  // Reports x to the observer under the names of the layer's projections reading `in` (of routed
+  // expert `expert`, or -1 for the others).
+  void observe(size_t layer, LinearInput in, const float* x, int64_t n, int64_t cols, int64_t expert = -1) const;
+  // out (n x hidden) = the gated MLP g of in (n x hidden), biases included (runtime/engine_mlp.cpp).
+  // Observes the MLP's input too when observe_input (its activation always).
+  void gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const float* in, int64_t n, float* out,
+                 bool observe_input);
+  // Multi-head latent attention of layer `layer` for the batch, from h_ into attn_ (heads x v_head_dim
+  // per entry), its latent rows stored in the cache (runtime/engine_mla.cpp).
+  void mla_attention(size_t layer, std::span<const BatchEntry> batch, const std::vector<KvLayerView>& views,
+                     int64_t max_pos);
+  // out (n x hidden) = the layer's mixture of experts applied to in (runtime/engine_mlp.cpp).
+  void moe_mlp(size_t layer, const float* in, int64_t n, float* out);
+  // x += y (n x H) after adding the bias and applying the output norm (when not empty) to y.
+  void add_residual(float* y, const std::vector<float>& bias, const std::vector<float>& norm, int64_t n, int64_t H,
+                    float eps);
   void project(const std::vector<std::unique_ptr<WeightMatrix>>& parts, const std::vector<float>& bias,
                const float* in, int64_t n, float* out, int64_t out_width);
 
@@ -85,10 +102,18 @@ class Engine {
   std::map<SeqId, SeqState> states_;
   std::map<int64_t, RopeFrequencies> freq_;  // by the length key rope_frequencies depends on
   Observer observer_;
-  std::vector<std::map<LinearInput, std::vector<std::string>>> observed_names_;  // per layer
+  // Per layer: the names of the projections reading each (input, routed expert or -1).
+  std::vector<std::map<std::pair<LinearInput, int64_t>, std::vector<std::string>>> observed_names_;
   std::string head_name_;
   // Activations, resized per step.
   std::vector<float> x_, h_, qkv_, q_, k_, attn_, tmp_, mlp_, act_, cos_, sin_, part_, xs_;
+  // Mixture-of-experts scratch: router probabilities, rows gathered for one expert, its output,
+  // and per expert the (token, weight) pairs routed to it.
+  std::vector<float> route_, gathered_, expert_out_, shared_out_, shared_gate_;
+  std::vector<std::vector<std::pair<int64_t, float>>> routed_;
+  // MLA scratch: q (heads x qk_head_dim per entry), its LoRA latent, the kv latent, and the
+  // queries in latent space (heads x (kv_lora + rope) per entry).
+  std::vector<float> mla_q_, mla_qa_, mla_kv_, mla_ql_;
 };
 
 }  // namespace upg

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "format/hf_checkpoint.h"
+#include "models/fused_layout.h"
 #include "runtime/weight_source.h"
 
 namespace upg {
@@ -17,6 +18,7 @@ class HfWeightSource : public WeightSource {
   std::unique_ptr<WeightMatrix> matrix(const std::string& name, int64_t rows, int64_t cols) const override;
   std::vector<float> vector(const std::string& name, int64_t n) const override;
   std::optional<std::string> file_text(const std::string& name) const override;
+  void prepare(const std::vector<ModelTensor>& tensors) override { register_fused_layout(*ck_, tensors); }
   const HfCheckpoint& checkpoint() const { return *ck_; }
 
  private:

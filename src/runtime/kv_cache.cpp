@@ -5,18 +5,18 @@
 
 namespace upg {
 
-KvCache::KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCacheOptions& o)
-    : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim), opt_(o) {
+KvCache::KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCacheOptions& o, bool keys_only)
+    : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim), parts_(keys_only ? 1 : 2), opt_(o) {
   UPG_CHECK(layers > 0 && kv_heads > 0 && head_dim > 0, "KV cache: layers, kv heads and head_dim must be positive");
   UPG_CHECK(o.block_size >= 1 && o.block_size <= 4096, "KV cache: block size must be in [1, 4096], got ",
             o.block_size);
   row_bytes_ = kv_row_bytes(o.type, head_dim);
-  block_bytes_ = static_cast<size_t>(layers) * 2 * static_cast<size_t>(kv_heads) *
+  block_bytes_ = static_cast<size_t>(layers) * static_cast<size_t>(parts_) * static_cast<size_t>(kv_heads) *
                  static_cast<size_t>(o.block_size) * row_bytes_;
   max_blocks_ = o.max_bytes ? static_cast<int64_t>(o.max_bytes / block_bytes_) : 0;
   UPG_CHECK(o.max_bytes == 0 || max_blocks_ >= 1, "KV cache: the memory cap of ", o.max_bytes,
             " bytes is smaller than one block (", block_bytes_, " bytes: ", o.block_size, " positions x ", layers,
-            " layers x 2 x ", kv_heads, " kv heads x ", row_bytes_, " bytes)");
+            " layers x ", parts_, " x ", kv_heads, " kv heads x ", row_bytes_, " bytes)");
 }
 
 KvCache::~KvCache() = default;
@@ -231,7 +231,7 @@ KvLayerView KvCache::view(SeqId s, int64_t layer) const {
   const size_t head_stride = static_cast<size_t>(opt_.block_size) * row_bytes_;
   const size_t kv_offset = static_cast<size_t>(kv_heads_) * head_stride;
   return KvLayerView{opt_.type, opt_.block_size, head_dim_, row_bytes_, head_stride, kv_offset,
-                     static_cast<size_t>(layer) * 2 * kv_offset, q.ptrs.data()};
+                     static_cast<size_t>(layer) * static_cast<size_t>(parts_) * kv_offset, q.ptrs.data()};
 }
 
 }  // namespace upg

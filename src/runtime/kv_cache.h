@@ -44,7 +44,8 @@ class KvCacheFull : public Error {
 class KvCache {
  public:
   using SeqId = int32_t;
-  KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCacheOptions& o);
+  // keys_only: no value rows (MLA's latent cache); a block then holds [layer][k][kv_head][slot][row].
+  KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCacheOptions& o, bool keys_only = false);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -71,6 +72,7 @@ class KvCache {
   KvLayerView view(SeqId s, int64_t layer) const;
 
   const KvCacheOptions& options() const { return opt_; }
+  bool keys_only() const { return parts_ == 1; }
   size_t block_bytes() const { return block_bytes_; }
   int64_t max_blocks() const { return max_blocks_; }  // 0: no cap
   int64_t blocks_allocated() const { return static_cast<int64_t>(storage_.size()); }
@@ -106,6 +108,7 @@ class KvCache {
   int64_t available_blocks() const;
 
   int64_t layers_, kv_heads_, head_dim_;
+  int64_t parts_;  // 2: key and value rows; 1: key rows only
   KvCacheOptions opt_;
   size_t row_bytes_, block_bytes_;
   int64_t max_blocks_;

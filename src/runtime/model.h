@@ -11,6 +11,7 @@
 //   s.forward({&next, 1}, logits, false);                   // decode one token with the KV cache
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,17 @@
 
 namespace upg {
 
+// A gated MLP: out = (act(x W_gate^T) * (x W_up^T)) W_down^T, with optional biases.
+struct GatedMlp {
+  // Input projection(s): one fused [gate | up] or two (gate, up); outputs concatenated.
+  std::vector<std::unique_ptr<WeightMatrix>> gate_up;
+  std::vector<float> gate_up_bias;  // empty, or the concatenated gate|up bias
+  std::unique_ptr<WeightMatrix> down;
+  std::vector<float> down_bias;
+  bool empty() const { return !down; }
+  int64_t intermediate() const { return down ? down->cols() : 0; }
+};
+
 // Weights of one decoder layer, as the generic decoder uses them; filled from the architecture's
 // tensor table (models/arch_tensors.h) by Part.
 struct LayerWeights {
@@ -33,12 +45,29 @@ struct LayerWeights {
   std::vector<float> qkv_bias;  // empty, or the concatenated q|k|v bias
   std::unique_ptr<WeightMatrix> o;
   std::vector<float> o_bias;
-  // MLP input projection(s): one fused [gate | up] or two (gate, up); outputs concatenated.
-  std::vector<std::unique_ptr<WeightMatrix>> gate_up;
-  std::vector<float> gate_up_bias;
-  std::unique_ptr<WeightMatrix> down;
-  std::vector<float> down_bias;
-  std::vector<float> input_norm, post_attention_norm;  // hidden_size each
+  // Multi-head latent attention (ModelConfig::mla; the fields above for q/k/v are then empty).
+  struct Mla {
+    std::unique_ptr<WeightMatrix> q, q_a, q_b;  // q, or q_a then q_b
+    std::vector<float> q_a_norm;
+    std::unique_ptr<WeightMatrix> kv_a, kv_b;
+    std::vector<float> kv_a_norm;
+    // kv_b split per head for the absorbed form, fp32: w_uk [heads][nope][kv_lora] (keys),
+    // w_uv [heads][v][kv_lora] (values).
+    std::vector<float> w_uk, w_uv;
+  } mla;
+  GatedMlp mlp;  // the dense MLP (empty in a mixture-of-experts layer)
+  // Mixture of experts (ModelConfig::moe): the router (experts x hidden; null in dense layers),
+  // the routed experts, the shared expert (empty if none) and its sigmoid gate (1 x hidden, or null).
+  std::unique_ptr<WeightMatrix> router;
+  std::vector<float> router_bias;  // experts (RouterKind::SigmoidGrouped), else empty
+  std::vector<GatedMlp> experts;
+  GatedMlp shared_expert;
+  std::unique_ptr<WeightMatrix> shared_expert_gate;
+  // Norm weights as the decoder multiplies by them (an architecture's weight offset, Gemma's 1 + w,
+  // folded in at load): before attention, before the MLP (hidden_size each), and the optional norms
+  // of the attention and MLP outputs before their residual adds (empty when the table has none).
+  std::vector<float> input_norm, post_attention_norm;
+  std::vector<float> attn_out_norm, mlp_out_norm;
   int64_t window = 0;  // attention window (0 = full causal)
 };
 
@@ -58,13 +87,16 @@ class Model {
   std::optional<std::string> file_text(const std::string& name) const { return source_->file_text(name); }
   // Bytes of stored weight arrays the matrices read (not counting norms/biases).
   size_t weight_bytes() const;
+  // Calls f(matrix) for every matrix of the model: the embedding, the LM head when untied, and
+  // every projection, router and expert of every layer.
+  void for_each_matrix(const std::function<void(const WeightMatrix&)>& f) const;
   // Number of weights (every tensor of the table, vectors included).
   int64_t parameter_count() const;
 
   const WeightMatrix& embed_tokens() const { return *embed_; }  // vocab x hidden
   const WeightMatrix& lm_head() const { return lm_head_ ? *lm_head_ : *embed_; }  // vocab x hidden
   const std::vector<LayerWeights>& layers() const { return layers_; }
-  const std::vector<float>& final_norm() const { return final_norm_; }
+  const std::vector<float>& final_norm() const { return final_norm_; }  // offset folded in, as above
 
  private:
   Model() = default;

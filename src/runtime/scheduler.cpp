@@ -93,7 +93,8 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOp
   UPG_CHECK(o.max_queue >= 0, "max queue must be >= 0, got ", o.max_queue);
   const int64_t model_max = model.config().max_position_embeddings;
   max_context_ = o.max_context > 0 ? o.max_context : model_max;
-  UPG_CHECK(max_context_ >= 1, "the context length must be >= 1");
+  UPG_CHECK(max_context_ >= 1 && max_context_ <= kMaxModelContext, "the context length must be in [1, ",
+            kMaxModelContext, "], got ", max_context_);
   eos_ = tok.eos_ids();
   vocab_ = static_cast<int32_t>(model.config().vocab_size);
   worker_ = std::thread([this] { run(); });
@@ -273,7 +274,51 @@ void Scheduler::process(std::vector<Active*>& order) {
   }
 }
 
-void Scheduler::run() {
+void Scheduler::run() noexcept {
+  while (true) {
+    try {
+      run_loop();
+      return;
+    } catch (const std::exception& e) {
+      fail_running(str_cat("internal error: ", e.what()));
+    } catch (...) {
+      fail_running("internal error");
+    }
+  }
+}
+
+void Scheduler::fail_running(const std::string& error) noexcept {
+  for (auto& a : running_) {
+    try {
+      finish(*a, "error", error);
+    } catch (...) {  // at least tell the client
+      a->finished = true;
+      a->out.done = true;
+      a->out.finish_reason = "error";
+      a->out.error = error;
+      if (a->seq >= 0) {
+        try {
+          engine_.release(a->seq);
+        } catch (...) {
+        }
+        a->seq = -1;
+      }
+    }
+  }
+  try {
+    retire();
+  } catch (...) {
+    running_.clear();
+  }
+  try {
+    std::lock_guard lk(mu_);
+    stats_.running = static_cast<int>(running_.size());
+    cv_.notify_all();
+  } catch (...) {
+  }
+}
+
+void Scheduler::run_loop() {
   std::vector<Active*> order;
   while (true) {
     {

@@ -145,7 +145,11 @@ class Scheduler {
 
  private:
   struct Active;
-  void run();
+  // The worker thread: run_loop() until halted. An exception escaping it (it must not reach
+  // std::terminate) fails the running requests with its message, and the loop goes on.
+  void run() noexcept;
+  void run_loop();
+  void fail_running(const std::string& error) noexcept;
   int retire();  // posts each running request's news; removes the finished ones
   void process(std::vector<Active*>& order);
   void finish(Active& a, const std::string& reason, const std::string& error = {});

@@ -16,6 +16,8 @@ EngineOptions session_options(KvType kv, size_t max_bytes) {
 Session::Session(const Model& model, int max_context, KvType kv, size_t kv_max_bytes)
     : engine_(model, session_options(kv, kv_max_bytes)) {
   capacity_ = max_context > 0 ? max_context : model.config().max_position_embeddings;
+  UPG_CHECK(capacity_ <= kMaxModelContext, "the context length ", capacity_, " is larger than the ", kMaxModelContext,
+            " positions supported");
   seq_ = engine_.new_sequence();
 }
 

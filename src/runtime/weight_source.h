@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "codecs/weight_matrix.h"
+#include "models/arch_tensors.h"
 
 namespace upg {
 
@@ -31,6 +32,9 @@ class WeightSource {
   // Text of an auxiliary file by its name in a Hugging Face directory ("tokenizer.json",
   // "tokenizer_config.json", "generation_config.json", "chat_template.jinja"); nullopt when absent.
   virtual std::optional<std::string> file_text(const std::string& name) const = 0;
+  // Called by Model::load with every tensor it will ask for, before asking: a source may map the
+  // table's names onto its own layout (a Hugging Face directory in the fused-experts layout).
+  virtual void prepare(const std::vector<ModelTensor>& tensors) {}
 };
 
 // Opens `path`: a Hugging Face model directory (config.json + safetensors), or a UPG model (a .upg

@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <random>
@@ -23,6 +24,23 @@ using namespace std::chrono_literals;
 namespace {
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// cpp-httplib calls a content provider outside its exception handling, so an exception escaping
+// one would reach std::terminate and end the server. Any failure ends just that reply (the
+// connection is closed; the releaser still runs).
+template <class F>
+auto guarded(F provider) {
+  return [provider = std::move(provider)](size_t offset, httplib::DataSink& sink) mutable -> bool {
+    try {
+      return provider(offset, sink);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "upg serve: reply failed: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "upg serve: reply failed\n");
+    }
+    return false;
+  };
+}
 
 uint64_t random_u64() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -495,7 +513,7 @@ void Server::handle_generate(const std::string& body, httplib::Response& res, bo
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [r](size_t, httplib::DataSink& sink) {
+        guarded([r](size_t, httplib::DataSink& sink) {
           if (!r->started) {
             r->started = true;
             json c = r->chunk_base();
@@ -570,7 +588,7 @@ void Server::handle_generate(const std::string& body, httplib::Response& res, bo
             sink.done();
           }
           return true;
-        },
+        }),
         releaser);
     return;
   }
@@ -594,7 +612,7 @@ void Server::handle_generate(const std::string& body, httplib::Response& res, bo
   }
   res.set_chunked_content_provider(
       "application/json",
-      [r](size_t, httplib::DataSink& sink) {
+      guarded([r](size_t, httplib::DataSink& sink) {
         GenerationUpdate u;
         if (!r->handle->wait(u, 200ms)) {
           if (Clock::now() - r->last_write > 2s) {
@@ -609,7 +627,7 @@ void Server::handle_generate(const std::string& body, httplib::Response& res, bo
         if (!sink.write(s.data(), s.size())) return false;
         sink.done();
         return true;
-      },
+      }),
       releaser);
 }
 

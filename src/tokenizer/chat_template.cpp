@@ -54,34 +54,38 @@ std::string apply_chat_template(const std::string& source, const nlohmann::json&
                              bos_token, eos_token, nlohmann::ordered_json(extra), ChatTemplateOptions{});
 }
 
-std::optional<std::string> find_chat_template(const std::string& model_dir) {
-  namespace fs = std::filesystem;
-  fs::path jinja_path = fs::path(model_dir) / "chat_template.jinja";
-  if (fs::is_regular_file(jinja_path)) return read_text_file(jinja_path.string());
-  fs::path config_path = fs::path(model_dir) / "tokenizer_config.json";
-  if (!fs::is_regular_file(config_path)) return std::nullopt;
+std::optional<std::string> chat_template_from_config(const std::string& tokenizer_config_json,
+                                                     const std::string& where) {
   nlohmann::json config;
   try {
-    config = nlohmann::json::parse(read_text_file(config_path.string()));
+    config = nlohmann::json::parse(tokenizer_config_json);
   } catch (const nlohmann::json::exception& e) {
-    throw Error(str_cat(config_path.string(), ": invalid JSON: ", e.what()));
+    throw Error(str_cat(where, ": invalid JSON: ", e.what()));
   }
   if (!config.is_object() || !config.contains("chat_template") || config["chat_template"].is_null())
     return std::nullopt;
   const auto& ct = config["chat_template"];
   if (ct.is_string()) return ct.get<std::string>();
-  UPG_CHECK(ct.is_array(), config_path.string(),
-            ": \"chat_template\" must be a string or a list of {name, template}, found ", ct.type_name());
+  UPG_CHECK(ct.is_array(), where, ": \"chat_template\" must be a string or a list of {name, template}, found ",
+            ct.type_name());
   std::string names;
   for (const auto& entry : ct) {
     UPG_CHECK(entry.is_object() && entry.contains("name") && entry["name"].is_string() &&
                   entry.contains("template") && entry["template"].is_string(),
-              config_path.string(), ": each \"chat_template\" entry needs string \"name\" and \"template\"");
+              where, ": each \"chat_template\" entry needs string \"name\" and \"template\"");
     if (entry["name"] == "default") return entry["template"].get<std::string>();
     names += (names.empty() ? "" : ", ") + entry["name"].get<std::string>();
   }
-  throw Error(str_cat(config_path.string(), ": \"chat_template\" lists templates (", names,
-                      ") but none is named \"default\""));
+  throw Error(str_cat(where, ": \"chat_template\" lists templates (", names, ") but none is named \"default\""));
+}
+
+std::optional<std::string> find_chat_template(const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  fs::path jinja_path = fs::path(model_dir) / "chat_template.jinja";
+  if (fs::is_regular_file(jinja_path)) return read_text_file(jinja_path.string(), kMaxConfigFileBytes);
+  fs::path config_path = fs::path(model_dir) / "tokenizer_config.json";
+  if (!fs::is_regular_file(config_path)) return std::nullopt;
+  return chat_template_from_config(read_text_file(config_path.string(), kMaxConfigFileBytes), config_path.string());
 }
 
 }  // namespace upg

@@ -87,4 +87,9 @@ std::string apply_chat_template(const std::string& source, const nlohmann::order
 // the "default" entry is taken). nullopt when the model has none; Error when a file is malformed.
 std::optional<std::string> find_chat_template(const std::string& model_dir);
 
+// The template in the text of a tokenizer_config.json (as find_chat_template reads it); `where`
+// names the file in errors. nullopt when it has no "chat_template"; Error when malformed.
+std::optional<std::string> chat_template_from_config(const std::string& tokenizer_config_json,
+                                                     const std::string& where);
+
 }  // namespace upg

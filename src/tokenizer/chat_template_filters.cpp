@@ -3,6 +3,8 @@
 // Filters stringify their input like Jinja's soft_str (so `5 | trim` is "5"), treat Undefined as
 // empty where Jinja does (length 0, items/list/join of nothing), and raise where Python raises.
 #include <algorithm>
+#include <climits>
+#include <charconv>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -34,7 +36,9 @@ Value get_attribute_path(Renderer& r, const Value& item, const std::string& path
     size_t dot = path.find('.', start);
     std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
-    cur = r.getitem(cur, numeric ? Value(static_cast<int64_t>(std::stoll(part))) : Value(part));
+    int64_t index = INT64_MAX;  // a number past int64 indexes nothing, as in Python
+    if (numeric) std::from_chars(part.data(), part.data() + part.size(), index);
+    cur = r.getitem(cur, numeric ? Value(index) : Value(part));
     if (dot == std::string::npos) return cur;
     start = dot + 1;
   }

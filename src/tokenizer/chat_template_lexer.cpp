@@ -7,6 +7,7 @@
 //   {% and {#         strip spaces/tabs between the line start and the tag (lstrip_blocks),
 //                     unless written {%+ / {#+ (never for {{).
 #include <algorithm>
+#include <cstdlib>
 #include <cctype>
 
 #include "tokenizer/chat_template_ast.h"
@@ -302,7 +303,9 @@ class Lexer {
     if (is_float) {
       t.type = TokType::Float;
       t.text = src_.substr(p, f - p);
-      t.fval = std::stod(clean(t.text));
+      // strtod, not stod: out of range is Python's inf (1e999) or 0.0 (1e-999), not an exception.
+      const std::string num = clean(t.text);
+      t.fval = std::strtod(num.c_str(), nullptr);
       tokens_.push_back(t);
       return f;
     }

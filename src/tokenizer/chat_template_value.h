@@ -31,7 +31,7 @@ class ValueDict {
  public:
   const Value* find(const std::string& key) const;
   void set(const std::string& key, Value v);  // replaces in place or appends
-  size_t size() const { return items_.size(); }
+  size_t size() const;  // defined below Value (Clang needs the complete type here)
   const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
 
  private:
@@ -159,5 +159,7 @@ void utf8_append(std::string& out, uint32_t cp);
 std::string utf8_encode(const std::vector<uint32_t>& cps, size_t begin, size_t end);
 size_t utf8_length(const std::string& s);
 bool py_isspace(uint32_t cp);  // Python str.isspace() for one code point
+
+inline size_t ValueDict::size() const { return items_.size(); }
 
 }  // namespace upg::jinja

@@ -5,6 +5,7 @@
 // match data is allocated per call.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,8 +19,15 @@ class Regex {
   // Throws Error naming `what` and the pattern when it does not compile.
   Regex(const std::string& pattern, std::string_view what);
 
+  // Limits on one match attempt, so that a hostile pattern (catastrophic backtracking) fails
+  // quickly instead of hanging: backtracking steps, nesting depth, heap for the interpreter.
+  static constexpr uint32_t kMatchLimit = 10'000'000;
+  static constexpr uint32_t kDepthLimit = 1'000'000;
+  static constexpr uint32_t kHeapLimitKiB = 256 * 1024;
+
   // Non-empty, non-overlapping matches of the pattern in s as [begin, end) byte offsets, in order.
-  // If the engine gives up (match limit), the rest of s from that point is left unmatched.
+  // Throws Error naming the pattern when the engine fails (a limit above reached, ...): a failure
+  // is never taken for "no match".
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view s) const;
 
   const std::string& pattern() const { return pattern_; }

@@ -10,6 +10,14 @@ namespace {
 
 using nlohmann::json;
 
+// A token id from a config file: an integer in [0, 2^31); `what` names the file and field.
+int32_t id_value(const json& v, const char* what) {
+  UPG_CHECK(v.is_number_integer(), what, " must be an integer token id, found ", v.dump());
+  UPG_CHECK(v.is_number_unsigned() || v.get<int64_t>() >= 0, what, " must not be negative, found ", v.dump());
+  UPG_CHECK(v.get<uint64_t>() <= 0x7fffffffu, what, " is too large, found ", v.dump());
+  return static_cast<int32_t>(v.get<uint64_t>());
+}
+
 void parse_post(const json& j, SpecialRules& r, const std::function<std::optional<int32_t>(std::string_view)>& token_id) {
   if (j.is_null()) return;
   UPG_CHECK(j.is_object() && j.contains("type") && j["type"].is_string(),
@@ -33,7 +41,10 @@ void parse_post(const json& j, SpecialRules& r, const std::function<std::optiona
       std::vector<int32_t> ids;
       const json& st = j.contains("special_tokens") ? j["special_tokens"] : json::object();
       if (st.contains(name) && st[name].contains("ids")) {
-        for (const auto& id : st[name]["ids"]) ids.push_back(id.get<int32_t>());
+        UPG_CHECK(st[name]["ids"].is_array(), "tokenizer.json: TemplateProcessing special_tokens.", name,
+                  ".ids must be a list");
+        for (const auto& id : st[name]["ids"])
+          ids.push_back(id_value(id, "tokenizer.json: TemplateProcessing special token id"));
       } else {
         auto id = token_id(name);
         UPG_CHECK(id.has_value(), "tokenizer.json: TemplateProcessing special token '", name, "' is unknown");
@@ -43,8 +54,8 @@ void parse_post(const json& j, SpecialRules& r, const std::function<std::optiona
       dst.insert(dst.end(), ids.begin(), ids.end());
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
-    r.prefix = {j.at("cls").at(1).get<int32_t>()};
-    r.suffix = {j.at("sep").at(1).get<int32_t>()};
+    r.prefix = {id_value(j.at("cls").at(1), "tokenizer.json: post_processor.cls[1]")};
+    r.suffix = {id_value(j.at("sep").at(1), "tokenizer.json: post_processor.sep[1]")};
   } else {
     throw Error(str_cat("tokenizer.json: unsupported post_processor type '", type,
                         "' (supported: TemplateProcessing, ByteLevel, RobertaProcessing, BertProcessing, Sequence)"));
@@ -57,6 +68,8 @@ std::string token_text(const json& cfg, const char* key) {
   const json& v = cfg[key];
   if (v.is_string()) return v.get<std::string>();
   if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  UPG_CHECK(v.is_null(), "tokenizer_config.json: ", key, " must be a string, an object with a string \"content\" or null, found ",
+            v.dump());
   return {};
 }
 
@@ -75,7 +88,7 @@ SpecialRules parse_special_rules(const json& post, const json& tcfg, const json&
     UPG_CHECK(r.bos_id.has_value(), "tokenizer_config.json: bos_token '", r.bos_text, "' is not a known token");
   } else if (!(tcfg.is_object() && tcfg.contains("bos_token")) &&  // an explicit null means "no BOS"
              gcfg.is_object() && gcfg.contains("bos_token_id") && gcfg["bos_token_id"].is_number_integer()) {
-    r.bos_id = gcfg["bos_token_id"].get<int32_t>();
+    r.bos_id = id_value(gcfg["bos_token_id"], "generation_config.json: bos_token_id");
     r.bos_text = id_text(*r.bos_id);
   }
 
@@ -90,11 +103,11 @@ SpecialRules parse_special_rules(const json& post, const json& tcfg, const json&
     const json& e = gcfg["eos_token_id"];
     std::vector<int32_t> ids;
     if (e.is_number_integer()) {
-      ids.push_back(e.get<int32_t>());
+      ids.push_back(id_value(e, "generation_config.json: eos_token_id"));
     } else if (e.is_array()) {
       for (const auto& x : e) {
         UPG_CHECK(x.is_number_integer(), "generation_config.json: eos_token_id list holds a non-integer ", x.dump());
-        ids.push_back(x.get<int32_t>());
+        ids.push_back(id_value(x, "generation_config.json: eos_token_id"));
       }
     } else if (!e.is_null()) {
       throw Error(str_cat("generation_config.json: eos_token_id must be an int or a list, found ", e.dump()));
@@ -105,6 +118,9 @@ SpecialRules parse_special_rules(const json& post, const json& tcfg, const json&
   if (r.eos_text.empty() && !r.eos_ids.empty()) r.eos_text = id_text(r.eos_ids[0]);
 
   // Explicit add_bos_token / add_eos_token override the post-processor.
+  for (const char* key : {"add_bos_token", "add_eos_token"})
+    UPG_CHECK(!tcfg.is_object() || !tcfg.contains(key) || tcfg[key].is_boolean() || tcfg[key].is_null(),
+              "tokenizer_config.json: ", key, " must be true or false, found ", tcfg[key].dump());
   if (tcfg.is_object() && tcfg.contains("add_bos_token") && tcfg["add_bos_token"].is_boolean()) {
     r.prefix.clear();
     if (tcfg["add_bos_token"].get<bool>()) {

@@ -16,26 +16,43 @@ namespace {
 json parse_json(std::string_view text, const char* what) {
   try {
     return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1E400
     throw Error(str_cat(what, ": malformed JSON: ", e.what()));
   }
+}
+
+bool opt_bool(const json& t, const char* key, bool def, size_t i) {
+  if (!t.contains(key) || t[key].is_null()) return def;
+  UPG_CHECK(t[key].is_boolean(), "tokenizer.json: added_tokens[", i, "].", key, " must be true or false, found ",
+            t[key].dump());
+  return t[key].get<bool>();
 }
 
 std::vector<AddedToken> parse_added_tokens(const json& j) {
   std::vector<AddedToken> out;
   if (j.is_null()) return out;
-  UPG_CHECK(j.is_array(), "tokenizer.json: added_tokens must be an array");
-  for (const auto& t : j) {
+  UPG_CHECK(j.is_array(), "tokenizer.json: added_tokens must be an array, found ", j.type_name());
+  for (size_t i = 0; i < j.size(); ++i) {
+    const json& t = j[i];
+    UPG_CHECK(t.is_object(), "tokenizer.json: added_tokens[", i, "] must be an object, found ", t.type_name());
+    UPG_CHECK(t.contains("id") && t["id"].is_number_integer(), "tokenizer.json: added_tokens[", i,
+              "].id must be an integer, found ", t.contains("id") ? t["id"].dump() : "nothing");
+    const bool neg = t["id"].is_number_unsigned() ? false : t["id"].get<int64_t>() < 0;
+    UPG_CHECK(!neg, "tokenizer.json: added token id ", t["id"].dump(), " is negative");
+    const uint64_t id = t["id"].get<uint64_t>();
+    UPG_CHECK(id < static_cast<uint64_t>(Tokenizer::kMaxVocabSize), "tokenizer.json: added token id ", id,
+              " is too large (ids must be below ", Tokenizer::kMaxVocabSize, ")");
     AddedToken a;
-    a.id = t.at("id").get<int32_t>();
-    UPG_CHECK(a.id >= 0, "tokenizer.json: added token id ", a.id, " is negative");
-    a.content = t.at("content").get<std::string>();
+    a.id = static_cast<int32_t>(id);
+    UPG_CHECK(t.contains("content") && t["content"].is_string(), "tokenizer.json: added_tokens[", i,
+              "].content must be a string");
+    a.content = t["content"].get<std::string>();
     UPG_CHECK(!a.content.empty(), "tokenizer.json: added token ", a.id, " has empty content");
-    a.special = t.value("special", false);
-    a.lstrip = t.value("lstrip", false);
-    a.rstrip = t.value("rstrip", false);
-    a.single_word = t.value("single_word", false);
-    a.normalized = t.value("normalized", !a.special);
+    a.special = opt_bool(t, "special", false, i);
+    a.lstrip = opt_bool(t, "lstrip", false, i);
+    a.rstrip = opt_bool(t, "rstrip", false, i);
+    a.single_word = opt_bool(t, "single_word", false, i);
+    a.normalized = opt_bool(t, "normalized", !a.special, i);
     out.push_back(std::move(a));
   }
   return out;
@@ -59,7 +76,11 @@ std::shared_ptr<Tokenizer::Impl> build(const json& tj, const json& tcfg, const j
 
   std::vector<AddedToken> added = parse_added_tokens(tj.value("added_tokens", json()));
   int32_t n = 0;
-  for (const auto& [tok, id] : impl->model->vocab()) n = std::max(n, id + 1);
+  for (const auto& [tok, id] : impl->model->vocab()) {
+    UPG_CHECK(id < Tokenizer::kMaxVocabSize, "tokenizer.json: model.vocab id ", id, " of '", tok,
+              "' is too large (ids must be below ", Tokenizer::kMaxVocabSize, ")");
+    n = std::max(n, id + 1);
+  }
   for (const auto& a : added) n = std::max(n, a.id + 1);
   impl->id_text.assign(n, std::string());
   impl->pieces.assign(n, std::string());
@@ -125,6 +146,8 @@ Tokenizer Tokenizer::from_json_strings(std::string_view tokenizer_json, std::str
   const json tc = tokenizer_config_json.empty() ? json() : parse_json(tokenizer_config_json, "tokenizer_config.json");
   const json gc =
       generation_config_json.empty() ? json() : parse_json(generation_config_json, "generation_config.json");
+  UPG_CHECK(tc.is_null() || tc.is_object(), "tokenizer_config.json: expected a JSON object, found ", tc.type_name());
+  UPG_CHECK(gc.is_null() || gc.is_object(), "generation_config.json: expected a JSON object, found ", gc.type_name());
   try {
     return Tokenizer(build(tj, tc, gc));
   } catch (const json::exception& e) {  // wrong type or missing key deep inside a component
@@ -135,10 +158,10 @@ Tokenizer Tokenizer::from_json_strings(std::string_view tokenizer_json, std::str
 Tokenizer Tokenizer::from_dir(const std::string& dir) {
   const std::string tj_path = dir + "/tokenizer.json";
   UPG_CHECK(file_exists(tj_path), "tokenizer: ", tj_path, " not found");
-  const std::string tj = read_text_file(tj_path);
+  const std::string tj = read_text_file(tj_path, kMaxTokenizerFileBytes);
   auto optional_file = [&](const char* name) {
     const std::string p = dir + "/" + name;
-    return file_exists(p) ? read_text_file(p) : std::string();
+    return file_exists(p) ? read_text_file(p, kMaxConfigFileBytes) : std::string();
   };
   const std::string tc = optional_file("tokenizer_config.json");
   std::string gc = optional_file("generation_config.json");

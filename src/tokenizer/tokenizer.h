@@ -27,6 +27,10 @@ namespace upg {
 
 class Tokenizer {
  public:
+  // The largest token id + 1 accepted (vocabulary and added tokens): real vocabularies have at most
+  // a few hundred thousand ids; a larger id in a file is refused before anything is allocated.
+  static constexpr int32_t kMaxVocabSize = 1 << 22;
+
   // Reads dir/tokenizer.json and, when present, tokenizer_config.json and generation_config.json
   // (config.json stands in for generation_config.json when that is absent). Throws Error naming
   // the file on a missing/malformed tokenizer.json or an unsupported component.

@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace upg::vocab_import {
@@ -126,7 +127,9 @@ json tokenizer_json_from_tiktoken(std::string_view text, const std::vector<std::
   json vocab = json::object(), merges = json::array();
   std::vector<size_t> start;    // parts are tok[start[i], start[i+1])
   std::vector<int32_t> pair_rank;  // [i]: rank of parts i and i+1 merged, or INT32_MAX
-  for (const auto& [tok, rank] : ranked) {
+  for (const auto& entry : ranked) {
+    const auto& tok = entry.first;
+    const auto rank = entry.second;  // not a structured binding: lambdas below use it (Clang 14)
     vocab[byte_level::encode(tok)] = rank;
     if (tok.size() < 2) continue;
     // BPE over the token's bytes using only tokens ranked below it; a two-part result is its merge.
@@ -167,7 +170,7 @@ json tokenizer_json_from_vocab_merges(std::string_view vocab_json, std::string_v
   json vocab;
   try {
     vocab = json::parse(vocab_json.begin(), vocab_json.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1E400
     throw Error(str_cat("vocab.json: malformed JSON: ", e.what()));
   }
   UPG_CHECK(vocab.is_object(), "vocab.json: expected an object of token -> id");
@@ -226,6 +229,13 @@ json spm_merges(const GgufVocab& v, const std::vector<bool>& mergeable) {
 json tokenizer_json_from_gguf(const GgufVocab& v) {
   enum { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4 };
   auto type_of = [&](size_t i) { return v.token_types.empty() ? kNormal : v.token_types[i]; };
+  // GGUF strings are UTF-8 (a JSON text cannot hold anything else); ids must fit a vocabulary.
+  UPG_CHECK(v.tokens.size() <= static_cast<size_t>(Tokenizer::kMaxVocabSize), "GGUF vocabulary: ", v.tokens.size(),
+            " tokens, more than the ", Tokenizer::kMaxVocabSize, " accepted");
+  for (size_t i = 0; i < v.tokens.size(); ++i)
+    UPG_CHECK(utf8::is_valid(v.tokens[i]), "GGUF vocabulary: token ", i, " is not valid UTF-8");
+  for (size_t i = 0; i < v.merges.size(); ++i)
+    UPG_CHECK(utf8::is_valid(v.merges[i]), "GGUF vocabulary: merge ", i, " is not valid UTF-8");
   json vocab = json::object();
   for (size_t i = 0; i < v.tokens.size(); ++i)
     if (!vocab.contains(v.tokens[i])) vocab[v.tokens[i]] = static_cast<int32_t>(i);

@@ -222,6 +222,62 @@ TEST(Calibration, ObservesEveryProjection) {
   }
 }
 
+// A mixture of experts: the observer reports each routed expert's own rows under its names (the
+// rows of all experts together are the tokens times experts_per_token), the shared expert and the
+// dense layer see every token; converted under a budget, the model stays close to the original.
+TEST(Calibration, ObservesEveryExpertWithItsOwnRows) {
+  auto m = Model::load(golden("qwen2_moe_shared_bf16"));
+  const ModelConfig& c = m->config();
+  CalibrationOptions co;
+  co.window = 32;
+  co.max_windows = 4;
+  const CalibrationStats st = collect_calibration(*m, random_tokens(128, c.vocab_size, 5), co);
+  ASSERT_EQ(st.tokens, 128);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".mlp.";
+    if (!c.moe.layers[static_cast<size_t>(l)]) {
+      ASSERT_TRUE(st.inputs.count(p + "gate_proj.weight")) << l;
+      EXPECT_EQ(st.inputs.at(p + "down_proj.weight")->tokens(), 128);
+      continue;
+    }
+    EXPECT_EQ(st.inputs.at(p + "shared_expert.gate_proj.weight")->tokens(), 128);
+    EXPECT_EQ(st.inputs.at(p + "shared_expert.down_proj.weight")->tokens(), 128);
+    int64_t routed = 0;
+    for (int64_t e = 0; e < c.moe.num_experts; ++e) {
+      const std::string n = p + "experts." + std::to_string(e) + ".";
+      auto it = st.inputs.find(n + "up_proj.weight");
+      if (it == st.inputs.end()) continue;
+      EXPECT_EQ(st.inputs.at(n + "down_proj.weight")->tokens(), it->second->tokens());
+      routed += it->second->tokens();
+    }
+    EXPECT_EQ(routed, 128 * c.moe.experts_per_token) << "layer " << l;
+  }
+}
+
+TEST(Convert, MixtureOfExpertsUnderABudget) {
+  const std::string src = golden("qwen2_moe_shared_bf16");
+  const fs::path dir = temp_dir("moe");
+  auto orig = Model::load(src);
+  const std::vector<int32_t> probe = random_tokens(32, orig->config().vocab_size, 11);
+  ConvertOptions o;
+  o.bpw = 5.0;
+  o.candidates = {parse_codec_spec("codebook:bits=3,group=64"), parse_codec_spec("codebook:bits=4,group=64"),
+                  parse_codec_spec("int8:group=128"), parse_codec_spec("bf16")};
+  o.calib_tokens = random_tokens(64 * 8, orig->config().vocab_size, 2);
+  o.calib.window = 64;
+  o.calib.max_windows = 8;
+  const std::string out = (dir / "moe.upg").string();
+  const ConvertReport r = convert_model(src, out, o);
+  EXPECT_LE(r.bpw, 5.0 + 1e-9);
+  auto m = Model::load(out);
+  EXPECT_EQ(m->layers()[0].experts.size(), 4u);
+  EXPECT_TRUE(m->layers()[0].router && m->layers()[0].router->codec() == "bf16") << "the router stays dense";
+  const double err = rel_l2(all_logits(*m, probe), all_logits(*orig, probe));
+  std::printf("MoE at bpw %.2f: logits rel. error %.4f\n", r.bpw, err);
+  EXPECT_LT(err, 0.3);
+  fs::remove_all(dir);
+}
+
 TEST(Convert, TinyModelAtSeveralBudgets) {
   const std::string src = golden("phi4_gqa_bf16");
   const fs::path dir = temp_dir("tiny");
@@ -264,7 +320,7 @@ TEST(Convert, FixedCodecWithoutCalibration) {
   auto orig = Model::load(src);
   const auto probe = random_tokens(16, orig->config().vocab_size, 4);
   EXPECT_LT(rel_l2(all_logits(*m, probe), all_logits(*orig, probe)), 0.05);
-  EXPECT_EQ(m->layers()[0].down->codec(), "int8");
+  EXPECT_EQ(m->layers()[0].mlp.down->codec(), "int8");
   fs::remove_all(dir);
 }
 
@@ -328,12 +384,16 @@ TEST(Synth, WritesALoadableRandomModel) {
     EXPECT_EQ(r.bits, bpw < 12 ? 3 : 0);
     auto m = Model::load(out);
     EXPECT_EQ(m->config().vocab_size, cfg["vocab_size"].get<int64_t>());
-    if (r.bits) EXPECT_EQ(m->layers()[0].down->codec(), "codebook");
+    if (r.bits) {
+      EXPECT_EQ(m->layers()[0].mlp.down->codec(), "codebook");
+    }
     const auto lg = all_logits(*m, random_tokens(8, m->config().vocab_size, 1));
     for (float v : lg) ASSERT_TRUE(std::isfinite(v));
     ASSERT_TRUE(m->file_text("tokenizer.json").has_value());
   }
-  EXPECT_THROW(synth_model(cfg, "config.json", (dir / "x.upg").string(), SynthOptions{0.5}), Error);
+  SynthOptions too_few;
+  too_few.bpw = 0.5;
+  EXPECT_THROW(synth_model(cfg, "config.json", (dir / "x.upg").string(), too_few), Error);
   EXPECT_FALSE(fs::exists(dir / "x.upg"));
   fs::remove_all(dir);
 }
@@ -349,7 +409,7 @@ TEST(Sensitivity, ProbeIsZeroForOriginalAndQuadraticInNoise) {
   const std::string name = "model.layers.0.mlp.down_proj.weight";
   const int64_t rows = m->config().hidden_size, cols = m->config().intermediate_size;
   std::vector<float> W(rows * cols);
-  m->layers()[0].down->decode_rows(0, rows, W.data());
+  m->layers()[0].mlp.down->decode_rows(0, rows, W.data());
   EXPECT_LT(probe.kld_with(name, W.data(), rows, cols), 1e-6);  // fp32 rounding of another kernel path
   std::mt19937 rng(3);
   std::normal_distribution<float> N(0.f, 1.f);

@@ -210,11 +210,53 @@ TEST(Sandbox, CorrectProgramPassesAndIsolationIsReported) {
   EXPECT_TRUE(r.passed()) << r.describe() << "\n" << r.output;
   EXPECT_NE(r.output.find("cwd /"), std::string::npos) << r.output;
   for (const auto& n : r.isolation.notes) std::printf("isolation note: %s\n", n.c_str());
-  if (geteuid() == 0) {
-    // As root here everything must take effect.
-    EXPECT_TRUE(r.isolation.complete());
-    EXPECT_NE(r.output.find("uid 65534"), std::string::npos) << r.output;
+  // As root and, through a user namespace, as any other user: everything must take effect.
+  EXPECT_TRUE(r.isolation.complete());
+  EXPECT_NE(r.output.find("uid 65534"), std::string::npos) << r.output;
+}
+
+// ---- Refusing to run in an incomplete sandbox ----
+
+TEST(HumanEval, CompleteSandboxIsAccepted) {
+  const SandboxIsolation iso = require_humaneval_sandbox(humaneval_limits(3.0), false);
+  EXPECT_TRUE(iso.complete());
+  const nlohmann::json j = to_json(iso);
+  EXPECT_TRUE(j["complete"].get<bool>());
+  EXPECT_TRUE(j["seccomp"].get<bool>() && j["tmpfs"].get<bool>() && j["capabilities_dropped"].get<bool>());
+}
+
+TEST(HumanEval, RefusesAnIncompleteSandboxNamingWhatIsMissing) {
+  SandboxLimits l = humaneval_limits(3.0);
+  l.skip = kSandboxSkipSeccomp | kSandboxSkipTmpfs;
+  try {
+    require_humaneval_sandbox(l, false);
+    ADD_FAILURE() << "no error for an incomplete sandbox";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("refusing to run model-written programs"), std::string::npos) << m;
+    EXPECT_NE(m.find("missing: size-limited tmpfs work directory, seccomp filter"), std::string::npos) << m;
+    EXPECT_NE(m.find("--unsafe-no-sandbox"), std::string::npos) << m;
   }
+  // And the limits themselves never start a program in it (require_complete).
+  const HumanEvalCheck c = check_completion(return1_problem(), "    return 1", l);
+  EXPECT_FALSE(c.passed);
+  EXPECT_NE(c.result.find("the sandbox is incomplete (missing: "), std::string::npos) << c.result;
+  EXPECT_NE(c.result.find("the program was not started"), std::string::npos) << c.result;
+}
+
+TEST(HumanEval, UnsafeNoSandboxRunsInWhatTookEffect) {
+  NEED_PYTHON();
+  SandboxLimits l = humaneval_limits(3.0, /*require_complete_sandbox=*/false);
+  l.skip = kSandboxSkipSeccomp;
+  const SandboxIsolation iso = require_humaneval_sandbox(l, /*unsafe_no_sandbox=*/true);
+  EXPECT_FALSE(iso.complete());
+  EXPECT_FALSE(iso.seccomp);
+  EXPECT_TRUE(iso.capabilities_dropped && iso.tmpfs && iso.readonly_root);
+  ASSERT_FALSE(iso.notes.empty());
+  EXPECT_EQ(iso.notes.back(), "missing: seccomp filter");
+  const HumanEvalCheck c = check_completion(return1_problem(), "    return 1", l);
+  EXPECT_TRUE(c.passed) << c.result;
+  EXPECT_FALSE(c.isolation.seccomp);
 }
 
 TEST(Sandbox, InfiniteLoopIsKilledAtTheDeadline) {

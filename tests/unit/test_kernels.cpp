@@ -165,6 +165,20 @@ TEST(Kernels, SoftmaxAndSiluMatchNaive) {
   std::vector<float> o(50);
   kernels::silu_mul(g.data(), u.data(), o.data(), 50);
   for (int i = 0; i < 50; ++i) ASSERT_NEAR(o[i], u[i] * g[i] / (1 + std::exp(-double(g[i]))), 1e-5);
+  // GeGLU (tanh approximation and exact) and soft-capping against double-precision formulas.
+  kernels::gelu_tanh_mul(g.data(), u.data(), o.data(), 50);
+  for (int i = 0; i < 50; ++i) {
+    const double x = g[i];
+    ASSERT_NEAR(o[i], u[i] * 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))), 1e-5);
+  }
+  kernels::gelu_mul(g.data(), u.data(), o.data(), 50);
+  for (int i = 0; i < 50; ++i) ASSERT_NEAR(o[i], u[i] * 0.5 * g[i] * (1 + std::erf(g[i] / std::sqrt(2.0))), 1e-5);
+  o = x;
+  kernels::softcap(o.data(), 50, 3.0f);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_NEAR(o[i], 3.0 * std::tanh(x[i] / 3.0), 1e-6);
+    ASSERT_LE(std::fabs(o[i]), 3.0f);
+  }
 }
 
 TEST(Kernels, PagedAttentionMatchesNaiveForEveryRowType) {

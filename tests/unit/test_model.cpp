@@ -2,9 +2,16 @@
 // naive double-precision reference; KV-cache consistency (prefill == prefill + decode == chunks);
 // context and token errors; the real refA checkpoint (shared data).
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 
+#include <map>
+#include <set>
+
 #include "base/error.h"
+#include "convert/converter.h"
+#include "format/hf_checkpoint.h"
+#include "format/safetensors.h"
 #include "runtime/session.h"
 #include "test_util.h"
 #include "tiny_model.h"
@@ -216,4 +223,84 @@ TEST(Model, RefALoadsAndIsCausallyConsistent) {
   // Logits of a real model are finite and not degenerate.
   for (float v : all) ASSERT_TRUE(std::isfinite(v));
   EXPECT_GT(mx, 1.0);
+}
+
+// The fused-experts layout (mlp.experts.gate_up_proj [E, 2F, H] = each expert's [gate; up],
+// mlp.experts.down_proj [E, H, F], Mixtral's router as mlp.gate): the goldens' per-expert
+// checkpoints rewritten that way load to the same weights, bit for bit, so the logits are identical;
+// the converter reads them too. A fused tensor of the wrong shape is an error naming it.
+TEST(Model, FusedExpertLayoutGivesTheSameModel) {
+  const fs::path root = fs::path(test::source_dir()) / "tests" / "golden";
+  for (const char* name : {"mixtral_moe_bf16", "qwen2_moe_shared_bf16", "deepseek_v3_mla_bf16"}) {
+    SCOPED_TRACE(name);
+    const fs::path src = root / name;
+    auto orig = Model::load(src.string());
+    const ModelConfig& c = orig->config();
+    auto ck = HfCheckpoint::open(src.string());
+    const fs::path dir = fs::temp_directory_path() / ("upg_fused_" + std::string(name) + "_" + std::to_string(getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::copy_file(src / "config.json", dir / "config.json");
+    SafetensorsWriter w;
+    std::map<std::string, std::vector<uint8_t>> fused;  // fused name -> bytes
+    std::map<std::string, std::vector<int64_t>> fused_shape;
+    std::set<std::string> expert_names;
+    for (const ModelTensor& t : orig->tensors())
+      if (t.expert >= 0) expert_names.insert(t.name);
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      if (!c.moe.layers[static_cast<size_t>(l)]) continue;
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      std::vector<uint8_t> gu, down;
+      TensorDType dt = TensorDType::BF16;
+      for (int64_t e = 0; e < c.moe.num_experts; ++e) {
+        std::string g, u, d;
+        for (const ModelTensor& t : orig->tensors())
+          if (t.layer == l && t.expert == e) {
+            if (t.part == Part::ExpertGate) g = t.name;
+            if (t.part == Part::ExpertUp) u = t.name;
+            if (t.part == Part::ExpertDown) d = t.name;
+          }
+        for (const std::string& n : {g, u}) {
+          const TensorView& tv = ck->tensor(n);
+          dt = tv.dtype;
+          gu.insert(gu.end(), tv.data, tv.data + tv.nbytes);
+        }
+        const TensorView& tv = ck->tensor(d);
+        down.insert(down.end(), tv.data, tv.data + tv.nbytes);
+      }
+      const int64_t F = c.moe.intermediate_size, H = c.hidden_size, E = c.moe.num_experts;
+      w.add(p + "mlp.experts.gate_up_proj", dt, {E, 2 * F, H}, gu.data(), gu.size());
+      w.add(p + "mlp.experts.down_proj", dt, {E, H, F}, down.data(), down.size());
+    }
+    for (const std::string& n : ck->names()) {
+      if (expert_names.count(n)) continue;
+      const TensorView& tv = ck->tensor(n);
+      std::string out = n;
+      const size_t at = out.find("block_sparse_moe.gate.weight");
+      if (at != std::string::npos) out.replace(at, std::string("block_sparse_moe.gate.weight").size(), "mlp.gate.weight");
+      w.add(out, tv.dtype, tv.shape, tv.data, tv.nbytes);
+    }
+    w.write((dir / "model.safetensors").string());
+
+    auto m = Model::load(dir.string());
+    Session a(*orig, 32), b(*m, 32);
+    const std::vector<int32_t> ids = {5, 17, 99, 3, 250, 7, 42, 11, 301};
+    std::vector<float> la, lb;
+    a.forward(ids, la, true);
+    b.forward(ids, lb, true);
+    ASSERT_EQ(la.size(), lb.size());
+    EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "logits differ";
+
+    ConvertOptions o;
+    o.codec = "int8:group=64";
+    const ConvertReport r = convert_model(dir.string(), (dir / "m.upg").string(), o);
+    EXPECT_GT(r.file_bytes, 0u);
+    auto q = Model::load((dir / "m.upg").string());
+    EXPECT_EQ(q->layers()[static_cast<size_t>(c.num_hidden_layers - 1)].experts.size(),
+              static_cast<size_t>(c.moe.num_experts));
+    fs::remove_all(dir);
+  }
+  // A fused tensor of the wrong shape names itself.
+  auto ck = HfCheckpoint::open((root / "mixtral_moe_bf16").string());
+  EXPECT_THROW(ck->add_alias("x", "model.layers.0.block_sparse_moe.gate.weight", 0, 0, 4), Error);
 }

@@ -87,12 +87,40 @@ TEST(ModelConfig, DefaultsAndArchitectureRules) {
   EXPECT_EQ(c.rope.original_max_position_embeddings, 4096);
 }
 
+// Gemma 2's options and their errors without the shared data: defaults, null caps, layer_types.
+TEST(ModelConfig, Gemma2Block) {
+  json j = {{"architectures", {"Gemma2ForCausalLM"}}, {"hidden_size", 64}, {"num_hidden_layers", 3},
+            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"intermediate_size", 128}, {"vocab_size", 100}};
+  ModelConfig c = parse_model_config(j, "cfg.json");
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_EQ(c.block.attention_softcap, 50.0);
+  EXPECT_EQ(c.block.final_softcap, 30.0);
+  EXPECT_NEAR(c.block.attention_scale, 1 / 16.0, 1e-12);
+  EXPECT_EQ(c.layer_window, (std::vector<int64_t>{4096, 0, 4096}));
+  j["attn_logit_softcapping"] = nullptr;
+  j["final_logit_softcapping"] = nullptr;
+  j["layer_types"] = {"full_attention", "sliding_attention", "full_attention"};
+  j["sliding_window"] = 16;
+  c = parse_model_config(j, "cfg.json");
+  EXPECT_EQ(c.block.attention_softcap, 0.0);
+  EXPECT_EQ(c.block.final_softcap, 0.0);
+  EXPECT_EQ(c.layer_window, (std::vector<int64_t>{0, 16, 0}));
+  j["final_logit_softcapping"] = -1;
+  expect_error(j, {"final_logit_softcapping", "positive"});
+  j["final_logit_softcapping"] = 30;
+  j["query_pre_attn_scalar"] = 0;
+  expect_error(j, {"query_pre_attn_scalar"});
+  j["query_pre_attn_scalar"] = 224;
+  j["hidden_activation"] = "relu";
+  expect_error(j, {"hidden_activation", "relu"});
+}
+
 TEST(ModelConfig, Errors) {
   json j = test::tiny_config("GPT2LMHeadModel", "gpt2");
   expect_error(j, {"GPT2LMHeadModel", "Phi3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"});
   j = test::tiny_config("LlamaForCausalLM", "llama");
-  j["hidden_act"] = "gelu";
-  expect_error(j, {"hidden_act", "gelu", "silu"});
+  j["hidden_act"] = "relu2";
+  expect_error(j, {"hidden_act", "relu2", "silu"});
   j = test::tiny_config("LlamaForCausalLM", "llama");
   j.erase("hidden_size");
   expect_error(j, {"cfg.json", "hidden_size", "missing"});
@@ -151,6 +179,22 @@ TEST(ModelConfig, SharedConfigs) {
   ModelConfig p3 = parse_model_config(
       json::parse(read_text_file(shared + "/configs/microsoft_Phi-3-mini-4k-instruct.config.json")), "phi-3");
   EXPECT_EQ(p3.layer_window[0], 2047);
+  // Gemma 2 9B: every block option read from the real config.
+  ModelConfig g2 =
+      parse_model_config(json::parse(read_text_file(shared + "/configs/google_gemma-2-9b-it.config.json")), "gemma-2");
+  EXPECT_EQ(g2.head_dim, 256);
+  EXPECT_TRUE(g2.tie_word_embeddings);  // the Gemma2Config default; the file does not say
+  EXPECT_EQ(g2.block.activation, Activation::GeluTanh);
+  EXPECT_EQ(g2.block.norm_weight_offset, 1.0f);
+  EXPECT_NEAR(g2.block.attention_scale, 1 / std::sqrt(224.0), 1e-12);
+  EXPECT_EQ(g2.block.attention_softcap, 50.0);
+  EXPECT_EQ(g2.block.final_softcap, 30.0);
+  EXPECT_NEAR(g2.block.embedding_scale, std::sqrt(3584.0), 1e-9);
+  ASSERT_EQ(g2.layer_window.size(), 42u);
+  EXPECT_EQ(g2.layer_window[0], 4096);
+  EXPECT_EQ(g2.layer_window[1], 0);
+  EXPECT_EQ(g2.layer_window[40], 4096);
+  EXPECT_EQ(g2.layer_window[41], 0);
   json ex = json::parse(read_text_file(shared + "/configs/onnx-tool_llm_configs_extract.json"));
   int parsed = 0;
   for (auto it = ex.begin(); it != ex.end(); ++it) {

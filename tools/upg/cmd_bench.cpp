@@ -68,14 +68,15 @@ void fill_random(Engine& e, SeqId s, int depth, std::mt19937& rng) {
   const ModelConfig& c = e.model().config();
   e.cache().append(s, depth);
   std::normal_distribution<float> nd(0.f, 1.f);
-  std::vector<float> row(static_cast<size_t>(c.head_dim));
+  const KvGeometry geo = kv_geometry(c);
+  std::vector<float> row(static_cast<size_t>(geo.head_dim));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const KvLayerView v = e.cache().view(s, l);
-    for (int kv = 0; kv < 2; ++kv)
-      for (int64_t g = 0; g < c.num_key_value_heads; ++g)
+    for (int kv = 0; kv < (geo.keys_only ? 1 : 2); ++kv)
+      for (int64_t g = 0; g < geo.kv_heads; ++g)
         for (int p = 0; p < depth; ++p) {
           for (float& x : row) x = nd(rng);
-          kernels::kv_store_row(v.type, row.data(), c.head_dim, v.row(kv, g, p));
+          kernels::kv_store_row(v.type, row.data(), geo.head_dim, v.row(kv, g, p));
         }
   }
 }

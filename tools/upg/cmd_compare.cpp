@@ -77,13 +77,8 @@ ModelInfo model_info(const std::string& path, const Model& m) {
   info.file_bytes = model_file_bytes(path);
   info.weight_bytes = m.weight_bytes();
   auto count = [](const WeightMatrix& w) { return static_cast<uint64_t>(w.rows()) * static_cast<uint64_t>(w.cols()); };
-  uint64_t n = count(m.embed_tokens());
-  if (&m.lm_head() != &m.embed_tokens()) n += count(m.lm_head());
-  for (const auto& L : m.layers()) {
-    for (const auto& w : L.qkv) n += count(*w);
-    for (const auto& w : L.gate_up) n += count(*w);
-    n += count(*L.o) + count(*L.down);
-  }
+  uint64_t n = 0;
+  m.for_each_matrix([&](const WeightMatrix& w) { n += count(w); });
   info.matrix_weights = n;
   return info;
 }
@@ -270,6 +265,7 @@ struct Runner {
     report.data_files.push_back(describe_data(data));
     std::vector<HumanEvalProblem> problems = load_humaneval(data, o.limit);
     const SandboxLimits limits = humaneval_limits(o.timeout);
+    require_humaneval_sandbox(limits, /*unsafe_no_sandbox=*/false);  // refuses before any program runs
     std::vector<HumanEvalItemResult> res[2];
     LoadedModel* ms[2] = {&orig, &comp};
     for (int m = 0; m < 2; ++m) {
@@ -278,10 +274,8 @@ struct Runner {
                        "problems");
       for (const auto& p : problems) {
         UPG_CHECK(!interrupted(), "interrupted");
-        SandboxIsolation iso;
-        res[m].push_back(run_humaneval_item(session, ms[m]->tokenizer, p, HumanEvalGenOptions{o.max_new_tokens, false}, limits, &iso));
-        if (res[m].size() == 1 && m == 0 && !iso.complete())
-          for (const auto& n : iso.notes) std::fprintf(stderr, "upg: warning: sandbox: %s\n", n.c_str());
+        res[m].push_back(
+            run_humaneval_item(session, ms[m]->tokenizer, p, HumanEvalGenOptions{o.max_new_tokens, false}, limits));
         bar.update(static_cast<int64_t>(res[m].size()));
       }
       bar.finish();

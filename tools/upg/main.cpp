@@ -1,6 +1,7 @@
 // upg: the command line. Each subcommand lives in its own file (tools/upg/cmd_*.cpp).
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <typeinfo>
 
 #include "base/cpu_features.h"
 #include "base/error.h"
@@ -22,19 +23,29 @@ int main(int argc, char** argv) {
   upg::cli::add_bench_command(app);
   upg::cli::add_merge_command(app);
   upg::cli::add_serve_command(app);
+  // Every failure ends here with a message naming the command and exit status 1: upg::Error (bad
+  // input, named by the code that found it), out of memory, and any other exception (a bug, but
+  // still a message rather than std::terminate).
+  auto command = [&] {
+    for (const CLI::App* sub : app.get_subcommands()) return "upg " + sub->get_name();
+    return std::string("upg");
+  };
   try {
     upg::require_baseline_cpu();
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const upg::Error& e) {
-    std::cerr << "upg: error: " << e.what() << "\n";
+    std::cerr << command() << ": error: " << e.what() << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
-    std::cerr << "upg: error: out of memory\n";
+    std::cerr << command() << ": error: out of memory\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "upg: error: " << e.what() << "\n";
+    std::cerr << command() << ": error: " << e.what() << " (unexpected " << typeid(e).name() << ")\n";
+    return 1;
+  } catch (...) {
+    std::cerr << command() << ": error: unknown exception\n";
     return 1;
   }
   return 0;

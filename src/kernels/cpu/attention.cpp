@@ -105,16 +105,20 @@ void attention_head(const AttentionShape& s, const KvLayerView& kv, int64_t g, c
     }
     scores[p - lo] = dot(q, k, hd) * s.scale;
   }
+  if (s.softcap > 0)
+    for (int64_t i = 0; i < cnt; ++i) scores[i] = s.softcap * std::tanh(scores[i] / s.softcap);
   softmax(scores, cnt);
-  std::memset(out, 0, sizeof(float) * hd);
+  const int vpart = s.value_dim > 0 ? 0 : 1;
+  const int64_t vd = s.value_dim > 0 ? s.value_dim : hd;
+  std::memset(out, 0, sizeof(float) * vd);
   for (int64_t p = lo; p <= pos; ++p) {
-    const uint8_t* r = kv.row(1, g, p);
+    const uint8_t* r = kv.row(vpart, g, p);
     const float* v = reinterpret_cast<const float*>(r);
     if (!f32) {
       kv_load_row(kv.type, r, hd, tmp);
       v = tmp;
     }
-    axpy(out, scores[p - lo], v, hd);
+    axpy(out, scores[p - lo], v, vd);
   }
 }
 

@@ -3,7 +3,7 @@
 //
 // Query head h uses kv head h / (n_heads / n_kv_heads) (transformers' repeat_kv). A token at
 // position pos attends to positions [lo, pos], lo = 0, or max(0, pos - window + 1) with a sliding
-// window: softmax(q.k * scale) . v.
+// window: softmax(q.k * scale) . v, the scaled scores soft-capped first when softcap > 0.
 #pragma once
 #include <cstdint>
 
@@ -15,6 +15,10 @@ struct AttentionShape {
   int64_t n_heads, n_kv_heads, head_dim;
   int64_t window;  // 0 = full causal attention
   float scale;     // usually 1 / sqrt(head_dim)
+  float softcap = 0;  // > 0: scores become softcap * tanh(score / softcap) before the softmax (Gemma 2)
+  // > 0: there are no value rows; the values are the first value_dim entries of the key rows (MLA's
+  // latent cache) and out has value_dim entries.
+  int64_t value_dim = 0;
 };
 
 // Writes x (head_dim values) as one row of type t.

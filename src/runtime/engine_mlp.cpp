@@ -1,0 +1,128 @@
+// The MLP half of the decoder block: the gated MLP (dense layers, each routed expert, the shared
+// expert) and the mixture-of-experts layer (router, top-k, experts over the tokens routed to them).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "kernels/cpu/activation.h"
+#include "runtime/engine.h"
+
+namespace upg {
+
+void Engine::gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const float* in, int64_t n, float* out,
+                       bool observe_input) {
+  const ModelConfig& c = model_.config();
+  const int64_t I = g.intermediate(), H = c.hidden_size;
+  mlp_.resize(static_cast<size_t>(n * 2 * I));
+  act_.resize(static_cast<size_t>(n * I));
+  if (observer_ && observe_input) observe(layer, LinearInput::MlpIn, in, n, H, expert);
+  project(g.gate_up, g.gate_up_bias, in, n, mlp_.data(), 2 * I);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* gt = mlp_.data() + t * 2 * I;
+    float* a = act_.data() + t * I;
+    switch (c.block.activation) {
+      case Activation::Silu: kernels::silu_mul(gt, gt + I, a, I); break;
+      case Activation::GeluTanh: kernels::gelu_tanh_mul(gt, gt + I, a, I); break;
+      case Activation::Gelu: kernels::gelu_mul(gt, gt + I, a, I); break;
+    }
+  }
+  if (observer_) observe(layer, LinearInput::MlpAct, act_.data(), n, I, expert);
+  g.down->matmul(act_.data(), n, out);
+  if (!g.down_bias.empty())
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < H; ++i) out[t * H + i] += g.down_bias[i];
+}
+
+void Engine::moe_mlp(size_t layer, const float* in, int64_t n, float* out) {
+  const ModelConfig& c = model_.config();
+  const MoeConfig& m = c.moe;
+  const LayerWeights& L = model_.layers()[layer];
+  const int64_t H = c.hidden_size, E = m.num_experts, K = m.experts_per_token;
+
+  // Router (MoeConfig): scores, the top K chosen (ties to the lower index), weights renormalised if
+  // asked and scaled.
+  route_.resize(static_cast<size_t>(n * E));
+  L.router->matmul(in, n, route_.data());
+  routed_.assign(static_cast<size_t>(E), {});
+  std::vector<int64_t> order(static_cast<size_t>(E)), gorder(static_cast<size_t>(m.groups));
+  std::vector<float> choice(static_cast<size_t>(E)), gscore(static_cast<size_t>(m.groups));
+  auto top = [](std::vector<int64_t>& idx, const float* v, int64_t k) {
+    std::iota(idx.begin(), idx.end(), int64_t{0});
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int64_t a, int64_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
+  };
+  for (int64_t t = 0; t < n; ++t) {
+    float* p = route_.data() + t * E;
+    if (m.router == RouterKind::Softmax) {
+      kernels::softmax(p, E);
+      top(order, p, K);
+    } else {
+      // DeepSeek V3: sigmoid scores; choose by score + bias among the best groups (the others
+      // masked to 0, as transformers does), weigh by the unbiased score.
+      for (int64_t e = 0; e < E; ++e) {
+        p[e] = 1.0f / (1.0f + std::exp(-p[e]));
+        choice[e] = p[e] + L.router_bias[e];
+      }
+      const int64_t per = E / m.groups;
+      for (int64_t g = 0; g < m.groups; ++g) {
+        const float* cg = choice.data() + g * per;
+        float b1 = -INFINITY, b2 = -INFINITY;
+        for (int64_t i = 0; i < per; ++i) {
+          if (cg[i] > b1) b2 = b1, b1 = cg[i];
+          else if (cg[i] > b2) b2 = cg[i];
+        }
+        gscore[g] = b1 + b2;
+      }
+      top(gorder, gscore.data(), m.top_groups);
+      std::vector<bool> keep(static_cast<size_t>(m.groups), false);
+      for (int64_t k = 0; k < m.top_groups; ++k) keep[static_cast<size_t>(gorder[k])] = true;
+      for (int64_t e = 0; e < E; ++e)
+        if (!keep[static_cast<size_t>(e / per)]) choice[e] = 0.0f;
+      top(order, choice.data(), K);
+    }
+    float sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
+    if (m.router == RouterKind::SigmoidGrouped) sum += 1e-20f;
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t e = order[static_cast<size_t>(k)];
+      const float w = (m.normalize_top_k ? p[e] / sum : p[e]) * static_cast<float>(m.routed_scale);
+      routed_[static_cast<size_t>(e)].emplace_back(t, w);
+    }
+  }
+
+  // Each expert once over the rows routed to it (a decode step reads only the chosen experts).
+  std::fill(out, out + n * H, 0.0f);
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& rows = routed_[static_cast<size_t>(e)];
+    if (rows.empty()) continue;
+    const int64_t ne = static_cast<int64_t>(rows.size());
+    gathered_.resize(static_cast<size_t>(ne * H));
+    expert_out_.resize(static_cast<size_t>(ne * H));
+    for (int64_t r = 0; r < ne; ++r)
+      std::memcpy(gathered_.data() + r * H, in + rows[r].first * H, sizeof(float) * H);
+    gated_mlp(layer, e, L.experts[static_cast<size_t>(e)], gathered_.data(), ne, expert_out_.data(), true);
+    for (int64_t r = 0; r < ne; ++r) {
+      float* o = out + rows[r].first * H;
+      const float* y = expert_out_.data() + r * H;
+      const float w = rows[r].second;
+      for (int64_t i = 0; i < H; ++i) o[i] += y[i] * w;
+    }
+  }
+
+  // The shared expert on every token, scaled by sigmoid(gate . h) when the gate exists.
+  if (!L.shared_expert.empty()) {
+    shared_out_.resize(static_cast<size_t>(n * H));
+    gated_mlp(layer, -1, L.shared_expert, in, n, shared_out_.data(), false);
+    if (L.shared_expert_gate) {
+      shared_gate_.resize(static_cast<size_t>(n));
+      L.shared_expert_gate->matmul(in, n, shared_gate_.data());
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      const float s = L.shared_expert_gate ? 1.0f / (1.0f + std::exp(-shared_gate_[t])) : 1.0f;
+      for (int64_t i = 0; i < H; ++i) out[t * H + i] += shared_out_[t * H + i] * s;
+    }
+  }
+}
+
+}  // namespace upg
