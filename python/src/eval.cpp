@@ -92,7 +92,8 @@ py::object eval_task(const std::string& name, const ModelPtr& model, const std::
 }
 
 py::object eval_humaneval(const ModelPtr& model, const std::string& label, const std::string& data, int limit,
-                          int max_new_tokens, double timeout, bool bos, int max_length, const py::object& progress) {
+                          int max_new_tokens, double timeout, bool bos, int max_length, bool unsafe_no_sandbox,
+                          const py::object& progress) {
   const ModelHandle& m = *model;
   HumanEvalRunOptions o;
   o.model = label;
@@ -102,6 +103,7 @@ py::object eval_humaneval(const ModelPtr& model, const std::string& label, const
   o.timeout = timeout;
   o.bos = bos;
   o.max_length = max_length;
+  o.unsafe_no_sandbox = unsafe_no_sandbox;
   EvalHooks hooks;
   hooks.progress = progress_of(progress);
   nlohmann::json j;
@@ -124,7 +126,8 @@ void bind_eval(py::module_& m) {
   m.def("eval_task", &eval_task, py::arg("name"), py::arg("model"), py::arg("label"), py::arg("data"),
         py::arg("limit"), py::arg("shots"), py::arg("bos"), py::arg("max_length"), py::arg("progress"));
   m.def("eval_humaneval", &eval_humaneval, py::arg("model"), py::arg("label"), py::arg("data"), py::arg("limit"),
-        py::arg("max_new_tokens"), py::arg("timeout"), py::arg("bos"), py::arg("max_length"), py::arg("progress"));
+        py::arg("max_new_tokens"), py::arg("timeout"), py::arg("bos"), py::arg("max_length"),
+        py::arg("unsafe_no_sandbox"), py::arg("progress"));
   m.def("mc_tasks", [] {
     py::list l;
     for (const auto& t : mc_tasks()) {

@@ -162,11 +162,13 @@ cola = _task_function("cola")
 
 
 def humaneval(model, data=None, *, limit=None, max_new_tokens=512, timeout=3.0, bos=False, max_length=0,
-              threads=None, progress=True):
+              threads=None, progress=True, unsafe_no_sandbox=False):
     """HumanEval pass@1 with greedy completions, as ``upg eval humaneval MODEL [--data F] [--limit N]
-    [--max-new-tokens T] [--timeout S] [--bos] [--max-length L]``: each completion's unit tests
-    run in the sandbox of the command line (no network, read-only files, limits). A RuntimeWarning
-    is issued when the system does not permit the whole isolation.
+    [--max-new-tokens T] [--timeout S] [--bos] [--max-length L] [--unsafe-no-sandbox]``: each
+    completion's unit tests run in the sandbox of the command line (unprivileged, no capabilities,
+    seccomp, no network, read-only files but a size-limited tmpfs, limits). When the system does not
+    permit the whole sandbox, :class:`upg.Error` is raised, naming what is missing, before any
+    program runs, unless ``unsafe_no_sandbox=True`` (then a RuntimeWarning says what is missing).
 
     Returns the dict of ``--json``: config, data, limit, items_total, complete, summary (pass@1 with
     value, stderr, n, correct; n; timed_out), isolation and items (per problem: task_id, passed,
@@ -181,9 +183,9 @@ def humaneval(model, data=None, *, limit=None, max_new_tokens=512, timeout=3.0, 
             else existing_path(data, "humaneval data"))
     m, label = _model(model, threads)
     result = _run("humaneval", progress, _upg.eval_humaneval, m, label, path, limit, max_new_tokens, timeout,
-                  bool(bos), max_length)
+                  bool(bos), max_length, bool(unsafe_no_sandbox))
     iso = result.get("isolation")
-    if iso and iso.get("notes"):
+    if iso and not iso.get("complete", False):
         warnings.warn("the test sandbox is weaker than intended on this system: " + "; ".join(iso["notes"]),
                       RuntimeWarning, stacklevel=2)
     return result

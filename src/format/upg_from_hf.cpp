@@ -76,14 +76,25 @@ std::vector<std::string> convert_hf_to_upg(const HfCheckpoint& ck, const std::st
     }
     try {
       if (t.dtype == TensorDType::F8_E4M3) {
+        // The error is measured against the dequantized fp32 values.
         const std::vector<float> W = checkpoint_tensor_f32(ck, t.name, fp8);
-        UpgTensorMeta meta{t.shape, TensorDType::BF16, std::nullopt};
+        const int64_t rows = t.shape[0], cols = t.shape[1];
+        UpgTensorMeta meta{t.shape, t.dtype, std::nullopt};
+        std::vector<float> D(W.size());
         if (dense_matrices) {
-          const auto dt = o.matrix_codec == "keep" ? std::optional<TensorDType>(TensorDType::BF16)
-                                                   : upg_dense_codec_dtype(o.matrix_codec);
-          w.add_f32(t.name, meta, W.data(), *dt);
+          const TensorDType dt = o.matrix_codec == "keep" ? TensorDType::BF16 : *upg_dense_codec_dtype(o.matrix_codec);
+          for (size_t j = 0; j < W.size(); ++j)
+            D[j] = dt == TensorDType::BF16 ? bf16_to_f32(f32_to_bf16(W[j]))
+                   : dt == TensorDType::F16 ? f16_to_f32(f32_to_f16(W[j]))
+                                            : W[j];
+          if (o.measure_err) meta.err = relative_frobenius_error(D.data(), W.data(), W.size());
+          w.add_f32(t.name, meta, W.data(), dt);
         } else {
-          EncodedTensor enc = codec->encode(W.data(), t.shape[0], t.shape[1], o.matrix_params);
+          EncodedTensor enc = codec->encode(W.data(), rows, cols, o.matrix_params);
+          if (o.measure_err) {
+            codec->open(enc.views(), rows, cols, enc.params)->decode_rows(0, rows, D.data());
+            meta.err = relative_frobenius_error(D.data(), W.data(), W.size());
+          }
           w.add(t.name, meta, enc);
         }
       } else if (t.shape.size() != 2 || dense_matrices) {

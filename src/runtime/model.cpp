@@ -1,5 +1,7 @@
 #include "runtime/model.h"
 
+#include <cmath>
+
 #include "base/error.h"
 
 namespace upg {
@@ -153,6 +155,35 @@ void Model::for_each_matrix(const std::function<void(const WeightMatrix&)>& f) c
     mlp(L.shared_expert);
     if (L.shared_expert_gate) f(*L.shared_expert_gate);
   }
+}
+
+namespace {
+// Sums f over the matrices decoding one token reads on average (Model::active_weight_bytes).
+template <class F>
+double active_sum(const Model& m, F f) {
+  double total = 0;
+  m.for_each_matrix([&](const WeightMatrix& w) { total += f(w); });
+  const MoeConfig& moe = m.config().moe;
+  for (const LayerWeights& L : m.layers()) {
+    if (L.experts.empty()) continue;
+    double experts = 0;
+    for (const GatedMlp& e : L.experts) {
+      for (const auto& w : e.gate_up) experts += f(*w);
+      experts += f(*e.down);
+    }
+    total -= experts * (1.0 - static_cast<double>(moe.experts_per_token) / static_cast<double>(L.experts.size()));
+  }
+  return total;
+}
+}  // namespace
+
+double Model::active_weight_bytes() const {
+  return active_sum(*this, [](const WeightMatrix& w) { return static_cast<double>(w.stored_bytes()); });
+}
+
+int64_t Model::active_matrix_weights() const {
+  return static_cast<int64_t>(std::llround(
+      active_sum(*this, [](const WeightMatrix& w) { return static_cast<double>(w.rows()) * static_cast<double>(w.cols()); })));
 }
 
 size_t Model::weight_bytes() const {

@@ -87,6 +87,11 @@ class Model {
   std::optional<std::string> file_text(const std::string& name) const { return source_->file_text(name); }
   // Bytes of stored weight arrays the matrices read (not counting norms/biases).
   size_t weight_bytes() const;
+  // What decoding one token reads, on average: every matrix but the routed experts, plus, in each
+  // mixture-of-experts layer, experts_per_token of its experts (their mean size). Equal to
+  // weight_bytes() / the matrices' weight count for a dense model.
+  double active_weight_bytes() const;
+  int64_t active_matrix_weights() const;
   // Calls f(matrix) for every matrix of the model: the embedding, the LM head when untied, and
   // every projection, router and expert of every layer.
   void for_each_matrix(const std::function<void(const WeightMatrix&)>& f) const;

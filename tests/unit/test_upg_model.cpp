@@ -93,7 +93,12 @@ TEST(UpgModel, KeepCodecGivesBitIdenticalLogitsForEveryGoldenModel) {
     auto c = UpgContainer::open(d / "m.upg");
     for (const UpgTensor* t : c->tensors()) {
       EXPECT_EQ(t->dtype, ck->tensor(t->name).dtype) << t->name;
-      EXPECT_EQ(t->err, 0.0) << t->name;
+      if (t->dtype == TensorDType::F8_E4M3) {  // block-scaled fp8, kept as its bf16 dequantization
+        ASSERT_TRUE(t->err.has_value()) << t->name;
+        EXPECT_LT(*t->err, 4e-3) << t->name;
+      } else {
+        EXPECT_EQ(t->err, 0.0) << t->name;
+      }
     }
 
     // The same model in shards (about 64 KB each), opened through the directory.

@@ -5,8 +5,9 @@
 // Each test runs -r times after one warm-up run; rates are mean +/- sample standard deviation.
 // The machine's memory read bandwidth is measured in the same run (a 1 GiB buffer summed by every
 // thread, best of 3) and the batch-1 decode rate is turned into the weight bytes it reads per
-// second (every stored matrix except the embedding table, which decode reads one row of) as a
-// fraction of it. --depth D fills each sequence's cache with D positions of random keys and values
+// second (every stored matrix except the embedding table, which decode reads one row of, and of a
+// mixture of experts only the experts_per_token experts a token is routed to, on average) as a
+// fraction of it; the active matrix weights per token are reported too. --depth D fills each sequence's cache with D positions of random keys and values
 // (not computed) before tg, so decode attends over a context of that length (memory at a given
 // context size); peak resident memory is reported.
 #include <omp.h>
@@ -106,7 +107,11 @@ void bench(const BenchOptions& o) {
   } else {
     file_bytes = std::filesystem::file_size(o.model);
   }
-  const size_t decode_bytes = model->weight_bytes() - (c.tie_word_embeddings ? 0 : model->embed_tokens().stored_bytes());
+  // Weights one decode step reads for one token: the active matrices (a mixture of experts reads
+  // experts_per_token of its experts), less the embedding table unless tied (one row of it is read).
+  const size_t decode_bytes = static_cast<size_t>(model->active_weight_bytes()) -
+                              (c.tie_word_embeddings ? 0 : model->embed_tokens().stored_bytes());
+  const int64_t active_weights = model->active_matrix_weights();
   const double bw = measure_read_bandwidth();  // 1 GiB, all threads, best of 3
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
 
@@ -170,6 +175,7 @@ void bench(const BenchOptions& o) {
     j["size_bytes"] = file_bytes;
     j["bits_per_weight"] = bpw;
     j["decode_bytes_per_step"] = decode_bytes;
+    j["active_matrix_weights_per_token"] = active_weights;
     j["threads"] = threads;
     j["kv_type"] = o.kv_type;
     j["depth"] = o.depth;
@@ -212,6 +218,7 @@ void bench(const BenchOptions& o) {
   }
   out << "\nmemory read bandwidth " << std::setprecision(1) << bw / 1e9 << " GB/s (1 GiB, " << threads
       << " threads) | decode reads " << std::setprecision(1) << decode_bytes / 1e6 << " MB of weights per step"
+      << " | active matrix weights per token " << human(static_cast<double>(active_weights), kCount)
       << " | load " << std::setprecision(2) << load_s << " s | peak memory " << std::setprecision(1) << rss_mib
       << " MiB | KV cache " << e.cache().bytes_allocated() / (1024.0 * 1024.0) << " MiB\n";
   std::cout << out.str();
