@@ -1,0 +1,176 @@
+// Host API of the CUDA kernels (library upg_cuda, built when CMake option UPG_CUDA is on): plain C++,
+// no CUDA types, so code compiled by g++ calls it. Every pointer argument of an op is a DEVICE pointer
+// (from DeviceBuffer) unless its comment says host; `stream` is a cudaStream_t passed as void*
+// (nullptr = the default stream). Ops are asynchronous on their stream. A failing CUDA call throws
+// upg::Error naming the call and giving cudaGetErrorString's text.
+//
+// Activations are fp32 on the device (as on the CPU); matrix products read weights in their stored,
+// compressed form (uploaded once, repacked into a GPU layout: src/kernels/cuda/gemv_layout.cu) and
+// compute with bf16 tensor-core MMAs and fp32 accumulation.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace upg::cuda {
+
+// Number of CUDA devices; 0 when there is none or the driver/runtime cannot be used (then *why, if
+// given, says what cudaGetDeviceCount returned).
+int device_count(std::string* why = nullptr);
+// "NVIDIA H200, 132 SMs, 143 GB, cc 9.0" for device `dev`.
+std::string device_name(int dev = 0);
+void set_device(int dev);
+void synchronize();  // cudaDeviceSynchronize
+// Bytes of device memory in use (total - free), for reports.
+size_t memory_in_use();
+
+// Device memory, RAII (cudaMalloc / cudaFree), move-only.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* data() const { return p_; }
+  template <class T>
+  T* as() const { return static_cast<T*>(p_); }
+  size_t size() const { return n_; }
+  // Synchronous copies (host memory given); bytes <= size().
+  void upload(const void* host, size_t bytes, size_t offset = 0);
+  void download(void* host, size_t bytes, size_t offset = 0) const;
+  void fill_bytes(int value);  // cudaMemset over the whole buffer
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// A stream of its own (cudaStreamNonBlocking), RAII.
+class Stream {
+ public:
+  Stream();
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  void* get() const { return s_; }
+  void synchronize();
+
+ private:
+  void* s_ = nullptr;
+};
+
+// ---- Weight matrices -------------------------------------------------------------------------
+// Host arrays exactly as a codec stores them (docs/CODECS.md), little-endian, any alignment.
+struct RotateParams {
+  bool on = false;
+  uint64_t seed = 0;
+  int64_t block = 1;  // power of two dividing cols
+};
+struct CodebookHost {
+  const uint8_t* qweight;   // U8 [rows, ceil(cols*bits/8)]
+  const uint8_t* scales;    // F16 [rows, ceil(cols/group)]
+  const uint8_t* codebook;  // F32 [ceil(rows/CB), 2^bits]
+  int64_t rows, cols;
+  int bits, group;          // bits 1..8, group a multiple of 8
+  int64_t codebook_rows;    // CB; 0 = the whole tensor
+  RotateParams rotate;
+};
+struct Int8Host {
+  const uint8_t* qweight;   // I8 [rows, cols]
+  const uint8_t* scales;    // F16 or F32 [rows, ceil(cols/G)]
+  bool f16_scales;
+  int64_t rows, cols;
+  int64_t group;            // 0 = one scale per row
+  RotateParams rotate;
+};
+struct DenseHost {
+  const uint8_t* data;      // [rows, cols] of BF16, F16 or F32
+  int dtype;                // 0 = bf16, 1 = f16, 2 = f32
+  int64_t rows, cols;
+};
+
+// One uploaded weight matrix W (rows x cols); matmul computes y (n x rows) = x (n x cols) W^T for
+// n = 1..16 (larger n: looped over chunks of 16 rows of x).
+class DeviceMatrix {
+ public:
+  static DeviceMatrix upload(const CodebookHost& w);
+  static DeviceMatrix upload(const Int8Host& w);
+  static DeviceMatrix upload(const DenseHost& w);
+  DeviceMatrix();
+  ~DeviceMatrix();
+  DeviceMatrix(DeviceMatrix&&) noexcept;
+  DeviceMatrix& operator=(DeviceMatrix&&) noexcept;
+
+  // A second copy on the device (benchmarks rotate over copies to defeat the L2 cache).
+  DeviceMatrix clone() const;
+
+  int64_t rows() const;
+  int64_t cols() const;
+  // "codebook3-tiles", "int8-tiles", "bf16-tiles", or "bf16-tiles (decoded ...)" when the codec's
+  // params fall outside what the packed kernel takes and the matrix was decoded to bf16 at upload.
+  std::string layout() const;
+  size_t device_bytes() const;  // weight bytes held on the device
+  // x: n x cols fp32, y: n x rows fp32 (overwritten). Uses this matrix's scratch (one op at a time
+  // per matrix). Rotated codecs rotate x (fast Walsh-Hadamard transform) before the product.
+  void matmul(const float* x, int64_t n, float* y, void* stream = nullptr) const;
+  // The two stages of matmul, for timing: convert x (rotating it first if needed) into the matrix's
+  // scratch in MMA fragment order; then the product from that scratch.
+  void prepare(const float* x, int64_t n, void* stream = nullptr) const;
+  void multiply_prepared(int64_t n, float* y, void* stream = nullptr) const;
+
+  struct Impl;
+
+ private:
+  Impl* impl_ = nullptr;
+};
+
+// ---- Elementwise and normalisation (same maths as kernels/cpu) ---------------------------------
+// out = weight * x * rsqrt(mean(x^2) + eps), rows x dim; out may alias x.
+void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out,
+             void* stream = nullptr);
+// Rotary embedding, rotate-half convention, in place on x (n_tokens x n_heads x head_dim); cos, sin:
+// n_tokens x rotary_dim/2 (kernels/cpu/rope.h).
+void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rotary_dim,
+          const float* cos, const float* sin, void* stream = nullptr);
+// out = up * silu(gate) / up * gelu_tanh(gate); out may alias gate or up.
+void silu_mul(const float* gate, const float* up, float* out, int64_t n, void* stream = nullptr);
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, void* stream = nullptr);
+// out (n x cols) = x R: sign flip by signs (device, cols values of +-1), then the orthonormal
+// Walsh-Hadamard transform of each block of `block` columns (codecs/compose.h). out may alias x.
+void hadamard_rotate(const float* x, float* out, int64_t n, int64_t cols, const float* signs, int64_t block,
+                     void* stream = nullptr);
+
+// ---- Decode attention over the paged bf16 KV cache (kernels/kv_layout.h) -----------------------
+// The cache's blocks live in one device pool: block b of the pool starts at pool + b * block_bytes;
+// sequence s's i-th block (positions [i*block_size, (i+1)*block_size)) is pool block
+// block_table[s * max_blocks + i]. Inside a block, rows follow KvLayerView: row (kv, head, pos) at
+// layer_offset + kv * kv_offset + head * head_stride + (pos % block_size) * row_bytes, row_bytes =
+// 2 * head_dim (bf16).
+struct PagedKv {
+  const uint8_t* pool;
+  size_t block_bytes;
+  const int32_t* block_table;  // device, nseq x max_blocks
+  int64_t max_blocks;
+  int64_t block_size, head_dim;
+  size_t row_bytes, head_stride, kv_offset, layer_offset;
+};
+struct AttentionParams {
+  int64_t n_heads, n_kv_heads, head_dim;
+  int64_t window = 0;    // 0 = full causal
+  float scale;
+  float softcap = 0;     // > 0: scores soft-capped before the softmax
+};
+// One query token per sequence: q (nseq x n_heads x head_dim, fp32), pos (device, nseq int32: the
+// query's position; it attends to [lo, pos]), out (nseq x n_heads x head_dim). Long contexts are split
+// over the positions (FlashDecoding) into chunks merged by a second kernel; `workspace` must hold
+// decode_attention_workspace(...) bytes (may be null when that is 0). max_pos bounds every pos.
+size_t decode_attention_workspace(const AttentionParams& p, int64_t nseq, int64_t max_pos);
+void decode_attention(const AttentionParams& p, const PagedKv& kv, const float* q, const int32_t* pos,
+                      int64_t nseq, int64_t max_pos, float* out, void* workspace, void* stream = nullptr);
+
+}  // namespace upg::cuda

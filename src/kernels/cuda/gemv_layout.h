@@ -1,0 +1,76 @@
+// The GPU layout of an uploaded weight matrix ("tiles"), shared by the upload (gemv_upload.cu) and the
+// skinny-GEMM kernel (gemv_mma.cu). y (n x rows) = x (n x cols) W^T, n <= 16 per launch.
+//
+// The matrix is cut into tiles of 16 rows x 256 columns (rows padded to Mp = 16 * mtiles, columns to
+// Kp = 256 * S with zero scales / zero weights). One warp multiplies one tile with 16 tensor-core MMAs
+// m16n8k16 (bf16 in, fp32 accumulate): k-step j (0..15) covers tile columns [16j, 16j + 16). Each lane
+// owns 128 weights of the tile, exactly its A-fragment elements: with g = lane / 4, t = lane % 4,
+// lane value number c = 8j + 2 reg + e (reg 0..3, e 0..1) is the weight at
+//     row g + 8 (reg & 1),  column 16j + 2t + 8 (reg >> 1) + e,
+// so the pair (e = 0, 1) is one bf16x2 A register. The lane's 128 values are stored as one lane
+// stream, U 16-byte words long, and the tile as U x 32 uint4 with word i of lane l at i * 32 + l, so
+// each of the warp's U loads is 512 contiguous bytes. Tiles are stored row-tile major: tile (mt, s)
+// at index mt * S + s.
+//   codebook k bits: U = k. Value c is code bits [c k, c k + k) of the lane stream (LSB first, the
+//                    stream's 32-bit words little-endian); code pair c = 2p, 2p + 1 is the 2k-bit field
+//                    p, i.e. the index lo | hi << k into a table of bf16x2 level pairs.
+//   int8:            U = 8. Value c is byte c of the lane stream.
+//   bf16 (dense):    U = 16. Value c is bf16 c of the lane stream.
+// Scales (codebook and int8; none for dense): the fold window is F k-steps (F = 4 when the group G is a
+// multiple of 64, F = 1 when only a multiple of 16), so a window's 16F columns share one scale per
+// row. Per tile, NW = 16 / F windows x 8 values of (scale of row g, scale of row g + 8) as half2
+// (F16 sources) or float2 (int8 with F32 scales): entry [tile][w][g]. Padded rows/columns get 0.
+// The warp accumulates each window's MMAs in fresh fp32 registers and adds them, times the scales,
+// to its running sums.
+// Codebook level tables (for one codebook block): k <= 4: the 4^k pairs bf16x2(level[i & m],
+// level[i >> k]); k = 5, 6: the 2^k levels, bf16 in the low half of a 32-bit word. Each entry is
+// replicated 32 times (entry e, copy l at word 32 e + l) so that lane l always reads its own bank.
+// x is converted once per product into fragment order (prep kernel): for n-tile nt (rows 8 nt ..
+// 8 nt + 7 of x), slice s, uint4 q (0..7) of lane l holds B registers 4q .. 4q + 3, register 2j + h
+// being bf16x2(x[8 nt + g][256 s + 16 j + 2 t + 8 h + {0, 1}]) (zero past n or cols).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "kernels/cuda/cuda_ops.h"
+
+namespace upg::cuda {
+
+constexpr int kTileRows = 16, kTileCols = 256, kLaneValues = 128;
+enum class Dec : int { Codebook = 0, Int8 = 1, Bf16 = 2 };
+
+struct DeviceMatrix::Impl {
+  Dec dec = Dec::Bf16;
+  int bits = 0;          // codebook
+  int fold = 1;          // F (k-steps per scale window); 0 for dense
+  bool scale_f32 = false;
+  int64_t rows = 0, cols = 0, mtiles = 0, S = 0;
+  int units = 0;         // U: uint4 per lane per tile
+  DeviceBuffer w, scales;
+  // Codebook: nb level tables (replicated, see above), one per block of cb_tiles row tiles.
+  DeviceBuffer lut;
+  int64_t nb = 1, cb_tiles = 0;
+  size_t lut_bytes = 0;  // one table
+  RotateParams rot;
+  DeviceBuffer signs;    // cols floats when rotated
+  mutable DeviceBuffer xrot, xf;  // scratch: rotated x (16 x cols f32), fragments (2 x S x 8 x 32 uint4)
+  std::string layout;
+  // Launch configuration per n-tile count (1, 2), worked out on first use (no host queries after).
+  struct LaunchCfg {
+    const void* fn = nullptr;
+    int warps = 0;
+    int64_t tpb = 0, kchunks = 0;
+    size_t smem = 0;
+  };
+  mutable LaunchCfg cfg[2];
+
+  void alloc_scratch();
+  void prepare(const float* x, int64_t n, void* stream) const;
+  void multiply(int64_t n, float* y, void* stream) const;
+};
+
+// Kernel launchers (gemv_mma.cu).
+void launch_prep_x(const float* x, int64_t n, int64_t cols, int64_t S, void* xf, void* stream);
+void launch_tiles_gemm(const DeviceMatrix::Impl& m, int64_t n, float* y, void* stream);
+
+}  // namespace upg::cuda

@@ -1,0 +1,346 @@
+// Skinny GEMM y (n x rows) = x (n x cols) W^T for n <= 16, straight from the packed weights in the
+// "tiles" layout of gemv_layout.h (codebook 2-6 bits, int8, bf16), with bf16 tensor-core MMAs.
+//
+// Grid: blockIdx.y = a chunk of W consecutive 256-column slices (one warp per slice), blockIdx.x = a
+// run of `tpb` consecutive 16-row tiles. Each warp keeps its slice of x (B fragments, prepared once per
+// product by prep_x_kernel) in registers for all its tiles; per tile it loads its 128 weights with U
+// coalesced 16-byte loads (the next tile's loads are issued before the current tile's maths when U is
+// small), turns code pairs into bf16x2 A registers through a level-pair table in shared memory
+// (replicated per bank, so lookups never conflict), runs 16 MMAs per n-tile and folds each scale
+// window into fp32 sums. The W warps' partial sums meet in shared memory (double-buffered, one
+// barrier per tile); a block writes y, or adds into it atomically when the columns are split over
+// several blocks (y is zeroed first).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/gemv_layout.h"
+
+namespace upg::cuda {
+
+namespace {
+
+__global__ void prep_x_kernel(const float* __restrict__ x, int n, int cols, int S, int ntiles, uint4* __restrict__ xf) {
+  const int64_t total = static_cast<int64_t>(ntiles) * S * 8 * 32;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int lane = static_cast<int>(i & 31), q = static_cast<int>((i >> 5) & 7);
+  const int s = static_cast<int>((i >> 8) % S), nt = static_cast<int>((i >> 8) / S);
+  const int g = lane >> 2, t = lane & 3, row = nt * 8 + g;
+  uint32_t r[4];
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int R = 4 * q + u, j = R >> 1, h = R & 1;
+    const int k0 = kTileCols * s + 16 * j + 2 * t + 8 * h;
+    float a = 0.f, b = 0.f;
+    if (row < n) {
+      const float* xr = x + static_cast<int64_t>(row) * cols;
+      if (k0 < cols) a = xr[k0];
+      if (k0 + 1 < cols) b = xr[k0 + 1];
+    }
+    const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+    r[u] = *reinterpret_cast<const uint32_t*>(&v);
+  }
+  xf[i] = make_uint4(r[0], r[1], r[2], r[3]);
+}
+
+struct TilesArgs {
+  const uint4* w;
+  const void* scales;
+  const uint4* lut;  // nb tables of lut_u4 uint4 each
+  const uint4* xf;
+  float* y;
+  int rows, S, mtiles, n, tpb, warps, cb_tiles, lut_u4;
+  bool atomic;
+};
+
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t lds32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+  return v;
+}
+
+// Byte offset, in the replicated table, of lane's copy of entry number "bits [bit, bit + NB) of the
+// lane stream": ((field << 5) | lane) * 4. `bit` is a compile-time constant after unrolling.
+template <int NW, int NB>
+__device__ __forceinline__ uint32_t field_offset(const uint32_t (&w)[NW], int bit, uint32_t lane4) {
+  const int lo = bit >> 5, off = bit & 31;
+  uint32_t v;
+  if (off + NB <= 32) v = off >= 7 ? (w[lo] >> (off - 7)) : (w[lo] << (7 - off));
+  else v = __funnelshift_r(w[lo], w[lo + 1 < NW ? lo + 1 : lo], off - 7);
+  return (v & (((1u << NB) - 1u) << 7)) | lane4;
+}
+
+// The four A registers of k-step j.
+template <int DEC, int BITS, int U>
+__device__ __forceinline__ void decode_kstep(const uint32_t (&w)[4 * U], int j, uint32_t lut, uint32_t lane4,
+                                             uint32_t (&a)[4]) {
+  if constexpr (DEC == static_cast<int>(Dec::Codebook)) {
+    if constexpr (BITS <= 4) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[r] = lds32(lut + field_offset<4 * U, 2 * BITS>(w, (8 * j + 2 * r) * BITS, lane4));
+    } else {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const uint32_t lo = lds32(lut + field_offset<4 * U, BITS>(w, (8 * j + 2 * r) * BITS, lane4));
+        const uint32_t hi = lds32(lut + field_offset<4 * U, BITS>(w, (8 * j + 2 * r + 1) * BITS, lane4));
+        a[r] = __byte_perm(lo, hi, 0x5410);
+      }
+    }
+  } else if constexpr (DEC == static_cast<int>(Dec::Int8)) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const uint32_t word = w[2 * j + (r >> 1)];
+      const int sh = 16 * (r & 1);
+      const float lo = static_cast<float>(static_cast<int8_t>((word >> sh) & 0xff));
+      const float hi = static_cast<float>(static_cast<int8_t>((word >> (sh + 8)) & 0xff));
+      const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+      a[r] = *reinterpret_cast<const uint32_t*>(&v);
+    }
+  } else {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) a[r] = w[4 * j + r];
+  }
+}
+
+template <int U>
+__device__ __forceinline__ void load_tile(const uint4* __restrict__ p, uint32_t (&w)[4 * U]) {
+#pragma unroll
+  for (int i = 0; i < U; ++i) {
+    const uint4 v = __ldcs(p + i * 32);
+    w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+  }
+}
+
+template <int DEC, int BITS>
+__host__ __device__ constexpr int units() {
+  return DEC == static_cast<int>(Dec::Codebook) ? BITS : DEC == static_cast<int>(Dec::Int8) ? 8 : 16;
+}
+template <int DEC, int BITS>
+__host__ __device__ constexpr int lut_words() {
+  return DEC != static_cast<int>(Dec::Codebook) ? 1 : (BITS <= 4 ? (1 << (2 * BITS)) : (1 << BITS)) * 32;
+}
+
+template <int DEC, int BITS, int NT, int F, bool SF32>
+__global__ void __launch_bounds__(NT == 1 ? 512 : 256) tiles_gemm(TilesArgs args) {
+  constexpr int U = units<DEC, BITS>();
+  constexpr bool kPrefetch = U <= 6;
+  constexpr int NWIN = F > 0 ? 16 / F : 1;
+  __shared__ __align__(16) uint32_t lut_s[lut_words<DEC, BITS>()];
+  extern __shared__ float red_s[];  // [2][warps][16][NT * 8]
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int s = blockIdx.y * args.warps + warp;
+  const bool active = s < args.S;
+  const int mt0 = blockIdx.x * args.tpb, mt1 = min(args.mtiles, mt0 + args.tpb);
+  const uint32_t lane4 = static_cast<uint32_t>(lane) << 2;
+  const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(lut_s));
+
+  // This warp's slice of x: B registers of its 16 k-steps, per n-tile.
+  uint32_t b[NT][16][2];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const bool has = active && nt * 8 + g < args.n;
+    const uint4* p = args.xf + (static_cast<int64_t>(nt) * args.S + s) * 8 * 32 + lane;
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const uint4 v = has ? p[q * 32] : make_uint4(0, 0, 0, 0);
+      b[nt][2 * q][0] = v.x, b[nt][2 * q][1] = v.y, b[nt][2 * q + 1][0] = v.z, b[nt][2 * q + 1][1] = v.w;
+    }
+  }
+
+  uint32_t wcur[4 * U], wnext[4 * U];
+  auto tile_ptr = [&](int mt) { return args.w + (static_cast<int64_t>(mt) * args.S + s) * U * 32 + lane; };
+  if (kPrefetch && active && mt0 < mt1) load_tile<U>(tile_ptr(mt0), wnext);
+  int cur_cb = -1;
+  for (int mt = mt0, it = 0; mt < mt1; ++mt, ++it) {
+    if constexpr (DEC == static_cast<int>(Dec::Codebook)) {
+      const int cb = mt / args.cb_tiles;
+      if (cb != cur_cb) {  // block-uniform
+        __syncthreads();
+        const uint4* src = args.lut + static_cast<int64_t>(cb) * args.lut_u4;
+        for (int i = threadIdx.x; i < args.lut_u4; i += blockDim.x) reinterpret_cast<uint4*>(lut_s)[i] = src[i];
+        __syncthreads();
+        cur_cb = cb;
+      }
+    }
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+    if (active) {
+      if constexpr (kPrefetch) {
+#pragma unroll
+        for (int i = 0; i < 4 * U; ++i) wcur[i] = wnext[i];
+        if (mt + 1 < mt1) load_tile<U>(tile_ptr(mt + 1), wnext);
+      } else {
+        load_tile<U>(tile_ptr(mt), wcur);
+      }
+      const int64_t tile = static_cast<int64_t>(mt) * args.S + s;
+      if constexpr (F == 0) {  // dense: no scales
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+          uint32_t a[4];
+          decode_kstep<DEC, BITS, U>(wcur, j, lut, lane4, a);
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) mma_bf16(acc[nt], a, b[nt][j][0], b[nt][j][1]);
+        }
+      } else {
+        float2 sc[NWIN];
+#pragma unroll
+        for (int wi = 0; wi < NWIN; ++wi) {
+          if constexpr (SF32) {
+            sc[wi] = reinterpret_cast<const float2*>(args.scales)[(tile * NWIN + wi) * 8 + g];
+          } else {
+            sc[wi] = __half22float2(reinterpret_cast<const __half2*>(args.scales)[(tile * NWIN + wi) * 8 + g]);
+          }
+        }
+#pragma unroll
+        for (int wi = 0; wi < NWIN; ++wi) {
+          float c[NT][4];
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) c[nt][0] = c[nt][1] = c[nt][2] = c[nt][3] = 0.f;
+#pragma unroll
+          for (int jj = 0; jj < F; ++jj) {
+            uint32_t a[4];
+            decode_kstep<DEC, BITS, U>(wcur, wi * F + jj, lut, lane4, a);
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) mma_bf16(c[nt], a, b[nt][wi * F + jj][0], b[nt][wi * F + jj][1]);
+          }
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            acc[nt][0] = fmaf(c[nt][0], sc[wi].x, acc[nt][0]);
+            acc[nt][1] = fmaf(c[nt][1], sc[wi].x, acc[nt][1]);
+            acc[nt][2] = fmaf(c[nt][2], sc[wi].y, acc[nt][2]);
+            acc[nt][3] = fmaf(c[nt][3], sc[wi].y, acc[nt][3]);
+          }
+        }
+      }
+    }
+    // Partial sums of the block's warps meet in shared memory.
+    constexpr int NC = NT * 8;
+    float* red = red_s + (it & 1) * args.warps * 16 * NC;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      float* r0 = red + (warp * 16 + g) * NC + nt * 8 + 2 * t;
+      float* r1 = red + (warp * 16 + g + 8) * NC + nt * 8 + 2 * t;
+      r0[0] = acc[nt][0], r0[1] = acc[nt][1], r1[0] = acc[nt][2], r1[1] = acc[nt][3];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 16 * NC; i += blockDim.x) {
+      const int row = i / NC, col = i % NC, grow = mt * kTileRows + row;
+      if (col >= args.n || grow >= args.rows) continue;
+      float sum = 0.f;
+      for (int wi = 0; wi < args.warps; ++wi) sum += red[(wi * 16 + row) * NC + col];
+      float* dst = args.y + static_cast<int64_t>(col) * args.rows + grow;
+      if (args.atomic) atomicAdd(dst, sum);
+      else *dst = sum;
+    }
+  }
+}
+
+using KernelFn = void (*)(TilesArgs);
+
+template <int DEC, int BITS, int NT>
+KernelFn pick_fold(int fold, bool sf32) {
+  if constexpr (DEC == static_cast<int>(Dec::Bf16)) {
+    return tiles_gemm<DEC, BITS, NT, 0, false>;
+  } else if constexpr (DEC == static_cast<int>(Dec::Int8)) {
+    if (sf32) return fold == 4 ? tiles_gemm<DEC, BITS, NT, 4, true> : tiles_gemm<DEC, BITS, NT, 1, true>;
+    return fold == 4 ? tiles_gemm<DEC, BITS, NT, 4, false> : tiles_gemm<DEC, BITS, NT, 1, false>;
+  } else {
+    return fold == 4 ? tiles_gemm<DEC, BITS, NT, 4, false> : tiles_gemm<DEC, BITS, NT, 1, false>;
+  }
+}
+
+template <int NT>
+KernelFn pick(const DeviceMatrix::Impl& m) {
+  switch (m.dec) {
+    case Dec::Bf16: return pick_fold<2, 0, NT>(0, false);
+    case Dec::Int8: return pick_fold<1, 0, NT>(m.fold, m.scale_f32);
+    case Dec::Codebook:
+      switch (m.bits) {
+        case 2: return pick_fold<0, 2, NT>(m.fold, false);
+        case 3: return pick_fold<0, 3, NT>(m.fold, false);
+        case 4: return pick_fold<0, 4, NT>(m.fold, false);
+        case 5: return pick_fold<0, 5, NT>(m.fold, false);
+        case 6: return pick_fold<0, 6, NT>(m.fold, false);
+      }
+  }
+  throw Error(str_cat("tiles_gemm: no kernel for layout ", m.layout));
+}
+
+// Warps per block: a divisor of S near 8 (at most 16, 8 with two n-tiles), so no warp idles.
+int pick_warps(int64_t S, int max_w) {
+  if (S <= max_w && S <= 8) return static_cast<int>(S);
+  int best = 0;
+  for (int w = 4; w <= max_w; ++w)
+    if (S % w == 0 && (best == 0 || std::abs(w - 8) < std::abs(best - 8))) best = w;
+  return best ? best : std::min(8, max_w);
+}
+
+}  // namespace
+
+void launch_prep_x(const float* x, int64_t n, int64_t cols, int64_t S, void* xf, void* stream) {
+  const int ntiles = n > 8 ? 2 : 1;
+  const int64_t total = static_cast<int64_t>(ntiles) * S * 8 * 32;
+  prep_x_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, as_stream(stream)>>>(
+      x, static_cast<int>(n), static_cast<int>(cols), static_cast<int>(S), ntiles, static_cast<uint4*>(xf));
+  UPG_CUDA_LAUNCHED("prep_x_kernel");
+}
+
+void launch_tiles_gemm(const DeviceMatrix::Impl& m, int64_t n, float* y, void* stream) {
+  UPG_CHECK(n >= 1 && n <= 16, "tiles_gemm: n = ", n, " must be 1..16");
+  const int NT = n > 8 ? 2 : 1;
+  DeviceMatrix::Impl::LaunchCfg& c = m.cfg[NT - 1];
+  if (!c.fn) {
+    const KernelFn fn = NT == 1 ? pick<1>(m) : pick<2>(m);
+    const int warps = pick_warps(m.S, NT == 1 ? 16 : 8);
+    const int64_t kchunks = (m.S + warps - 1) / warps;
+    const size_t smem = static_cast<size_t>(2) * warps * 16 * NT * 8 * sizeof(float);
+    UPG_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    int dev = 0, sms = 0, per_sm = 0;
+    UPG_CUDA_CHECK(cudaGetDevice(&dev));
+    UPG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    UPG_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, warps * 32, smem));
+    const int64_t resident = std::max<int64_t>(1, static_cast<int64_t>(per_sm) * sms);
+    // Row tiles per block: enough blocks for about two waves, each at least one tile.
+    c.tpb = std::clamp<int64_t>((m.mtiles * kchunks) / (2 * resident), 1, 64);
+    c.warps = warps, c.kchunks = kchunks, c.smem = smem;
+    c.fn = reinterpret_cast<const void*>(fn);
+  }
+  const KernelFn fn = reinterpret_cast<KernelFn>(const_cast<void*>(c.fn));
+  const int warps = c.warps, threads = warps * 32;
+  const int64_t kchunks = c.kchunks, tpb = c.tpb;
+  const size_t smem = c.smem;
+  TilesArgs a;
+  a.w = m.w.as<const uint4>();
+  a.scales = m.scales.data();
+  a.lut = m.lut.as<const uint4>();
+  a.xf = m.xf.as<const uint4>();
+  a.y = y;
+  a.rows = static_cast<int>(m.rows);
+  a.S = static_cast<int>(m.S);
+  a.mtiles = static_cast<int>(m.mtiles);
+  a.n = static_cast<int>(n);
+  a.tpb = static_cast<int>(tpb);
+  a.warps = warps;
+  a.cb_tiles = static_cast<int>(m.cb_tiles > 0 ? m.cb_tiles : m.mtiles);
+  a.lut_u4 = static_cast<int>(m.lut_bytes / 16);
+  a.atomic = kchunks > 1;
+  if (a.atomic)
+    UPG_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(n) * m.rows * sizeof(float), as_stream(stream)));
+  const dim3 grid(static_cast<unsigned>((m.mtiles + tpb - 1) / tpb), static_cast<unsigned>(kchunks));
+  fn<<<grid, threads, smem, as_stream(stream)>>>(a);
+  UPG_CUDA_LAUNCHED("tiles_gemm");
+}
+
+}  // namespace upg::cuda

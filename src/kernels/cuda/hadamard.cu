@@ -1,0 +1,51 @@
+// Randomized Hadamard rotation of activations, x R = FWHT_B(s * x) (codecs/compose.h): the codecs'
+// "rotate" option stores W R, so y = x W^T = (x R)(W R)^T costs one pass over x, not over W.
+// One CTA per (row of x, block of B columns): the block is loaded sign-flipped into shared memory,
+// transformed with log2(B) butterfly stages (the same additions, in the same order, as the CPU's
+// fwht_blocks) and scaled by 1 / sqrt(B). B <= 4096 (16 KB of shared memory).
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace upg::cuda {
+
+namespace {
+
+__global__ void hadamard_kernel(const float* __restrict__ x, float* out, int cols, const float* __restrict__ signs,
+                                int block, float norm) {
+  extern __shared__ float sh[];
+  const int64_t row = blockIdx.y;
+  const int b0 = blockIdx.x * block;
+  const float* xr = x + row * cols + b0;
+  for (int i = threadIdx.x; i < block; i += blockDim.x) sh[i] = xr[i] * signs[b0 + i];
+  __syncthreads();
+  for (int h = 1; h < block; h <<= 1) {
+    for (int p = threadIdx.x; p < block / 2; p += blockDim.x) {
+      const int i = (p / h) * 2 * h + (p % h);
+      const float a = sh[i], b = sh[i + h];
+      sh[i] = a + b;
+      sh[i + h] = a - b;
+    }
+    __syncthreads();
+  }
+  float* o = out + row * cols + b0;
+  for (int i = threadIdx.x; i < block; i += blockDim.x) o[i] = sh[i] * norm;
+}
+
+}  // namespace
+
+void hadamard_rotate(const float* x, float* out, int64_t n, int64_t cols, const float* signs, int64_t block,
+                     void* stream) {
+  UPG_CHECK(block >= 1 && block <= 4096 && (block & (block - 1)) == 0 && cols % block == 0,
+            "hadamard_rotate: block ", block, " must be a power of two <= 4096 dividing cols ", cols);
+  if (n <= 0) return;
+  const int threads = static_cast<int>(std::min<int64_t>(512, std::max<int64_t>(32, block / 2)));
+  const dim3 grid(static_cast<unsigned>(cols / block), static_cast<unsigned>(n));
+  hadamard_kernel<<<grid, threads, block * sizeof(float), as_stream(stream)>>>(
+      x, out, static_cast<int>(cols), signs, static_cast<int>(block), 1.0f / std::sqrt(static_cast<float>(block)));
+  UPG_CUDA_LAUNCHED("hadamard_kernel");
+}
+
+}  // namespace upg::cuda
