@@ -241,6 +241,30 @@ def make_torch_legacy(out_dir, seed):
     print("torch_legacy: ok", sorted(os.listdir(single)), sorted(os.listdir(sharded)))
 
 
+def make_torch_strided(out_dir):
+    """torch.save of non-contiguous views (transposed, strided slices, views sharing one storage at
+    different offsets and strides) as strided.bin, and their values made contiguous as
+    strided_expected.safetensors (what a reader must produce)."""
+    d = os.path.join(out_dir, "torch_legacy")
+    os.makedirs(d, exist_ok=True)
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(6, 10, generator=g)
+    big = torch.randn(48, generator=g).to(torch.bfloat16)
+    sd = {
+        "t.transposed": base.t(),                        # stride (1, 10)
+        "t.every_other_col": base[:, ::2],               # stride (10, 2), offset 0
+        "t.block": base[1:5, 3:9],                       # offset 13, stride (10, 1)
+        "t.base": base,                                  # the storage itself, shared with the three above
+        "b.strided_bf16": big[3:].view(5, 9)[:, 1::3],   # bf16, offset 4, stride (9, 3)
+        "b.rows_f16": torch.randn(4, 5, generator=g).to(torch.float16)[::2],  # stride (10, 1)
+    }
+    torch.save(sd, os.path.join(d, "strided.bin"))
+    save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(d, "strided_expected.safetensors"))
+    back = torch.load(os.path.join(d, "strided.bin"))
+    assert all(torch.equal(back[k], v) for k, v in sd.items())
+    print("torch_strided: ok", {k: (tuple(v.shape), v.stride(), v.storage_offset()) for k, v in sd.items()})
+
+
 def make_deepseek_fp8(out_dir, src_name, seed):
     """A DeepSeek-V3 checkpoint in its FP8 form: every linear weight of the layers as float8_e4m3fn
     with 128x128 block scales (weight_scale_inv, one float per block, weight = fp8 * scale), as
@@ -380,6 +404,7 @@ def main():
             print(f"{name}: FAILED", file=sys.stderr)
             traceback.print_exc()
     for extra, fn in (("torch_legacy", lambda: make_torch_legacy(args.out, 900)),
+                      ("torch_strided", lambda: make_torch_strided(args.out)),
                       ("deepseek_v3_mla_fp8", lambda: make_deepseek_fp8(args.out, "deepseek_v3_mla_bf16", 901))):
         if only is not None and extra not in only:
             continue

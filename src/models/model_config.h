@@ -48,6 +48,7 @@ struct BlockConfig {
   double attention_softcap = 0;  // > 0: scores -> cap * tanh(scores / cap) (Gemma 2)
   double final_softcap = 0;      // > 0: the same on the logits
   double embedding_scale = 1;    // the embedding rows are multiplied by this (Gemma: sqrt(hidden_size))
+  double logit_scale = 1;        // the logits are multiplied by this before final_softcap (Grok-1)
 };
 
 // Mixture-of-experts MLP layers (Mixtral, Qwen2-MoE): per token, the router's softmax over the

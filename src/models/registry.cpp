@@ -7,7 +7,7 @@ namespace upg {
 const std::vector<const ArchSpec*>& all_archs() {
   static const std::vector<const ArchSpec*> table = {&phi3_arch(), &llama_arch(), &mistral_arch(), &qwen2_arch(),
                                                        &gemma2_arch(), &mixtral_arch(), &qwen2_moe_arch(),
-                                                       &deepseek_v3_arch()};
+                                                       &deepseek_v3_arch(), &grok1_arch()};
   return table;
 }
 

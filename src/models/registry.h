@@ -58,6 +58,7 @@ const ArchSpec& gemma2_arch();
 const ArchSpec& mixtral_arch();
 const ArchSpec& qwen2_moe_arch();
 const ArchSpec& deepseek_v3_arch();
+const ArchSpec& grok1_arch();
 
 // Helpers for finish_config implementations (models/model_config.cpp).
 // Windows from an explicit "layer_types" list ("sliding_attention" / "full_attention"), if present;

@@ -211,6 +211,10 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   kernels::rmsnorm(xs_.data(), model_.final_norm().data(), m, H, eps, h_.data());
   if (observer_) observer_(head_name_, h_.data(), m, H);
   model_.lm_head().matmul(h_.data(), m, logits.data());
+  if (blk.logit_scale != 1) {
+    const float s = static_cast<float>(blk.logit_scale);
+    for (float& v : logits) v *= s;
+  }
   if (blk.final_softcap > 0) kernels::softcap(logits.data(), m * c.vocab_size, static_cast<float>(blk.final_softcap));
 }
 

@@ -10,7 +10,7 @@
 //              k, v -> cache; a = attention over the token's own sequence (scores * scale,
 //              [soft-capped], [within the layer's window]); x += [RMSNorm](a W_o^T (+ bias))
 //              h = RMSNorm(x); [g|u] = h W_gu^T (+ bias); x += [RMSNorm]((act(g) * u) W_down^T (+ bias))
-//   logits = RMSNorm(x) W_lm^T [soft-capped], for the entries that ask for them.
+//   logits = RMSNorm(x) W_lm^T [* logit_scale] [soft-capped], for the entries that ask for them.
 // Arithmetic is fp32; the cache rows are of the cache's type.
 //
 // Not thread-safe (one caller at a time); the Model may be shared and must outlive the Engine.

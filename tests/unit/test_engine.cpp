@@ -150,9 +150,10 @@ TEST(Engine, BatchOfSequencesMatchesSingleRunsForEveryKvType) {
 // The architectures with other blocks, on their transformers goldens' weights: Gemma 2 (sliding
 // windows, soft-capping, post-norms) and the mixtures of experts, where a batch routes different
 // tokens to different experts and each expert runs once over the rows routed to it, and DeepSeek's
-// latent attention, whose cache holds one latent row per position.
+// latent attention, whose cache holds one latent row per position; Grok-1 (its multipliers).
 TEST(Engine, BatchOfSequencesMatchesSingleRunsForOtherBlocks) {
-  for (const char* name : {"gemma2_softcap_bf16", "mixtral_moe_bf16", "qwen2_moe_shared_bf16", "deepseek_v3_mla_bf16"}) {
+  for (const char* name : {"gemma2_softcap_bf16", "mixtral_moe_bf16", "qwen2_moe_shared_bf16", "deepseek_v3_mla_bf16",
+                           "grok1_moe_bf16"}) {
     auto m = Model::load((std::filesystem::path(test::source_dir()) / "tests" / "golden" / name).string());
     for (uint32_t seed : {1u, 2u}) {
       const double d = batched_vs_single(*m, KvType::F32, seed);

@@ -115,6 +115,54 @@ TEST(ModelConfig, Gemma2Block) {
   expect_error(j, {"hidden_activation", "relu"});
 }
 
+TEST(ModelConfig, Grok1Block) {
+  json j = {{"architectures", {"Grok1ModelForCausalLM"}}, {"hidden_size", 64}, {"num_hidden_layers", 2},
+            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"intermediate_size", 96}, {"vocab_size", 100}};
+  ModelConfig c = parse_model_config(j, "cfg.json");  // hpcai-tech's Grok1Config defaults
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.block.attention_scale, 0.08838834764831845);
+  EXPECT_EQ(c.block.attention_softcap, 30.0);
+  EXPECT_EQ(c.block.embedding_scale, 78.38367176906169);
+  EXPECT_EQ(c.block.logit_scale, 0.5773502691896257);
+  EXPECT_EQ(c.block.final_softcap, 0.0);
+  EXPECT_EQ(c.block.activation, Activation::GeluTanh);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.rms_norm_eps, 1e-5);
+  EXPECT_EQ(c.moe.num_experts, 8);
+  EXPECT_EQ(c.moe.experts_per_token, 2);
+  EXPECT_EQ(c.moe.intermediate_size, 96);
+  EXPECT_FALSE(c.moe.normalize_top_k);
+  EXPECT_EQ(c.moe.layers, (std::vector<bool>{true, true}));
+  const auto tensors = model_tensors(c, get_arch(c.architecture, "cfg.json"));
+  EXPECT_EQ(tensors.size(), 1u + 2 * (9 + 3 * 8) + 1);  // embedding, 2 layers, final norm; tied: no lm_head
+  EXPECT_EQ(tensors[2].name, "model.layers.0.attn.q_proj.weight");
+  EXPECT_EQ(tensors.back().name, "model.norm.scale");
+  j["num_local_experts"] = 4;
+  j["max_attn_value"] = 2.5;
+  j["attn_output_multiplier"] = 0.3;
+  j["embedding_multiplier_scale"] = 2.0;
+  j["output_multiplier_scale"] = 0.5;
+  j["hidden_act"] = "gelu";
+  j["tie_word_embeddings"] = false;
+  c = parse_model_config(j, "cfg.json");
+  EXPECT_EQ(c.moe.num_experts, 4);  // num_local_experts when num_experts is absent
+  EXPECT_EQ(c.block.attention_softcap, 2.5);
+  EXPECT_EQ(c.block.attention_scale, 0.3);
+  EXPECT_EQ(c.block.embedding_scale, 2.0);
+  EXPECT_EQ(c.block.logit_scale, 0.5);
+  EXPECT_EQ(c.block.activation, Activation::Gelu);
+  EXPECT_EQ(model_tensors(c, get_arch(c.architecture, "cfg.json")).back().name, "lm_head.weight");
+  j["num_experts"] = 3;
+  EXPECT_EQ(parse_model_config(j, "cfg.json").moe.num_experts, 3);
+  j["num_experts_per_tok"] = 4;
+  expect_error(j, {"num_experts_per_tok"});
+  j["num_experts_per_tok"] = 2;
+  j["output_multiplier_scale"] = -1;
+  expect_error(j, {"output_multiplier_scale", "positive"});
+  j["architectures"] = {"Grok1ForCausalLM"};  // Grok-2's name: not supported
+  expect_error(j, {"Grok1ForCausalLM", "Grok1ModelForCausalLM"});
+}
+
 TEST(ModelConfig, Errors) {
   json j = test::tiny_config("GPT2LMHeadModel", "gpt2");
   expect_error(j, {"GPT2LMHeadModel", "Phi3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"});
