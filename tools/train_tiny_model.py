@@ -7,6 +7,12 @@ Writes a Hugging Face model directory (config.json, model.safetensors in bf16, t
 tokenizer_config.json, generation_config.json, chat_template.jinja) of at most 10 MB.
 
 Usage: python3 tools/train_tiny_model.py --corpus wiki_corpus.tar.xz --out models/upg-tiny-phi3 [--seconds 270]
+
+--arch mixtral trains a mixture of experts of the same attention and width instead (8 experts of
+intermediate 320, top 2: the active MLP width equals the dense model's 640; router load-balancing
+loss 0.02), --arch llama a dense Llama of the Phi-3 model's sizes: the pair UPG compares to measure
+what compression costs a mixture of experts beside a dense model of the same active size
+(docs/ARCHITECTURES.md).
 """
 import argparse
 import glob
@@ -19,7 +25,8 @@ import time
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import Phi3Config, Phi3ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM, Phi3Config,
+                          Phi3ForCausalLM)
 
 SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
          r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -48,6 +55,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--seconds", type=float, default=270)
     ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--arch", choices=["phi3", "mixtral", "llama"], default="phi3")
     args = ap.parse_args()
     torch.manual_seed(0)
     dev = "cuda"
@@ -73,12 +81,22 @@ def main():
     train, val = data[:-n_val].to(dev), data[-n_val:].to(dev)
     print(f"corpus: {len(files)} files, {len(ids)} tokens ({time.time() - t0:.1f}s)", flush=True)
 
-    cfg = Phi3Config(vocab_size=args.vocab, hidden_size=256, intermediate_size=640, num_hidden_layers=5,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                     original_max_position_embeddings=1024, rms_norm_eps=1e-5, tie_word_embeddings=True,
-                     bos_token_id=eot, eos_token_id=eot, pad_token_id=tok.token_to_id("<|dummy_0|>"),
-                     attention_dropout=0.0, resid_pdrop=0.0, embd_pdrop=0.0, initializer_range=0.02)
-    model = Phi3ForCausalLM(cfg).to(dev)
+    common = dict(vocab_size=args.vocab, hidden_size=256, num_hidden_layers=5, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=1024, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                  bos_token_id=eot, eos_token_id=eot, pad_token_id=tok.token_to_id("<|dummy_0|>"),
+                  attention_dropout=0.0, initializer_range=0.02)
+    if args.arch == "phi3":
+        cfg = Phi3Config(intermediate_size=640, original_max_position_embeddings=1024, resid_pdrop=0.0,
+                         embd_pdrop=0.0, **common)
+        model = Phi3ForCausalLM(cfg).to(dev)
+    elif args.arch == "mixtral":
+        cfg = MixtralConfig(intermediate_size=320, num_local_experts=8, num_experts_per_tok=2, sliding_window=None,
+                            router_aux_loss_coef=0.02, output_router_logits=True, router_jitter_noise=0.0,
+                            rope_theta=10000.0, **common)
+        model = MixtralForCausalLM(cfg).to(dev)
+    else:
+        cfg = LlamaConfig(intermediate_size=640, rope_theta=10000.0, **common)
+        model = LlamaForCausalLM(cfg).to(dev)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"model: {nparams} parameters", flush=True)
 
@@ -100,7 +118,8 @@ def main():
             for _ in range(20):
                 ix = torch.randint(0, len(val) - seq - 1, (32,), device=dev, generator=g)
                 x = torch.stack([val[i:i + seq + 1] for i in ix])
-                tot += model(input_ids=x[:, :-1], labels=x[:, :-1]).loss.item()
+                lg = model(input_ids=x[:, :-1]).logits.float()
+                tot += torch.nn.functional.cross_entropy(lg.reshape(-1, lg.size(-1)), x[:, 1:].reshape(-1)).item()
         model.train()
         return tot / 20
 
@@ -117,8 +136,11 @@ def main():
             g["lr"] = lr
         x, y = batch_of(train, batch)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(input_ids=x).logits
+            out = model(input_ids=x)
+            logits = out.logits
             loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
+            if getattr(out, "aux_loss", None) is not None:  # the mixture's load-balancing loss
+                loss = loss + cfg.router_aux_loss_coef * out.aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -131,6 +153,8 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     model = model.to(torch.bfloat16)
+    if args.arch == "mixtral":
+        model.config.output_router_logits = False
     model.save_pretrained(args.out, safe_serialization=True)
     tok.save(os.path.join(args.out, "tokenizer.json"))
     with open(os.path.join(args.out, "tokenizer_config.json"), "w") as f:
@@ -142,7 +166,7 @@ def main():
     with open(os.path.join(args.out, "training.json"), "w") as f:
         json.dump({"script": "tools/train_tiny_model.py", "corpus": "wiki_corpus files wiki_000..wiki_009",
                    "tokens": len(ids), "steps": step, "batch": batch, "seq": seq, "seconds": args.seconds,
-                   "val_loss": vl, "params": nparams}, f, indent=2)
+                   "val_loss": vl, "params": nparams, "arch": args.arch}, f, indent=2)
     # Sample from it so the log shows what the demo will print.
     model.eval()
     prompt = tok.encode("The history of the city").ids

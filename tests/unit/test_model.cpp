@@ -8,7 +8,10 @@
 #include <map>
 #include <set>
 
+#include <fstream>
+
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "convert/converter.h"
 #include "format/hf_checkpoint.h"
 #include "format/safetensors.h"
@@ -303,4 +306,68 @@ TEST(Model, FusedExpertLayoutGivesTheSameModel) {
   // A fused tensor of the wrong shape names itself.
   auto ck = HfCheckpoint::open((root / "mixtral_moe_bf16").string());
   EXPECT_THROW(ck->add_alias("x", "model.layers.0.block_sparse_moe.gate.weight", 0, 0, 4), Error);
+}
+
+// Bad mixture-of-experts input: a missing expert tensor, a config whose expert count does not match
+// the checkpoint, an impossible top-k, an unknown routing function: each an error naming it.
+TEST(Model, MixtureOfExpertsErrorsNameTheTensorOrField) {
+  const fs::path src = fs::path(test::source_dir()) / "tests" / "golden" / "mixtral_moe_bf16";
+  const fs::path dir = fs::temp_directory_path() / ("upg_moe_bad_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  nlohmann::json cfg = nlohmann::json::parse(read_text_file((src / "config.json").string()));
+  auto write_config = [&](const nlohmann::json& j) {
+    std::ofstream(dir / "config.json") << j.dump(2);
+  };
+  auto expect_load_error = [&](const std::vector<std::string>& parts) {
+    try {
+      Model::load(dir.string());
+      ADD_FAILURE() << "expected an error";
+    } catch (const Error& e) {
+      for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  };
+  // A checkpoint without expert 3's down projection of layer 1.
+  {
+    auto ck = HfCheckpoint::open(src.string());
+    SafetensorsWriter w;
+    for (const std::string& n : ck->names())
+      if (n != "model.layers.1.block_sparse_moe.experts.3.w2.weight") {
+        const TensorView& t = ck->tensor(n);
+        w.add(n, t.dtype, t.shape, t.data, t.nbytes);
+      }
+    w.write((dir / "model.safetensors").string());
+  }
+  write_config(cfg);
+  expect_load_error({"model.layers.1.block_sparse_moe.experts.3.w2.weight", "not found"});
+  fs::copy_file(src / "model.safetensors", dir / "model.safetensors", fs::copy_options::overwrite_existing);
+  auto j = cfg;
+  j["num_local_experts"] = 5;  // the checkpoint has 4
+  write_config(j);
+  expect_load_error({"model.layers.0.block_sparse_moe.gate.weight", "[4, 128]", "[5, 128]"});
+  j = cfg;
+  j["num_experts_per_tok"] = 9;
+  write_config(j);
+  expect_load_error({"num_experts_per_tok", "[1, 4]", "9"});
+  write_config(cfg);
+  EXPECT_NO_THROW(Model::load(dir.string()));
+  fs::remove_all(dir);
+
+  // DeepSeek's routing functions: only sigmoid / noaux_tc.
+  nlohmann::json ds = nlohmann::json::parse(
+      read_text_file((fs::path(test::source_dir()) / "tests" / "golden" / "deepseek_v3_mla_bf16" / "config.json").string()));
+  for (auto [key, value] : {std::pair{"scoring_func", "softmax"}, std::pair{"topk_method", "greedy"}}) {
+    auto d = ds;
+    d[key] = value;
+    try {
+      parse_model_config(d, "cfg.json");
+      ADD_FAILURE() << key;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(value), std::string::npos) << e.what();
+    }
+  }
+  auto d = ds;
+  d["n_group"] = 3;  // 8 experts do not split into 3 groups
+  EXPECT_THROW(parse_model_config(d, "cfg.json"), Error);
 }
