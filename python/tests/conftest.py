@@ -9,12 +9,19 @@ with a message when it is absent.
 """
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# The Ctrl-C tests send SIGINT to this process and expect KeyboardInterrupt. A shell that starts a
+# job in the background without job control (nohup ... &, some CI runners) leaves SIGINT ignored,
+# and Python then installs no handler for it: put Python's default handler back.
+if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 SHARED = ROOT.parent / "shared" / "data"
 REFA = SHARED / "models" / "refA-phi3-26m"
 WIKI = SHARED / "text" / "wiki.test.raw"
