@@ -243,9 +243,9 @@ def make_torch_legacy(out_dir, seed):
 
 def make_torch_strided(out_dir):
     """torch.save of non-contiguous views (transposed, strided slices, views sharing one storage at
-    different offsets and strides) as strided.bin, and their values made contiguous as
-    strided_expected.safetensors (what a reader must produce)."""
-    d = os.path.join(out_dir, "torch_legacy")
+    different offsets and strides) as torch_legacy/views/strided.bin, and their values made contiguous
+    as strided_expected.safetensors beside it (what a reader must produce)."""
+    d = os.path.join(out_dir, "torch_legacy", "views")
     os.makedirs(d, exist_ok=True)
     g = torch.Generator().manual_seed(7)
     base = torch.randn(6, 10, generator=g)

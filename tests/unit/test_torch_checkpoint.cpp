@@ -383,13 +383,13 @@ std::string one_tensor(const std::string& name, int numel, int offset, std::vect
 
 }  // namespace
 
-// Real torch.save of non-contiguous views (tools/make_goldens.py --only torch_strided): a transposed
+// Real torch.save of non-contiguous views (tools/make_goldens.py --only torch_strided; views/): a transposed
 // tensor, strided and offset slices sharing one f32 storage, a strided bf16 view at an offset and
 // every other row of an f16 tensor; strided_expected.safetensors holds torch's .contiguous() of each.
 TEST(TorchGolden, RealNonContiguousViewsMatchTorch) {
   const fs::path d = fs::path(test::source_dir()) / "tests/golden/torch_legacy";
-  auto f = TorchCheckpointFile::open((d / "strided.bin").string());
-  SafetensorsFile want = SafetensorsFile::open((d / "strided_expected.safetensors").string());
+  auto f = TorchCheckpointFile::open((d / "views" / "strided.bin").string());
+  SafetensorsFile want = SafetensorsFile::open((d / "views" / "strided_expected.safetensors").string());
   ASSERT_EQ(f->tensors().size(), want.tensors().size());
   for (const TensorView& w : want.tensors()) {
     SCOPED_TRACE(w.name);
