@@ -73,11 +73,7 @@ void finish_deepseek_v3(const nlohmann::json& j, const std::string& src, ModelCo
             m.top_groups);
   UPG_CHECK(m.experts_per_token <= m.top_groups * (m.num_experts / m.groups), src, ": num_experts_per_tok ",
             m.experts_per_token, " exceeds the experts of the topk_group groups kept");
-  const double rs = j.contains("routed_scaling_factor") && !j["routed_scaling_factor"].is_null()
-                        ? (j["routed_scaling_factor"].is_number() ? j["routed_scaling_factor"].get<double>() : -1)
-                        : 2.5;
-  UPG_CHECK(rs > 0 && std::isfinite(rs), src, ": routed_scaling_factor must be a positive number");
-  m.routed_scale = rs;
+  m.routed_scale = read_positive(j, src, "routed_scaling_factor", 2.5);
   const int64_t first_dense = read_int(j, src, "first_k_dense_replace", 3);
   UPG_CHECK(first_dense >= 0, src, ": first_k_dense_replace must not be negative");
   m.layers.assign(static_cast<size_t>(c.num_hidden_layers), false);

@@ -19,18 +19,10 @@
 namespace upg {
 
 namespace {
-double read_number(const nlohmann::json& j, const std::string& src, const char* key, double def) {
-  if (!j.contains(key) || j[key].is_null()) return def;
-  UPG_CHECK(j[key].is_number(), src, ": ", key, " must be a number or null, found ", j[key].dump());
-  return j[key].get<double>();
-}
-
 // A soft-capping value: absent = the default, null = off, otherwise positive.
 double read_softcap(const nlohmann::json& j, const std::string& src, const char* key, double def) {
   if (j.contains(key) && j[key].is_null()) return 0;
-  const double v = read_number(j, src, key, def);
-  UPG_CHECK(v > 0 && std::isfinite(v), src, ": ", key, " must be positive (or null to switch it off), found ", v);
-  return v;
+  return read_positive(j, src, key, def);
 }
 
 void finish_gemma2(const nlohmann::json& j, const std::string& src, ModelConfig& c) {
@@ -43,9 +35,7 @@ void finish_gemma2(const nlohmann::json& j, const std::string& src, ModelConfig&
   c.hidden_act = act;
   c.block.activation = parse_activation(act, src, "hidden_activation");
   c.block.norm_weight_offset = 1;
-  const double scalar = read_number(j, src, "query_pre_attn_scalar", 256);
-  UPG_CHECK(scalar > 0 && std::isfinite(scalar), src, ": query_pre_attn_scalar must be positive, found ", scalar);
-  c.block.attention_scale = 1.0 / std::sqrt(scalar);
+  c.block.attention_scale = 1.0 / std::sqrt(read_positive(j, src, "query_pre_attn_scalar", 256));
   c.block.attention_softcap = read_softcap(j, src, "attn_logit_softcapping", 50.0);
   c.block.final_softcap = read_softcap(j, src, "final_logit_softcapping", 30.0);
   c.block.embedding_scale = std::sqrt(static_cast<double>(c.hidden_size));

@@ -31,24 +31,15 @@
 namespace upg {
 
 namespace {
-// A positive finite number; absent or null: `def`.
-double positive_number(const nlohmann::json& j, const std::string& src, const char* key, double def) {
-  if (!j.contains(key) || j[key].is_null()) return def;
-  UPG_CHECK(j[key].is_number(), src, ": ", key, " must be a number, found ", j[key].dump());
-  const double v = j[key].get<double>();
-  UPG_CHECK(v > 0 && std::isfinite(v), src, ": ", key, " must be positive, found ", v);
-  return v;
-}
-
 void finish_grok1(const nlohmann::json& j, const std::string& src, ModelConfig& c) {
   if (!j.contains("hidden_act") || j["hidden_act"].is_null()) {
     c.hidden_act = "gelu_pytorch_tanh";
     c.block.activation = Activation::GeluTanh;
   }
-  c.block.attention_scale = positive_number(j, src, "attn_output_multiplier", 0.08838834764831845);
-  c.block.attention_softcap = positive_number(j, src, "max_attn_value", 30.0);
-  c.block.embedding_scale = positive_number(j, src, "embedding_multiplier_scale", 78.38367176906169);
-  c.block.logit_scale = positive_number(j, src, "output_multiplier_scale", 0.5773502691896257);
+  c.block.attention_scale = read_positive(j, src, "attn_output_multiplier", 0.08838834764831845);
+  c.block.attention_softcap = read_positive(j, src, "max_attn_value", 30.0);
+  c.block.embedding_scale = read_positive(j, src, "embedding_multiplier_scale", 78.38367176906169);
+  c.block.logit_scale = read_positive(j, src, "output_multiplier_scale", 0.5773502691896257);
   MoeConfig& m = c.moe;
   const bool named = j.contains("num_experts") && !j["num_experts"].is_null();
   m.num_experts = read_int(j, src, named ? "num_experts" : "num_local_experts", 8);

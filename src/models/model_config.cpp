@@ -191,6 +191,14 @@ bool windows_from_layer_types(const json& j, const std::string& src, ModelConfig
   return true;
 }
 
+double read_positive(const json& j, const std::string& src, const char* key, double def) {
+  if (!j.contains(key) || j[key].is_null()) return def;
+  UPG_CHECK(j[key].is_number(), src, ": ", key, " must be a number, found ", j[key].dump());
+  const double v = j[key].get<double>();
+  UPG_CHECK(v > 0 && std::isfinite(v), src, ": ", key, " must be positive, found ", v);
+  return v;
+}
+
 KvGeometry kv_geometry(const ModelConfig& c) {
   if (c.mla.enabled()) return {1, c.mla.kv_lora_rank + c.mla.qk_rope_head_dim, true};
   return {c.num_key_value_heads, c.head_dim, false};

@@ -70,6 +70,8 @@ std::optional<int64_t> read_sliding_window(const nlohmann::json& j, const std::s
 // Validates c.moe after an architecture filled it (experts in [1, 4096], 1 <= top-k <= experts,
 // positive expert sizes): throws Error naming the config field.
 void check_moe_config(const std::string& source, const ModelConfig& c);
+// A positive finite number; absent or null: `def`. Throws Error naming the field otherwise.
+double read_positive(const nlohmann::json& j, const std::string& source, const char* key, double def);
 bool read_bool(const nlohmann::json& j, const std::string& source, const char* key, bool def);
 int64_t read_int(const nlohmann::json& j, const std::string& source, const char* key, int64_t def);
 
