@@ -42,7 +42,17 @@ set_target_properties(upg_cuda PROPERTIES COMPILE_OPTIONS "" CUDA_STANDARD 17 CU
                       POSITION_INDEPENDENT_CODE ON)
 target_compile_options(upg_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp,-Wall,-Wno-unused-parameter>)
 target_include_directories(upg_cuda PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/src>)
-target_link_libraries(upg_cuda PUBLIC CUDA::cudart OpenMP::OpenMP_CXX)
+# The CUDA runtime linked statically (as nvcc does by default): binaries, the Python module and the
+# .debs need only the NVIDIA driver (libcuda, loaded at run time) and run without it (no GPU: 0 devices).
+target_link_libraries(upg_cuda PUBLIC CUDA::cudart_static OpenMP::OpenMP_CXX)
+
+# The CUDA backend (src/backend/cuda, plain C++ over cuda_ops.h) joins upg_core, which then links
+# upg_cuda; backend_factory.cpp offers --device cuda only in such builds.
+file(GLOB UPG_CUDA_BACKEND_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/backend/cuda/*.cpp)
+target_sources(upg_core PRIVATE ${UPG_CUDA_BACKEND_SOURCES})
+target_link_libraries(upg_core PUBLIC upg_cuda)
+set_source_files_properties(${CMAKE_SOURCE_DIR}/src/backend/backend_factory.cpp PROPERTIES COMPILE_DEFINITIONS UPG_HAVE_CUDA=1)
+install(TARGETS upg_cuda EXPORT upgTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
 
 # GEMV microbenchmark (bench/cuda/README.md); cuBLAS only here, as the dense peer.
 add_executable(bench_cuda_gemv ${CMAKE_SOURCE_DIR}/bench/cuda/bench_cuda_gemv.cu)

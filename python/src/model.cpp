@@ -36,10 +36,12 @@ struct TokenizerHandle {
   std::optional<std::string> chat_template;
 };
 
-ModelPtr load(const std::string& path, int threads) {
+ModelPtr load(const std::string& path, int threads, const std::string& device) {
   py::gil_scoped_release nogil;
   ThreadScope ts(threads);
+  std::shared_ptr<Backend> backend = make_backend(device);  // a bad device fails before the load
   auto model = Model::load(path);
+  model->set_backend(std::move(backend));
   std::optional<Tokenizer> tok;  // a model without tokenizer.json still gives logits of token ids
   if (model->file_text("tokenizer.json")) tok = load_model_tokenizer(*model, path);
   std::optional<std::string> chat_template = load_model_chat_template(*model);
@@ -448,7 +450,7 @@ void bind_model(py::module_& m) {
            py::arg("messages"), py::arg("add_generation_prompt") = true, py::arg("extra") = py::none());
 
   py::class_<ModelHandle, ModelPtr>(m, "Model", "A loaded model (internal; see upg.Model).")
-      .def_static("load", &load, py::arg("path"), py::arg("threads") = 0)
+      .def_static("load", &load, py::arg("path"), py::arg("threads") = 0, py::arg("device") = "cpu")
       .def_property_readonly("path", [](const ModelHandle& h) { return h.path; })
       .def_property_readonly("source_path", [](const ModelHandle& h) { return h.model->source().path(); })
       .def_property_readonly("threads", [](const ModelHandle& h) { return h.threads; })

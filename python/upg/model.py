@@ -193,18 +193,17 @@ class Model:
         """Loads the model at `path`: a Hugging Face model directory or a UPG model (a .upg file,
         a .upg.index.json or a directory holding one).
 
-        `device`: "cpu" (the only device of this build: "cuda" raises upg.Error). `threads`: worker
-        threads for this model's calls (None: all cores, or OMP_NUM_THREADS).
+        `device`: where the model runs: "cpu", "cuda" (= "cuda:0"), "cuda:N", or "auto" (the first
+        GPU when there is one, else the CPU); a device this build or machine lacks raises upg.Error
+        saying why. `threads`: worker threads for this model's calls (None: all cores, or
+        OMP_NUM_THREADS).
 
         Raises FileNotFoundError when `path` does not exist and upg.Error, with the library's
         message naming the file, field or tensor, when it is not a loadable model."""
         p = existing_path(path, "model path")
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda":
-            raise _upg.Error("device 'cuda' is not available: this build of UPG runs models on the CPU "
-                             "(device='cpu')")
-        return cls(_upg.Model.load(p, threads_arg(threads)))
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {device!r}")
+        return cls(_upg.Model.load(p, threads_arg(threads), device))
 
     # ---- what the model is ----
     @property

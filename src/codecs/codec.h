@@ -64,6 +64,13 @@ struct EncodedTensor {
   EncodedArrays views() const;
 };
 
+// A WeightMatrix's stored form (WeightMatrix::stored()): what Codec::open was given.
+struct StoredTensor {
+  std::string codec;
+  nlohmann::json params;  // as stored, the shared options ("rotate", "outliers") included
+  EncodedArrays arrays;   // views into the source's memory (which outlives the matrix)
+};
+
 class Codec {
  public:
   virtual ~Codec() = default;
@@ -91,6 +98,11 @@ class Codec {
                                                   int64_t cols, const CodecParams& params) const = 0;
   // Codecs that are themselves sparse (mdcsr) do not take the shared options.
   virtual bool supports_shared_options() const { return true; }
+
+ private:
+  // open() less the stored form: the inner matrix with the shared options applied.
+  std::unique_ptr<WeightMatrix> open_shared(const EncodedArrays& arrays, int64_t rows, int64_t cols,
+                                            const CodecParams& p) const;
 };
 
 }  // namespace upg

@@ -219,6 +219,13 @@ std::unique_ptr<WeightMatrix> Codec::open(const EncodedArrays& arrays, int64_t r
   check_dims(name(), rows, cols);
   UPG_CHECK(params.is_null() || params.is_object(), name(), ": params must be a JSON object, found ", params.dump());
   const CodecParams p = params.is_object() ? params : CodecParams::object();
+  std::unique_ptr<WeightMatrix> m = open_shared(arrays, rows, cols, p);
+  m->set_stored(std::make_shared<const StoredTensor>(StoredTensor{name(), p, arrays}));
+  return m;
+}
+
+std::unique_ptr<WeightMatrix> Codec::open_shared(const EncodedArrays& arrays, int64_t rows, int64_t cols,
+                                                 const CodecParams& p) const {
   if (!supports_shared_options()) return open_core(arrays, rows, cols, p);
   const RotateOpt rot = read_rotate(p, name(), cols, false);
   std::unique_ptr<WeightMatrix> m = open_core(arrays, rows, cols, strip_shared(p));

@@ -6,12 +6,15 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/half.h"
 
 namespace upg {
+
+struct StoredTensor;  // codecs/codec.h
 
 class WeightMatrix {
  public:
@@ -47,8 +50,17 @@ class WeightMatrix {
   // Bytes of stored arrays this matrix reads (for bits-per-weight reports).
   virtual size_t stored_bytes() const = 0;
 
+  // The codec's stored form (codec name, resolved params, arrays), set by Codec::open on the matrix
+  // it returns, for backends that run the codec from its arrays (backend/cuda); null for matrices
+  // made otherwise (DenseMatrix over a Hugging Face tensor describes itself through its class).
+  const StoredTensor* stored() const { return stored_.get(); }
+  void set_stored(std::shared_ptr<const StoredTensor> s) { stored_ = std::move(s); }
+
  protected:
   int64_t rows_, cols_;
+
+ private:
+  std::shared_ptr<const StoredTensor> stored_;
 };
 
 }  // namespace upg

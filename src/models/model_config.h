@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/activation_kind.h"
+
 namespace upg {
 
 // Rotary position embedding parameters, standardized like transformers' standardize_rope_params.
@@ -34,9 +36,6 @@ inline constexpr int64_t kMaxModelDim = int64_t{1} << 20;
 inline constexpr int64_t kMaxModelLayers = 4096;
 inline constexpr int64_t kMaxModelVocab = int64_t{1} << 22;
 inline constexpr int64_t kMaxModelContext = int64_t{1} << 30;
-
-// The activation of the gated MLP: act(gate) * up.
-enum class Activation { Silu, GeluTanh, Gelu };
 
 // How the generic decoder block computes, beyond what the tensor table says (the table decides
 // which norms exist: post-attention / post-MLP norms when it lists them). Set by the

@@ -5,17 +5,44 @@
 #include <cstring>
 
 #include "base/error.h"
-#include "kernels/cpu/activation.h"
-#include "kernels/cpu/attention.h"
-#include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 
 namespace upg {
 
+namespace {
+std::shared_ptr<Backend> chosen_backend(const Model& model, const EngineOptions& o) {
+  return o.backend ? o.backend : model.backend();
+}
+}  // namespace
+
 Engine::Engine(const Model& model, const EngineOptions& o)
     : model_(model),
+      backend_(chosen_backend(model, o)),
+      ctx_(backend_->new_context()),
       cache_(model.config().num_hidden_layers, kv_geometry(model.config()).kv_heads,
-             kv_geometry(model.config()).head_dim, o.kv, kv_geometry(model.config()).keys_only) {}
+             kv_geometry(model.config()).head_dim, o.kv, kv_geometry(model.config()).keys_only, backend_.get()),
+      x_(*backend_), h_(*backend_), qkv_(*backend_), q_(*backend_), k_(*backend_), attn_(*backend_),
+      tmp_(*backend_), mlp_(*backend_), act_(*backend_), cos_(*backend_), sin_(*backend_), part_(*backend_),
+      xs_(*backend_) {
+  const ModelConfig& c = model.config();
+  Backend& be = *backend_;
+  if (!be.host_memory()) {
+    UPG_CHECK(!c.mla.enabled(), "the ", be.name(), " backend does not run multi-head latent attention (",
+              c.architecture, ") yet: use the CPU (--device cpu)");
+    UPG_CHECK(c.moe.num_experts == 0, "the ", be.name(), " backend does not run mixture-of-experts layers (",
+              c.architecture, ") yet: use the CPU (--device cpu)");
+    UPG_CHECK(o.kv.type == KvType::BF16, "the ", be.name(), " backend keeps its KV cache in bf16 only, not ",
+              kv_type_name(o.kv.type), ": use --kv-type bf16");
+  }
+  // Every matrix the step multiplies by, prepared (uploaded) once.
+  for (const LayerWeights& L : model.layers()) {
+    for (const auto& w : L.qkv) be.prepare(*w);
+    if (L.o) be.prepare(*L.o);
+    for (const auto& w : L.mlp.gate_up) be.prepare(*w);
+    if (L.mlp.down) be.prepare(*L.mlp.down);
+  }
+  be.prepare(model.lm_head());
+}
 
 SeqId Engine::new_sequence() {
   const SeqId s = cache_.create();
@@ -39,6 +66,8 @@ void Engine::truncate(SeqId s, int64_t len) { cache_.truncate(s, len); }
 int64_t Engine::attach_prefix(SeqId s, std::span<const int32_t> tokens) { return cache_.attach_prefix(s, tokens); }
 
 void Engine::set_observer(Observer observer) {
+  UPG_CHECK(!observer || backend_->host_memory(), "the calibration observer needs activations in host memory; the ",
+            backend_->name(), " backend keeps them on the device");
   observer_ = std::move(observer);
   observed_names_.assign(model_.layers().size(), {});
   head_name_.clear();
@@ -69,27 +98,27 @@ const RopeFrequencies& Engine::frequencies(SeqState& st, int64_t seq_len) {
 
 void Engine::project(const std::vector<std::unique_ptr<WeightMatrix>>& parts, const std::vector<float>& bias,
                      const float* in, int64_t n, float* out, int64_t out_width) {
+  Backend& be = *backend_;
   if (parts.size() == 1) {
-    parts[0]->matmul(in, n, out);
+    be.matmul(*parts[0], in, n, out);
   } else {
     int64_t off = 0;
     for (const auto& w : parts) {
       part_.resize(static_cast<size_t>(n * w->rows()));
-      w->matmul(in, n, part_.data());
-      for (int64_t t = 0; t < n; ++t)
-        std::memcpy(out + t * out_width + off, part_.data() + t * w->rows(), sizeof(float) * w->rows());
+      be.matmul(*w, in, n, part_.data());
+      be.copy_columns(out + off, out_width, part_.data(), w->rows(), n, w->rows());
       off += w->rows();
     }
   }
-  if (!bias.empty())
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t j = 0; j < out_width; ++j) out[t * out_width + j] += bias[j];
+  if (!bias.empty()) be.add_bias(out, be.vector(bias), n, out_width, out_width);
 }
 
 void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits) {
   const ModelConfig& c = model_.config();
+  Backend& be = *backend_;
   const int64_t n = static_cast<int64_t>(batch.size());
   UPG_CHECK(n > 0, "step: empty batch");
+  const auto exclusive = be.exclusive();
 
   // Validate everything before touching the cache.
   std::map<SeqId, int64_t> next;  // next expected position per sequence
@@ -128,73 +157,70 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   tmp_.resize(n * H);
 
   const BlockConfig& blk = c.block;
-  const WeightMatrix& embed = model_.embed_tokens();
-  for (int64_t t = 0; t < n; ++t) embed.decode_rows(batch[t].token, batch[t].token + 1, x_.data() + t * H);
-  if (blk.embedding_scale != 1) {
-    const float s = static_cast<float>(blk.embedding_scale);
-    for (float& v : x_) v *= s;
-  }
+  std::vector<int32_t> tokens(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) tokens[t] = batch[t].token;
+  be.embed(*ctx_, model_.embed_tokens(), tokens, x_.data());
+  if (blk.embedding_scale != 1) be.scale(x_.data(), n * H, static_cast<float>(blk.embedding_scale));
 
   // Rotary angles per token, with its sequence's frequencies (which may depend on its length).
   const int64_t half = c.rotary_dim / 2;
-  cos_.resize(n * half);
-  sin_.resize(n * half);
+  cos_host_.resize(n * half);
+  sin_host_.resize(n * half);
   {
     std::map<SeqId, const RopeFrequencies*> fr;
     for (const auto& [s, end] : next) fr[s] = &frequencies(states_.at(s), end);
     for (int64_t t = 0; t < n; ++t) {
       const RopeFrequencies& f = *fr[batch[t].seq];
-      kernels::rope_cos_sin(f.inv_freq.data(), half, f.attention_scaling, batch[t].pos, 1, cos_.data() + t * half,
-                            sin_.data() + t * half);
+      kernels::rope_cos_sin(f.inv_freq.data(), half, f.attention_scaling, batch[t].pos, 1,
+                            cos_host_.data() + t * half, sin_host_.data() + t * half);
     }
   }
+  cos_.resize(std::max<int64_t>(n * half, 1));
+  sin_.resize(std::max<int64_t>(n * half, 1));
+  be.upload(cos_.data(), cos_host_.data(), sizeof(float) * n * half);
+  be.upload(sin_.data(), sin_host_.data(), sizeof(float) * n * half);
 
+  // The entries' views of the cache.
   int64_t max_pos = 0;
-  for (const BatchEntry& e : batch) max_pos = std::max(max_pos, e.pos);
+  kv0_.resize(static_cast<size_t>(n));
+  kv_blocks_.resize(static_cast<size_t>(n));
+  kv_pos_.resize(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) {
+    max_pos = std::max(max_pos, batch[t].pos);
+    kv0_[t] = cache_.view(batch[t].seq, 0);
+    kv_blocks_[t] = (cache_.length(batch[t].seq) + cache_.options().block_size - 1) / cache_.options().block_size;
+    kv_pos_[t] = batch[t].pos;
+  }
+  be.bind_kv(*ctx_, kv0_, kv_blocks_, kv_pos_, cache_.layer_stride());
+
   const double scale = blk.attention_scale > 0 ? blk.attention_scale : 1.0 / std::sqrt(static_cast<double>(hd));
-  kernels::AttentionShape as{nh, nkv, hd, 0, static_cast<float>(scale), static_cast<float>(blk.attention_softcap)};
-  std::vector<KvLayerView> views(static_cast<size_t>(n));
+  AttentionSpec as{nh, nkv, hd, 0, static_cast<float>(scale), static_cast<float>(blk.attention_softcap)};
+  std::vector<KvLayerView> views;  // per layer, for multi-head latent attention (host memory)
   const auto& layers = model_.layers();
   for (size_t l = 0; l < layers.size(); ++l) {
     const LayerWeights& L = layers[l];
-    kernels::rmsnorm(x_.data(), L.input_norm.data(), n, H, eps, h_.data());
+    be.rmsnorm(x_.data(), be.vector(L.input_norm), n, H, eps, h_.data());
     if (observer_) observe(l, LinearInput::AttnIn, h_.data(), n, H);
-    for (int64_t t = 0; t < n; ++t) views[t] = cache_.view(batch[t].seq, static_cast<int64_t>(l));
     if (c.mla.enabled()) {
+      views.resize(static_cast<size_t>(n));
+      for (int64_t t = 0; t < n; ++t) views[t] = cache_.view(batch[t].seq, static_cast<int64_t>(l));
       mla_attention(l, batch, views, max_pos);
     } else {
-    project(L.qkv, L.qkv_bias, h_.data(), n, qkv_.data(), qkv_out);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* row = qkv_.data() + t * qkv_out;
-      std::memcpy(q_.data() + t * q_out, row, sizeof(float) * q_out);
-      std::memcpy(k_.data() + t * kv_out, row + q_out, sizeof(float) * kv_out);
-    }
-    kernels::apply_rope(q_.data(), n, nh, hd, c.rotary_dim, cos_.data(), sin_.data());
-    kernels::apply_rope(k_.data(), n, nkv, hd, c.rotary_dim, cos_.data(), sin_.data());
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t g = 0; g < nkv; ++g) {
-        kernels::kv_store_row(views[t].type, k_.data() + (t * nkv + g) * hd, hd, views[t].row(0, g, batch[t].pos));
-        kernels::kv_store_row(views[t].type, qkv_.data() + t * qkv_out + q_out + kv_out + g * hd, hd,
-                              views[t].row(1, g, batch[t].pos));
-      }
-    }
-    as.window = L.window;
-    const int64_t group = nh / nkv;
-#pragma omp parallel
-    {
-      std::vector<float> scores(static_cast<size_t>(max_pos + 1)), tmp(static_cast<size_t>(hd));
-#pragma omp for collapse(2) schedule(dynamic, 4)
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t h = 0; h < nh; ++h)
-          kernels::attention_head(as, views[t], h / group, q_.data() + (t * nh + h) * hd, batch[t].pos,
-                                  scores.data(), tmp.data(), attn_.data() + (t * nh + h) * hd);
-    }
+      project(L.qkv, L.qkv_bias, h_.data(), n, qkv_.data(), qkv_out);
+      be.copy_columns(q_.data(), q_out, qkv_.data(), qkv_out, n, q_out);
+      be.copy_columns(k_.data(), kv_out, qkv_.data() + q_out, qkv_out, n, kv_out);
+      be.rope(q_.data(), n, nh, hd, c.rotary_dim, cos_.data(), sin_.data());
+      be.rope(k_.data(), n, nkv, hd, c.rotary_dim, cos_.data(), sin_.data());
+      be.store_kv(*ctx_, static_cast<int64_t>(l), 0, k_.data(), kv_out, nkv);
+      be.store_kv(*ctx_, static_cast<int64_t>(l), 1, qkv_.data() + q_out + kv_out, qkv_out, nkv);
+      as.window = L.window;
+      be.attention(*ctx_, static_cast<int64_t>(l), as, q_.data(), attn_.data());
     }
     if (observer_) observe(l, LinearInput::AttnOut, attn_.data(), n, L.o->cols());
-    L.o->matmul(attn_.data(), n, tmp_.data());
+    be.matmul(*L.o, attn_.data(), n, tmp_.data());
     add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
 
-    kernels::rmsnorm(x_.data(), L.post_attention_norm.data(), n, H, eps, h_.data());
+    be.rmsnorm(x_.data(), be.vector(L.post_attention_norm), n, H, eps, h_.data());
     if (observer_) observe(l, LinearInput::MlpIn, h_.data(), n, H);
     if (L.router) moe_mlp(l, h_.data(), n, tmp_.data());
     else gated_mlp(l, -1, L.mlp, h_.data(), n, tmp_.data(), false);
@@ -202,29 +228,30 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   }
 
   // Final norm and LM head for the entries that want logits.
-  int64_t m = 0;
-  xs_.resize(n * H);
+  std::vector<int32_t> rows;
   for (int64_t t = 0; t < n; ++t)
-    if (batch[t].logits) std::memcpy(xs_.data() + (m++) * H, x_.data() + t * H, sizeof(float) * H);
+    if (batch[t].logits) rows.push_back(static_cast<int32_t>(t));
+  const int64_t m = static_cast<int64_t>(rows.size());
   logits.resize(static_cast<size_t>(m * c.vocab_size));
   if (m == 0) return;
-  kernels::rmsnorm(xs_.data(), model_.final_norm().data(), m, H, eps, h_.data());
+  xs_.resize(n * H);
+  be.gather_rows(*ctx_, xs_.data(), x_.data(), rows, H);
+  be.rmsnorm(xs_.data(), be.vector(model_.final_norm()), m, H, eps, h_.data());
   if (observer_) observer_(head_name_, h_.data(), m, H);
-  model_.lm_head().matmul(h_.data(), m, logits.data());
-  if (blk.logit_scale != 1) {
-    const float s = static_cast<float>(blk.logit_scale);
-    for (float& v : logits) v *= s;
-  }
-  if (blk.final_softcap > 0) kernels::softcap(logits.data(), m * c.vocab_size, static_cast<float>(blk.final_softcap));
+  part_.resize(static_cast<size_t>(m * c.vocab_size));
+  float* out = be.host_memory() ? logits.data() : part_.data();
+  be.matmul(model_.lm_head(), h_.data(), m, out);
+  if (blk.logit_scale != 1) be.scale(out, m * c.vocab_size, static_cast<float>(blk.logit_scale));
+  if (blk.final_softcap > 0) be.softcap(out, m * c.vocab_size, static_cast<float>(blk.final_softcap));
+  if (!be.host_memory()) be.download(logits.data(), out, sizeof(float) * m * c.vocab_size);
 }
 
 void Engine::add_residual(float* y, const std::vector<float>& bias, const std::vector<float>& norm, int64_t n,
                           int64_t H, float eps) {
-  if (!bias.empty())
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t i = 0; i < H; ++i) y[t * H + i] += bias[i];
-  if (!norm.empty()) kernels::rmsnorm(y, norm.data(), n, H, eps, y);
-  for (int64_t i = 0; i < n * H; ++i) x_[i] += y[i];
+  Backend& be = *backend_;
+  if (!bias.empty()) be.add_bias(y, be.vector(bias), n, H, H);
+  if (!norm.empty()) be.rmsnorm(y, be.vector(norm), n, H, eps, y);
+  be.add(x_.data(), y, n * H);
 }
 
 }  // namespace upg

@@ -13,6 +13,12 @@
 //   logits = RMSNorm(x) W_lm^T [* logit_scale] [soft-capped], for the entries that ask for them.
 // Arithmetic is fp32; the cache rows are of the cache's type.
 //
+// Every op runs on a Backend (backend/backend.h): the model's (Model::backend(), the CPU unless the
+// caller chose a device) or the one in EngineOptions. Activations and the KV cache live in the
+// backend's memory; only token ids go in and the requested logits come out. Mixture-of-experts
+// layers, multi-head latent attention and the calibration observer read activations on the host, so
+// they run on backends with host memory only (the constructor and set_observer say so otherwise).
+//
 // Not thread-safe (one caller at a time); the Model may be shared and must outlive the Engine.
 #pragma once
 #include <array>
@@ -23,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
 
@@ -39,6 +46,7 @@ struct BatchEntry {
 
 struct EngineOptions {
   KvCacheOptions kv;
+  std::shared_ptr<Backend> backend;  // null: the model's (Model::backend())
 };
 
 class Engine {
@@ -46,6 +54,7 @@ class Engine {
   explicit Engine(const Model& model, const EngineOptions& o = {});
 
   const Model& model() const { return model_; }
+  Backend& backend() const { return *backend_; }
   KvCache& cache() { return cache_; }
   const KvCache& cache() const { return cache_; }
 
@@ -71,6 +80,7 @@ class Engine {
   // (valid only during the call; n = the batch, or the entries with logits for the LM head).
   // Projections sharing one input (q, k, v; gate, up) are each reported, with the same pointer.
   using Observer = std::function<void(const std::string& weight_name, const float* x, int64_t n, int64_t cols)>;
+  // Throws Error when the backend's memory is not host memory.
   void set_observer(Observer observer);
 
  private:
@@ -83,6 +93,7 @@ class Engine {
   void observe(size_t layer, LinearInput in, const float* x, int64_t n, int64_t cols, int64_t expert = -1) const;
   // out (n x hidden) = the gated MLP g of in (n x hidden), biases included (runtime/engine_mlp.cpp).
   // Observes the MLP's input too when observe_input (its activation always).
+  // (in and out are backend memory.)
   void gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const float* in, int64_t n, float* out,
                  bool observe_input);
   // Multi-head latent attention of layer `layer` for the batch, from h_ into attn_ (heads x v_head_dim
@@ -94,10 +105,13 @@ class Engine {
   // x += y (n x H) after adding the bias and applying the output norm (when not empty) to y.
   void add_residual(float* y, const std::vector<float>& bias, const std::vector<float>& norm, int64_t n, int64_t H,
                     float eps);
+  // out (n x out_width) = in times the parts' outputs side by side, plus the bias.
   void project(const std::vector<std::unique_ptr<WeightMatrix>>& parts, const std::vector<float>& bias,
                const float* in, int64_t n, float* out, int64_t out_width);
 
   const Model& model_;
+  std::shared_ptr<Backend> backend_;
+  std::unique_ptr<StepContext> ctx_;
   KvCache cache_;
   std::map<SeqId, SeqState> states_;
   std::map<int64_t, RopeFrequencies> freq_;  // by the length key rope_frequencies depends on
@@ -105,8 +119,12 @@ class Engine {
   // Per layer: the names of the projections reading each (input, routed expert or -1).
   std::vector<std::map<std::pair<LinearInput, int64_t>, std::vector<std::string>>> observed_names_;
   std::string head_name_;
-  // Activations, resized per step.
-  std::vector<float> x_, h_, qkv_, q_, k_, attn_, tmp_, mlp_, act_, cos_, sin_, part_, xs_;
+  // Activations (backend memory), grown as steps need.
+  Buffer x_, h_, qkv_, q_, k_, attn_, tmp_, mlp_, act_, cos_, sin_, part_, xs_;
+  // Host staging of the rotary angles, and the step's views of the cache (layer 0).
+  std::vector<float> cos_host_, sin_host_;
+  std::vector<KvLayerView> kv0_;
+  std::vector<int64_t> kv_blocks_, kv_pos_;
   // Mixture-of-experts scratch: router probabilities, rows gathered for one expert, its output,
   // and per expert the (token, weight) pairs routed to it.
   std::vector<float> route_, gathered_, expert_out_, shared_out_, shared_gate_;

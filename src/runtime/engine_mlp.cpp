@@ -18,20 +18,11 @@ void Engine::gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const fl
   act_.resize(static_cast<size_t>(n * I));
   if (observer_ && observe_input) observe(layer, LinearInput::MlpIn, in, n, H, expert);
   project(g.gate_up, g.gate_up_bias, in, n, mlp_.data(), 2 * I);
-  for (int64_t t = 0; t < n; ++t) {
-    const float* gt = mlp_.data() + t * 2 * I;
-    float* a = act_.data() + t * I;
-    switch (c.block.activation) {
-      case Activation::Silu: kernels::silu_mul(gt, gt + I, a, I); break;
-      case Activation::GeluTanh: kernels::gelu_tanh_mul(gt, gt + I, a, I); break;
-      case Activation::Gelu: kernels::gelu_mul(gt, gt + I, a, I); break;
-    }
-  }
+  Backend& be = *backend_;
+  be.gated_activation(c.block.activation, mlp_.data(), n, I, act_.data());
   if (observer_) observe(layer, LinearInput::MlpAct, act_.data(), n, I, expert);
-  g.down->matmul(act_.data(), n, out);
-  if (!g.down_bias.empty())
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t i = 0; i < H; ++i) out[t * H + i] += g.down_bias[i];
+  be.matmul(*g.down, act_.data(), n, out);
+  if (!g.down_bias.empty()) be.add_bias(out, be.vector(g.down_bias), n, H, H);
 }
 
 void Engine::moe_mlp(size_t layer, const float* in, int64_t n, float* out) {

@@ -5,8 +5,10 @@
 
 namespace upg {
 
-KvCache::KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCacheOptions& o, bool keys_only)
-    : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim), parts_(keys_only ? 1 : 2), opt_(o) {
+KvCache::KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCacheOptions& o, bool keys_only,
+                 BackendMemory* memory)
+    : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim), parts_(keys_only ? 1 : 2), opt_(o),
+      memory_(memory ? memory : cpu_backend().get()) {
   UPG_CHECK(layers > 0 && kv_heads > 0 && head_dim > 0, "KV cache: layers, kv heads and head_dim must be positive");
   UPG_CHECK(o.block_size >= 1 && o.block_size <= 4096, "KV cache: block size must be in [1, 4096], got ",
             o.block_size);
@@ -19,7 +21,10 @@ KvCache::KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCac
             " layers x ", parts_, " x ", kv_heads, " kv heads x ", row_bytes_, " bytes)");
 }
 
-KvCache::~KvCache() = default;
+KvCache::~KvCache() {
+  for (uint8_t* p : storage_)
+    if (p) memory_->deallocate(p);
+}
 
 KvCache::Sequence& KvCache::seq(SeqId s) {
   auto it = seqs_.find(s);
@@ -76,22 +81,39 @@ bool KvCache::evict_one_prefix() {
   return false;
 }
 
+uint8_t* KvCache::block_memory() {
+  try {
+    return static_cast<uint8_t*>(memory_->allocate(block_bytes_));
+  } catch (const KvCacheFull&) {
+    throw;
+  } catch (const Error& e) {  // the backend's memory is exhausted: a full cache, which callers handle
+    throw KvCacheFull(str_cat("KV cache full: no memory for another block of ", block_bytes_ >> 10, " KiB (",
+                              blocks_in_use(), " blocks in use): ", e.what()));
+  }
+}
+
 int32_t KvCache::allocate() {
   if (free_.empty() && max_blocks_ > 0 && blocks_allocated() >= max_blocks_) evict_one_prefix();
   int32_t b;
   if (!free_.empty()) {
     b = free_.back();
-    free_.pop_back();
     if (!storage_[static_cast<size_t>(b)]) {  // given back by trim()
-      storage_[static_cast<size_t>(b)].reset(new uint8_t[block_bytes_]);
+      storage_[static_cast<size_t>(b)] = block_memory();
       ++live_blocks_;
     }
+    free_.pop_back();
   } else {
     if (max_blocks_ > 0 && blocks_allocated() >= max_blocks_)
       throw KvCacheFull(str_cat("KV cache full: all ", max_blocks_, " blocks (", (max_blocks_ * block_bytes_) >> 20,
                                 " MiB) are in use"));
-    // new[] without initialization: pages are committed only as rows are written.
-    storage_.emplace_back(new uint8_t[block_bytes_]);
+    // Uninitialised (on the CPU, pages are committed only as rows are written).
+    uint8_t* p = block_memory();
+    try {
+      storage_.push_back(p);
+    } catch (...) {
+      memory_->deallocate(p);
+      throw;
+    }
     ++live_blocks_;
     meta_.emplace_back();
     b = static_cast<int32_t>(storage_.size() - 1);
@@ -106,7 +128,8 @@ int64_t KvCache::trim() {
   for (int32_t b : free_) {
     auto& p = storage_[static_cast<size_t>(b)];
     if (p) {
-      p.reset();
+      memory_->deallocate(p);
+      p = nullptr;
       ++n;
     }
   }
@@ -137,15 +160,15 @@ void KvCache::append(SeqId s, int64_t n) {
   if (n > 0 && q.length % B != 0 && meta_[static_cast<size_t>(q.blocks.back())].refs > 1) {
     const int32_t old = q.blocks.back();
     const int32_t b = allocate();
-    std::memcpy(storage_[static_cast<size_t>(b)].get(), storage_[static_cast<size_t>(old)].get(), block_bytes_);
+    memory_->copy(storage_[static_cast<size_t>(b)], storage_[static_cast<size_t>(old)], block_bytes_);
     unref(old);
     q.blocks.back() = b;
-    q.ptrs.back() = storage_[static_cast<size_t>(b)].get();
+    q.ptrs.back() = storage_[static_cast<size_t>(b)];
   }
   while (static_cast<int64_t>(q.blocks.size()) * B < q.length + n) {
     const int32_t b = allocate();
     q.blocks.push_back(b);
-    q.ptrs.push_back(storage_[static_cast<size_t>(b)].get());
+    q.ptrs.push_back(storage_[static_cast<size_t>(b)]);
   }
   q.length += n;
 }
@@ -180,9 +203,9 @@ KvCache::SeqId KvCache::fork(SeqId src, int64_t len) {
   }
   if (partial) {
     const int32_t b = allocate();
-    std::memcpy(storage_[static_cast<size_t>(b)].get(), f.ptrs[full], block_bytes_);
+    memory_->copy(storage_[static_cast<size_t>(b)], f.ptrs[full], block_bytes_);
     q.blocks.push_back(b);
-    q.ptrs.push_back(storage_[static_cast<size_t>(b)].get());
+    q.ptrs.push_back(storage_[static_cast<size_t>(b)]);
   }
   q.length = len;
   return s;
@@ -200,7 +223,7 @@ int64_t KvCache::attach_prefix(SeqId s, std::span<const int32_t> tokens) {
     const int32_t b = it->second.block;
     ++meta_[static_cast<size_t>(b)].refs;
     q.blocks.push_back(b);
-    q.ptrs.push_back(storage_[static_cast<size_t>(b)].get());
+    q.ptrs.push_back(storage_[static_cast<size_t>(b)]);
     q.length += B;
     lru_.splice(lru_.end(), lru_, it->second.lru);  // most recently used
     parent = meta_[static_cast<size_t>(b)].serial;

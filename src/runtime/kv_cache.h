@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/backend.h"
 #include "base/error.h"
 #include "kernels/kv_layout.h"
 
@@ -45,7 +46,10 @@ class KvCache {
  public:
   using SeqId = int32_t;
   // keys_only: no value rows (MLA's latent cache); a block then holds [layer][k][kv_head][slot][row].
-  KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCacheOptions& o, bool keys_only = false);
+  // memory: where the blocks live (a Backend: host memory for the CPU, device memory for a GPU);
+  // null = the CPU backend's. It must outlive the cache.
+  KvCache(int64_t layers, int64_t kv_heads, int64_t head_dim, const KvCacheOptions& o, bool keys_only = false,
+          BackendMemory* memory = nullptr);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -74,6 +78,8 @@ class KvCache {
   const KvCacheOptions& options() const { return opt_; }
   bool keys_only() const { return parts_ == 1; }
   size_t block_bytes() const { return block_bytes_; }
+  // Bytes from one layer's rows to the next inside a block (KvLayerView::layer_offset of layer l is l times this).
+  size_t layer_stride() const { return static_cast<size_t>(parts_ * kv_heads_ * opt_.block_size) * row_bytes_; }
   int64_t max_blocks() const { return max_blocks_; }  // 0: no cap
   int64_t blocks_allocated() const { return static_cast<int64_t>(storage_.size()); }
   int64_t blocks_in_use() const { return blocks_allocated() - static_cast<int64_t>(free_.size()); }
@@ -103,6 +109,7 @@ class KvCache {
   Sequence& seq(SeqId s);
   const Sequence& seq(SeqId s) const;
   int32_t allocate();  // throws KvCacheFull
+  uint8_t* block_memory();  // one block's memory; KvCacheFull when the backend has none left
   bool evict_one_prefix();
   void unref(int32_t b);
   int64_t available_blocks() const;
@@ -112,7 +119,8 @@ class KvCache {
   KvCacheOptions opt_;
   size_t row_bytes_, block_bytes_;
   int64_t max_blocks_;
-  std::vector<std::unique_ptr<uint8_t[]>> storage_;  // null for a free block whose memory trim() gave back
+  BackendMemory* memory_;
+  std::vector<uint8_t*> storage_;  // null for a free block whose memory trim() gave back
   int64_t live_blocks_ = 0;
   std::vector<Block> meta_;
   std::vector<int32_t> free_;

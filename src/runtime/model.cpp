@@ -198,4 +198,9 @@ int64_t Model::parameter_count() const {
   return n;
 }
 
+void Model::set_backend(std::shared_ptr<Backend> b) {
+  UPG_CHECK(b != nullptr, "Model::set_backend: no backend given");
+  backend_ = std::move(b);
+}
+
 }  // namespace upg

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "codecs/weight_matrix.h"
 #include "models/model_config.h"
 #include "models/registry.h"
@@ -103,6 +104,12 @@ class Model {
   const std::vector<LayerWeights>& layers() const { return layers_; }
   const std::vector<float>& final_norm() const { return final_norm_; }  // offset folded in, as above
 
+  // The backend the model runs on: the CPU unless set_backend() chose another (`--device`). Engines
+  // prepare the model's matrices on it once (Backend::prepare keeps them for the model's lifetime).
+  // Set it before sharing the model between threads.
+  const std::shared_ptr<Backend>& backend() const { return backend_; }
+  void set_backend(std::shared_ptr<Backend> b);
+
  private:
   Model() = default;
   std::unique_ptr<WeightSource> source_;
@@ -112,6 +119,7 @@ class Model {
   std::unique_ptr<WeightMatrix> embed_, lm_head_;  // lm_head_ null when tied
   std::vector<LayerWeights> layers_;
   std::vector<float> final_norm_;
+  std::shared_ptr<Backend> backend_ = cpu_backend();  // last: destroyed first, before the matrices it holds copies of
 };
 
 }  // namespace upg

@@ -5,11 +5,11 @@
 // shared and must outlive the Session.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "runtime/engine.h"
-#include "runtime/session.h"
 
 namespace upg {
 
@@ -17,9 +17,11 @@ class Session {
  public:
   // max_context: positions the sequence may hold; <= 0 means config().max_position_embeddings.
   // Cache blocks are allocated as positions are written; nothing is reserved here.
-  // kv: the cache row type (f32 is exact; bf16 is what `upg run` uses by default).
+  // kv: the cache row type (f32 is exact; bf16 is what `upg run` uses by default); when not given,
+  // f32 on the CPU and bf16 on a GPU (whose attention reads bf16 rows only).
   // kv_max_bytes: cap on cache memory (0: none); a forward that would exceed it throws KvCacheFull.
-  explicit Session(const Model& model, int max_context = 0, KvType kv = KvType::F32, size_t kv_max_bytes = 0);
+  explicit Session(const Model& model, int max_context = 0, std::optional<KvType> kv = std::nullopt,
+                   size_t kv_max_bytes = 0);
 
   // Runs `tokens` (ids in [0, vocab)) at positions position() .. position() + n - 1.
   // logits becomes n x vocab (all_logits) or vocab (the last token's), row-major.

@@ -2,15 +2,21 @@
 // random inputs: the packed skinny GEMM for codebook (2-6 bits, rotate on/off, several groups and
 // codebook blocks, the bf16 fallback), int8 (f16/f32 scales, per-row and grouped) and dense weights
 // against the codec's decode_rows; the Hadamard rotation against codecs/compose.h; RMSNorm, RoPE,
-// SiLU*up and GELU-tanh*up against kernels/cpu; decode attention over the paged bf16 KV cache against
-// kernels/cpu/attention.h (GQA, long contexts split over positions, sliding window, soft-capping).
+// SiLU*up and GELU-tanh*up against kernels/cpu; the elementwise ops (bias, add, scale, soft-cap,
+// column copies, row gathers) against plain loops; the bf16 K/V store byte for byte against
+// kernels::kv_store_row; decode attention over the paged bf16 KV cache (a table of separately
+// allocated blocks) against kernels/cpu/attention.h (GQA, long contexts split over positions, sliding
+// window, soft-capping, several query tokens of one sequence).
 // Without a CUDA device every test skips with "no CUDA device: ..." (CI has no GPU).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <numeric>
 #include <random>
+#include <tuple>
 
 #include "base/half.h"
 #include "codecs/codebook/codebook_codec.h"
@@ -268,60 +274,183 @@ TEST(CudaOps, RmsNormRopeActivations) {
   }
 }
 
+TEST(CudaOps, Elementwise) {
+  REQUIRE_CUDA_DEVICE();
+  // add_bias over rows of ld > width: columns past width untouched.
+  for (auto [rows, width, ld] : {std::tuple<int64_t, int64_t, int64_t>{7, 301, 320}, {1, 5, 5}, {33, 1000, 1003}}) {
+    std::vector<float> y = randn(static_cast<size_t>(rows * ld)), b = randn(static_cast<size_t>(width));
+    cu::DeviceBuffer dy = to_dev(y), db = to_dev(b);
+    cu::add_bias(dy.as<float>(), db.as<float>(), rows, width, ld);
+    cu::synchronize();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < width; ++c) y[r * ld + c] += b[c];
+    const auto got = from_dev(dy, y.size());
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(got[i], y[i]) << "add_bias " << rows << "x" << width << " i " << i;
+  }
+  // add, scale, softcap
+  for (int64_t n : {1, 999, 70001}) {
+    std::vector<float> x = randn(static_cast<size_t>(n), 40.f), y = randn(static_cast<size_t>(n));
+    cu::DeviceBuffer dx = to_dev(x), dy = to_dev(y), ds = to_dev(x), dc = to_dev(x);
+    cu::add(dx.as<float>(), dy.as<float>(), n);
+    cu::scale(ds.as<float>(), n, -0.37f);
+    cu::softcap(dc.as<float>(), n, 30.f);
+    cu::synchronize();
+    const auto sum = from_dev(dx, n), scaled = from_dev(ds, n), capped = from_dev(dc, n);
+    std::vector<float> ref = x;
+    kernels::softcap(ref.data(), n, 30.f);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(sum[i], x[i] + y[i]) << "add n " << n << " i " << i;
+      ASSERT_EQ(scaled[i], x[i] * -0.37f) << "scale n " << n << " i " << i;
+      ASSERT_NEAR(capped[i], ref[i], 1e-6f * (1 + std::fabs(ref[i]))) << "softcap n " << n << " x " << x[i];
+    }
+  }
+  // copy_columns between different leading dimensions: columns of dst past width untouched.
+  for (auto [rows, width, src_ld, dst_ld] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{5, 77, 100, 90}, {1, 3, 3, 3}, {19, 513, 515, 1024}}) {
+    const std::vector<float> src = randn(static_cast<size_t>(rows * src_ld));
+    std::vector<float> dst(static_cast<size_t>(rows * dst_ld), -12345.f);
+    cu::DeviceBuffer ds = to_dev(src), dd = to_dev(dst);
+    cu::copy_columns(dd.as<float>(), dst_ld, ds.as<float>(), src_ld, rows, width);
+    cu::synchronize();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < width; ++c) dst[r * dst_ld + c] = src[r * src_ld + c];
+    const auto got = from_dev(dd, dst.size());
+    for (size_t i = 0; i < dst.size(); ++i) ASSERT_EQ(got[i], dst[i]) << "copy_columns " << rows << "x" << width << " i " << i;
+  }
+  // gather_rows, rows repeated and out of order
+  for (auto [src_rows, n, width] : {std::tuple<int64_t, int64_t, int64_t>{40, 17, 33}, {3, 1, 1}, {500, 64, 1027}}) {
+    const std::vector<float> src = randn(static_cast<size_t>(src_rows * width));
+    std::vector<int32_t> idx(static_cast<size_t>(n));
+    std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(src_rows - 1));
+    for (auto& r : idx) r = pick(rng());
+    idx.back() = static_cast<int32_t>(src_rows - 1);
+    cu::DeviceBuffer ds = to_dev(src), di = to_dev(idx), dd = poisoned(static_cast<size_t>(n * width));
+    cu::gather_rows(dd.as<float>(), ds.as<float>(), di.as<int32_t>(), n, width);
+    cu::synchronize();
+    const auto got = from_dev(dd, static_cast<size_t>(n * width));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < width; ++c)
+        ASSERT_EQ(got[i * width + c], src[idx[i] * width + c]) << "gather_rows row " << i << " col " << c;
+  }
+  // Empty ops launch nothing (a launch of an empty grid would throw), whatever the pointers.
+  cu::add_bias(nullptr, nullptr, 0, 10, 10);
+  cu::add(nullptr, nullptr, 0);
+  cu::scale(nullptr, 0, 2.f);
+  cu::softcap(nullptr, 0, 30.f);
+  cu::copy_columns(nullptr, 4, nullptr, 4, 0, 4);
+  cu::gather_rows(nullptr, nullptr, nullptr, 0, 8);
+  cu::kv_store_bf16(cu::PagedKv{}, 0, nullptr, 0, nullptr, 0, 4);
+  cu::synchronize();
+}
+
 namespace {
+
+// A paged bf16 cache on host and device: each sequence's blocks allocated one by one (one
+// DeviceBuffer each) in a shuffled order, as the runtime's allocator hands them out, mirrored on the
+// host (KvLayerView) for the CPU reference; plus the device table of block pointers, one row per entry.
+struct PagedCache {
+  int64_t n_kv, head_dim, block_size, max_blocks;
+  size_t row_bytes, head_stride, kv_offset, layer_offset, block_bytes;
+  std::vector<int64_t> seq_len;                          // [sequence] positions
+  std::vector<std::vector<std::vector<uint8_t>>> host;  // [sequence][block] bytes
+  std::vector<std::vector<uint8_t*>> host_ptrs;         // [sequence][block]
+  std::vector<std::vector<cu::DeviceBuffer>> dev;       // [sequence][block]
+  cu::DeviceBuffer table;
+
+  // seq_len[s]: positions of sequence s; fill: the bytes of every block before anything is stored.
+  PagedCache(int64_t n_kv_, int64_t head_dim_, int64_t block_size_, const std::vector<int64_t>& seq_len_, uint8_t fill)
+      : n_kv(n_kv_), head_dim(head_dim_), block_size(block_size_), seq_len(seq_len_) {
+    const int64_t layers = 3, layer = 1;
+    row_bytes = kv_row_bytes(KvType::BF16, head_dim);
+    head_stride = block_size * row_bytes, kv_offset = n_kv * head_stride;
+    layer_offset = layer * 2 * kv_offset, block_bytes = layers * 2 * kv_offset;
+    const size_t nseq = seq_len.size();
+    host.resize(nseq), host_ptrs.resize(nseq), dev.resize(nseq);
+    std::vector<std::pair<size_t, size_t>> order;  // (sequence, block)
+    max_blocks = 1;
+    for (size_t s = 0; s < nseq; ++s) {
+      const int64_t nb = (seq_len[s] + block_size - 1) / block_size;
+      max_blocks = std::max(max_blocks, nb + 1);  // a spare column: the table's stride is not the count
+      host[s].assign(static_cast<size_t>(nb), std::vector<uint8_t>(block_bytes, fill));
+      dev[s].resize(static_cast<size_t>(nb));
+      for (size_t i = 0; i < host[s].size(); ++i) host_ptrs[s].push_back(host[s][i].data()), order.emplace_back(s, i);
+    }
+    std::shuffle(order.begin(), order.end(), rng());
+    for (auto [s, i] : order) dev[s][i] = cu::DeviceBuffer(block_bytes);
+  }
+  KvLayerView view(size_t s) {
+    return KvLayerView{KvType::BF16, block_size, head_dim, row_bytes, head_stride, kv_offset, layer_offset,
+                       host_ptrs[s].data()};
+  }
+  void upload() {
+    for (size_t s = 0; s < host.size(); ++s)
+      for (size_t i = 0; i < host[s].size(); ++i) dev[s][i].upload(host[s][i].data(), block_bytes);
+  }
+  // The table for entries of sequences seq_of[t]: row t = that sequence's device blocks, null padded.
+  cu::PagedKv paged(const std::vector<int>& seq_of) {
+    std::vector<const uint8_t*> t(seq_of.size() * static_cast<size_t>(max_blocks), nullptr);
+    for (size_t e = 0; e < seq_of.size(); ++e)
+      for (size_t i = 0; i < dev[seq_of[e]].size(); ++i)
+        t[e * max_blocks + i] = dev[seq_of[e]][i].as<const uint8_t>();
+    table = to_dev(t);
+    return cu::PagedKv{table.as<const uint8_t* const>(), max_blocks, block_size, head_dim,
+                       row_bytes, head_stride, kv_offset, layer_offset};
+  }
+};
+
+std::vector<int64_t> sequence_lengths(const std::vector<int32_t>& pos, const std::vector<int>& seq_of) {
+  std::vector<int64_t> len(static_cast<size_t>(*std::max_element(seq_of.begin(), seq_of.end()) + 1), 0);
+  for (size_t e = 0; e < pos.size(); ++e) len[seq_of[e]] = std::max<int64_t>(len[seq_of[e]], pos[e] + 1);
+  return len;
+}
 
 struct AttnCase {
   int64_t n_heads, n_kv, head_dim, block_size, window;
   float softcap;
-  std::vector<int32_t> pos;  // one per sequence
+  std::vector<int32_t> pos;  // one per entry (query token)
+  std::vector<int> seq = {};  // the entries' sequences; empty: entry e is sequence e
 };
 
 void run_attention(const AttnCase& c) {
-  const int64_t layers = 2, layer = 1, nseq = static_cast<int64_t>(c.pos.size());
-  const size_t row_bytes = kv_row_bytes(KvType::BF16, c.head_dim);
-  const size_t head_stride = c.block_size * row_bytes, kv_offset = c.n_kv * head_stride;
-  const size_t layer_offset = layer * 2 * kv_offset, block_bytes = layers * 2 * kv_offset;
-  const int32_t max_pos = *std::max_element(c.pos.begin(), c.pos.end());
-  const int64_t max_blocks = max_pos / c.block_size + 1;
-  // Pool blocks handed out in a shuffled order, as a paged allocator would.
-  std::vector<int32_t> ids(static_cast<size_t>(nseq * max_blocks));
-  std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), rng());
-  std::vector<uint8_t> pool(ids.size() * block_bytes, 0xff);  // bf16 NaN wherever no row was written
+  const int64_t nent = static_cast<int64_t>(c.pos.size());
+  std::vector<int> seq_of = c.seq;
+  if (seq_of.empty()) {
+    seq_of.resize(c.pos.size());
+    std::iota(seq_of.begin(), seq_of.end(), 0);
+  }
+  // bf16 NaN (0xffff) wherever no row was written (past each sequence's last position).
+  PagedCache cache(c.n_kv, c.head_dim, c.block_size, sequence_lengths(c.pos, seq_of), 0xff);
   std::vector<float> row(c.head_dim);
-  std::vector<uint8_t*> host_blocks(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) host_blocks[i] = pool.data() + static_cast<size_t>(ids[i]) * block_bytes;
-  for (int64_t s = 0; s < nseq; ++s) {
-    KvLayerView v{KvType::BF16, c.block_size, c.head_dim, row_bytes, head_stride, kv_offset, layer_offset,
-                  host_blocks.data() + s * max_blocks};
-    for (int64_t p = 0; p <= c.pos[s]; ++p)
+  for (size_t s = 0; s < cache.host.size(); ++s) {
+    const KvLayerView v = cache.view(s);
+    for (int64_t p = 0; p < cache.seq_len[s]; ++p)
       for (int part = 0; part < 2; ++part)
         for (int64_t h = 0; h < c.n_kv; ++h) {
           row = randn(static_cast<size_t>(c.head_dim));
           kernels::kv_store_row(KvType::BF16, row.data(), c.head_dim, v.row(part, h, p));
         }
   }
-  const std::vector<float> q = randn(static_cast<size_t>(nseq * c.n_heads * c.head_dim));
+  cache.upload();
+  const int32_t max_pos = *std::max_element(c.pos.begin(), c.pos.end());
+  const std::vector<float> q = randn(static_cast<size_t>(nent * c.n_heads * c.head_dim));
   kernels::AttentionShape shape{c.n_heads, c.n_kv, c.head_dim, c.window, 1.0f / std::sqrt(float(c.head_dim)), c.softcap};
   std::vector<float> ref(q.size()), scores(max_pos + 1), tmp(c.head_dim);
-  for (int64_t s = 0; s < nseq; ++s) {
-    KvLayerView v{KvType::BF16, c.block_size, c.head_dim, row_bytes, head_stride, kv_offset, layer_offset,
-                  host_blocks.data() + s * max_blocks};
+  for (int64_t e = 0; e < nent; ++e) {
+    const KvLayerView v = cache.view(seq_of[e]);
     for (int64_t h = 0; h < c.n_heads; ++h)
-      kernels::attention_head(shape, v, h / (c.n_heads / c.n_kv), q.data() + (s * c.n_heads + h) * c.head_dim,
-                              c.pos[s], scores.data(), tmp.data(), ref.data() + (s * c.n_heads + h) * c.head_dim);
+      kernels::attention_head(shape, v, h / (c.n_heads / c.n_kv), q.data() + (e * c.n_heads + h) * c.head_dim,
+                              c.pos[e], scores.data(), tmp.data(), ref.data() + (e * c.n_heads + h) * c.head_dim);
   }
-  cu::DeviceBuffer dpool = to_dev(pool), dtable = to_dev(ids), dq = to_dev(q), dpos = to_dev(c.pos),
-                   dout = poisoned(q.size());
-  cu::PagedKv kv{dpool.as<uint8_t>(), block_bytes, dtable.as<int32_t>(), max_blocks, c.block_size, c.head_dim,
-                 row_bytes, head_stride, kv_offset, layer_offset};
+  const cu::PagedKv kv = cache.paged(seq_of);
+  cu::DeviceBuffer dq = to_dev(q), dpos = to_dev(c.pos), dout = poisoned(q.size());
   cu::AttentionParams ap{c.n_heads, c.n_kv, c.head_dim, c.window, shape.scale, c.softcap};
-  cu::DeviceBuffer ws(cu::decode_attention_workspace(ap, nseq, max_pos));
-  cu::decode_attention(ap, kv, dq.as<float>(), dpos.as<int32_t>(), nseq, max_pos, dout.as<float>(), ws.data());
+  cu::DeviceBuffer ws(cu::decode_attention_workspace(ap, nent, max_pos));
+  cu::decode_attention(ap, kv, dq.as<float>(), dpos.as<int32_t>(), nent, max_pos, dout.as<float>(), ws.data());
   cu::synchronize();
   const auto got = from_dev(dout, q.size());
   for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_NEAR(got[i], ref[i], 2e-4f) << "heads " << c.n_heads << "/" << c.n_kv << " hd " << c.head_dim << " i " << i;
+    ASSERT_NEAR(got[i], ref[i], 2e-4f) << "heads " << c.n_heads << "/" << c.n_kv << " hd " << c.head_dim << " entry "
+                                       << i / (c.n_heads * c.head_dim) << " i " << i;
 }
 
 }  // namespace
@@ -333,4 +462,86 @@ TEST(CudaAttention, DecodePagedBf16) {
   run_attention({8, 1, 64, 32, 0, 0.f, {700, 63}});              // group 8
   run_attention({6, 6, 96, 16, 0, 0.f, {520, 3}});               // no GQA, head_dim 96 (partial lanes)
   run_attention({4, 2, 256, 16, 100, 30.f, {900, 50}});          // window + soft-cap, head_dim 256
+}
+
+TEST(CudaAttention, DecodeEntriesSharingASequence) {
+  REQUIRE_CUDA_DEVICE();
+  // Prefill-like: several query tokens of one sequence, each attending causally up to its own pos,
+  // beside a decode token of another sequence.
+  run_attention({8, 2, 128, 16, 0, 0.f, {0, 1, 15, 16, 17, 290, 300, 7}, {0, 0, 0, 0, 0, 0, 0, 1}});
+  // Split over positions (max_pos 2047), entries of one sequence in every split count.
+  run_attention({40, 10, 128, 16, 0, 0.f, {2047, 1000, 5, 2046, 900, 1}, {0, 0, 0, 0, 1, 1}});
+  // Sliding window + soft-cap, sequences interleaved in the batch.
+  run_attention({4, 2, 256, 16, 100, 30.f, {850, 40, 900, 99, 100}, {0, 1, 0, 1, 1}});
+}
+
+TEST(CudaKv, StoreBf16MatchesCpuByteForByte) {
+  REQUIRE_CUDA_DEVICE();
+  for (int64_t head_dim : {128, 5}) {
+    const int64_t n_kv = 3, block_size = 16;
+    // Entries: tokens of two sequences, positions distinct within a sequence (across block boundaries).
+    const std::vector<int32_t> pos = {0, 1, 15, 16, 47, 3, 31, 32, 2};
+    const std::vector<int> seq_of = {0, 0, 0, 0, 0, 1, 1, 1, 1};
+    const int64_t n = static_cast<int64_t>(pos.size()), ld = n_kv * head_dim + 7;
+    PagedCache cache(n_kv, head_dim, block_size, sequence_lengths(pos, seq_of), 0xa5);
+    cache.upload();
+    const cu::PagedKv kv = cache.paged(seq_of);
+    cu::DeviceBuffer dpos = to_dev(pos);
+    for (int kv_index : {0, 1}) {
+      std::vector<float> x = randn(static_cast<size_t>(n * ld), 3.f);
+      // Values whose rounding matters: NaNs (signs, payloads, signalling), infinities, overflow to
+      // infinity, subnormals, signed zeros, exact ties (to even, both ways) and values just off them.
+      const uint32_t special[] = {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xff812345u, 0x7fbfffffu, 0x7f800000u,
+                                  0xff800000u, 0x7f7fffffu, 0xff7f8000u, 0x7f7f7fffu, 0x00000001u, 0x80008000u,
+                                  0x007fffffu, 0x00000000u, 0x80000000u, 0x3f808000u, 0x3f818000u, 0x3f808001u,
+                                  0xbf817fffu, 0x3f800000u, 0xc0490fdbu};
+      for (size_t i = 0; i < std::size(special); ++i) {
+        float f;
+        std::memcpy(&f, &special[i], 4);
+        x[(i % static_cast<size_t>(n)) * ld + (i / static_cast<size_t>(n)) + (kv_index ? 2 : 0)] = f;
+      }
+      cu::DeviceBuffer dx = to_dev(x);
+      cu::kv_store_bf16(kv, kv_index, dx.as<float>(), ld, dpos.as<int32_t>(), n, n_kv);
+      for (int64_t t = 0; t < n; ++t) {
+        const KvLayerView v = cache.view(seq_of[t]);
+        for (int64_t g = 0; g < n_kv; ++g)
+          kernels::kv_store_row(KvType::BF16, x.data() + t * ld + g * head_dim, head_dim, v.row(kv_index, g, pos[t]));
+      }
+    }
+    cu::synchronize();
+    for (size_t s = 0; s < cache.host.size(); ++s)
+      for (size_t b = 0; b < cache.host[s].size(); ++b) {
+        std::vector<uint8_t> got(cache.block_bytes);
+        cache.dev[s][b].download(got.data(), got.size());
+        const auto& want = cache.host[s][b];
+        const auto diff = std::mismatch(got.begin(), got.end(), want.begin());
+        ASSERT_TRUE(diff.first == got.end())
+            << "head_dim " << head_dim << " sequence " << s << " block " << b << " byte " << diff.first - got.begin()
+            << ": got 0x" << std::hex << int(*diff.first) << ", want 0x" << int(*diff.second);
+      }
+  }
+}
+
+TEST(CudaOps, GatedRowsEveryActivation) {
+  REQUIRE_CUDA_DEVICE();
+  // Rows [gate | up] as the engine's MLP holds them, against the CPU backend's loop over rows.
+  for (upg::Activation act : {upg::Activation::Silu, upg::Activation::GeluTanh, upg::Activation::Gelu})
+    for (auto [n, width] : {std::pair<int64_t, int64_t>{1, 96}, {5, 1000}, {17, 1537}}) {
+      const std::vector<float> gu = randn(static_cast<size_t>(n * 2 * width), 3.f);
+      std::vector<float> ref(static_cast<size_t>(n * width));
+      for (int64_t t = 0; t < n; ++t) {
+        const float* g = gu.data() + t * 2 * width;
+        float* o = ref.data() + t * width;
+        if (act == upg::Activation::Silu) kernels::silu_mul(g, g + width, o, width);
+        else if (act == upg::Activation::GeluTanh) kernels::gelu_tanh_mul(g, g + width, o, width);
+        else kernels::gelu_mul(g, g + width, o, width);
+      }
+      cu::DeviceBuffer dgu = to_dev(gu), dout = poisoned(ref.size());
+      cu::gated_rows(act, dgu.as<float>(), n, width, dout.as<float>());
+      cu::synchronize();
+      const auto got = from_dev(dout, ref.size());
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], 2e-6f * (1 + std::fabs(ref[i]))) << "act " << static_cast<int>(act) << " n " << n
+                                                                      << " width " << width << " i " << i;
+    }
 }

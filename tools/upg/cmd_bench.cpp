@@ -38,6 +38,7 @@ struct BenchOptions {
   std::vector<int> gen{128};
   std::vector<int> batch{1};
   int threads = 0;
+  std::string device = "cpu";
   int reps = 3;
   int depth = 0;
   std::string kv_type = "bf16";
@@ -64,21 +65,30 @@ Stat stats(const std::vector<double>& v) {
 
 // Fills positions [0, depth) of s with random rows (what --depth promises: memory and attention
 // work of that context, not its computation).
+// Gives sequence s `depth` positions of random keys and values, written a whole cache block at a
+// time on the host and copied to wherever the backend keeps the cache (a GPU's memory).
 void fill_random(Engine& e, SeqId s, int depth, std::mt19937& rng) {
   if (depth <= 0) return;
   const ModelConfig& c = e.model().config();
   e.cache().append(s, depth);
   std::normal_distribution<float> nd(0.f, 1.f);
   const KvGeometry geo = kv_geometry(c);
+  const int64_t B = e.cache().options().block_size;
   std::vector<float> row(static_cast<size_t>(geo.head_dim));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const KvLayerView v = e.cache().view(s, l);
-    for (int kv = 0; kv < (geo.keys_only ? 1 : 2); ++kv)
-      for (int64_t g = 0; g < geo.kv_heads; ++g)
-        for (int p = 0; p < depth; ++p) {
-          for (float& x : row) x = nd(rng);
-          kernels::kv_store_row(v.type, row.data(), geo.head_dim, v.row(kv, g, p));
-        }
+  std::vector<uint8_t> block(e.cache().block_bytes());
+  uint8_t* staged = block.data();
+  for (int64_t bi = 0; bi * B < depth; ++bi) {
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      KvLayerView v = e.cache().view(s, l);
+      v.blocks = &staged;  // the block's rows at their offsets, positions taken modulo the block
+      for (int kv = 0; kv < (geo.keys_only ? 1 : 2); ++kv)
+        for (int64_t g = 0; g < geo.kv_heads; ++g)
+          for (int64_t p = bi * B; p < std::min<int64_t>(depth, (bi + 1) * B); ++p) {
+            for (float& x : row) x = nd(rng);
+            kernels::kv_store_row(v.type, row.data(), geo.head_dim, v.row(kv, g, p - bi * B));
+          }
+    }
+    e.backend().upload(e.cache().view(s, 0).blocks[bi], block.data(), block.size());
   }
 }
 
@@ -95,7 +105,9 @@ void bench(const BenchOptions& o) {
   UPG_CHECK(o.reps >= 1, "-r must be at least 1");
   for (int b : o.batch) UPG_CHECK(b >= 1, "-b: batch sizes must be at least 1, got ", b);
   const auto t0 = Clock::now();
+  std::shared_ptr<Backend> backend = make_backend(o.device);
   auto model = Model::load(o.model);
+  model->set_backend(backend);
   const double load_s = seconds_since(t0);
   const ModelConfig& c = model->config();
   const int64_t params = model->parameter_count();
@@ -112,13 +124,14 @@ void bench(const BenchOptions& o) {
   const size_t decode_bytes = static_cast<size_t>(model->active_weight_bytes()) -
                               (c.tie_word_embeddings ? 0 : model->embed_tokens().stored_bytes());
   const int64_t active_weights = model->active_matrix_weights();
-  const double bw = measure_read_bandwidth();  // 1 GiB, all threads, best of 3
+  const double bw = backend->measure_bandwidth();  // CPU: 1 GiB read by all threads; GPU: 1 GiB device copy
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
 
   EngineOptions eo;
   eo.kv.type = parse_kv_type(o.kv_type);
   eo.kv.max_bytes = o.kv_memory.empty() ? 0 : parse_byte_size(o.kv_memory, "--kv-memory");
-  Engine e(*model, eo);
+  Engine e(*model, eo);  // uploads the weights to a GPU
+  const double prepare_s = seconds_since(t0) - load_s;
   std::mt19937 rng(1234);
   std::vector<Result> results;
   std::vector<float> logits;
@@ -180,8 +193,11 @@ void bench(const BenchOptions& o) {
     j["kv_type"] = o.kv_type;
     j["depth"] = o.depth;
     j["load_seconds"] = load_s;
+    j["device"] = backend->name();
+    j["upload_seconds"] = prepare_s;
+    j["device_memory_in_use_mib"] = static_cast<double>(backend->memory_in_use()) / (1024.0 * 1024.0);
     j["memory_read_bandwidth_gbs"] = bw / 1e9;
-    j["decode_weights_fit_in_last_level_cache"] = decode_bytes < last_level_cache_bytes();
+    j["decode_weights_fit_in_last_level_cache"] = backend->host_memory() && decode_bytes < last_level_cache_bytes();
     j["peak_rss_mib"] = rss_mib;
     j["kv_cache_peak_mib"] = static_cast<double>(e.cache().bytes_allocated()) / (1024.0 * 1024.0);
     j["results"] = nlohmann::json::array();
@@ -207,7 +223,7 @@ void bench(const BenchOptions& o) {
   };
   static const char* const kBytes[] = {"B", "kB", "MB", "GB", "TB", nullptr};
   static const char* const kCount[] = {"", "K", "M", "B", "T", nullptr};
-  const bool cache_resident = decode_bytes < last_level_cache_bytes();
+  const bool cache_resident = backend->host_memory() && decode_bytes < last_level_cache_bytes();
   for (const Result& r : results) {
     out << "| " << c.architecture << " | " << human(static_cast<double>(file_bytes), kBytes) << " | "
         << human(static_cast<double>(params), kCount) << " | " << std::setprecision(3) << bpw << " | " << threads
@@ -216,8 +232,13 @@ void bench(const BenchOptions& o) {
     if (r.bw_fraction >= 0) out << std::setprecision(1) << 100 * r.bw_fraction << "%" << (cache_resident ? " (cache-resident)" : "");
     out << " |\n";
   }
-  out << "\nmemory read bandwidth " << std::setprecision(1) << bw / 1e9 << " GB/s (1 GiB, " << threads
-      << " threads) | decode reads " << std::setprecision(1) << decode_bytes / 1e6 << " MB of weights per step"
+  out << "\ndevice " << backend->name() << " | ";
+  if (backend->host_memory())
+    out << "memory read bandwidth " << std::setprecision(1) << bw / 1e9 << " GB/s (1 GiB, " << threads << " threads)";
+  else
+    out << "device copy bandwidth " << std::setprecision(1) << bw / 1e9 << " GB/s (1 GiB, read + written) | device memory in use "
+        << backend->memory_in_use() / (1024.0 * 1024.0) << " MiB | upload " << std::setprecision(2) << prepare_s << " s";
+  out << " | decode reads " << std::setprecision(1) << decode_bytes / 1e6 << " MB of weights per step"
       << " | active matrix weights per token " << human(static_cast<double>(active_weights), kCount)
       << " | load " << std::setprecision(2) << load_s << " s | peak memory " << std::setprecision(1) << rss_mib
       << " MiB | KV cache " << e.cache().bytes_allocated() / (1024.0 * 1024.0) << " MiB\n";
@@ -249,6 +270,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--kv-memory", o->kv_memory, "Cap on KV cache memory, e.g. 512M, 4G (default: none)");
   cmd->add_option("-o,--output", o->output, "md or json")->capture_default_str()->check(CLI::IsMember({"md", "json"}));
   add_threads_flag(cmd, o->threads);
+  add_device_flag(cmd, o->device);
   cmd->callback([o] { bench(*o); });
 }
 

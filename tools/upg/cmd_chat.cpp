@@ -19,13 +19,14 @@ struct ChatOptions {
   std::string model;
   std::string system;
   int threads = 0;
+  std::string device = "cpu";
   int ctx = 0;
   GenerationFlags gen;
 };
 
 void chat(const ChatOptions& o) {
   apply_threads(o.threads);
-  LoadedModel lm = load_model(o.model);
+  LoadedModel lm = load_model(o.model, o.device);
   UPG_CHECK(lm.chat_template.has_value(), "model '", o.model,
             "' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template); use `upg run`");
   Session session(*lm.model, o.ctx, o.gen.kv(), o.gen.kv_bytes());
@@ -80,6 +81,7 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("-s,--system", o->system, "System prompt");
   cmd->add_option("-c,--ctx", o->ctx, "Context length (0 = the model's maximum)")->check(CLI::NonNegativeNumber);
   add_threads_flag(cmd, o->threads);
+  add_device_flag(cmd, o->device);
   add_generation_flags(cmd, o->gen);
   cmd->callback([o] { chat(*o); });
 }

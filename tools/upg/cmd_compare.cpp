@@ -37,6 +37,7 @@ namespace fs = std::filesystem;
 struct CompareOptions {
   std::string original, compressed, tasks = "ppl,kld,mmlu,hellaswag,arc_challenge", out = "compare_report";
   int limit = -1, ctx = 512, threads = 0, max_new_tokens = 512;
+  std::string device = "cpu";
   double timeout = 3.0;
 };
 
@@ -313,8 +314,8 @@ void run_compare(const CompareOptions& o) {
   for (const auto& t : tasks)
     if (t != "ppl" && t != "kld" && t != "humaneval") find_mc_task(t);  // throws, listing the known tasks
   UPG_CHECK(o.ctx >= 4, "--ctx must be at least 4, got ", o.ctx);
-  LoadedModel orig = load_model(o.original);
-  LoadedModel comp = load_model(o.compressed);
+  LoadedModel orig = load_model(o.original, o.device);
+  LoadedModel comp = load_model(o.compressed, o.device);
   UPG_CHECK(orig.model->config().vocab_size == comp.model->config().vocab_size, "the two models' vocabularies differ (",
             orig.model->config().vocab_size, " vs ", comp.model->config().vocab_size,
             "): they are not an original and its compressed version");
@@ -379,6 +380,7 @@ void add_compare_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   add_threads_flag(cmd, o->threads);
+  add_device_flag(cmd, o->device);
   cmd->callback([o] { run_compare(*o); });
 }
 

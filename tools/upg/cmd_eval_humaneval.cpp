@@ -31,6 +31,7 @@ constexpr const char* kDefaultData = "eval/humaneval/HumanEval.jsonl.gz";
 struct HumanEvalCliOptions {
   std::string model, json, data, samples;
   int limit = -1, threads = 0, max_length = 0, max_new_tokens = 512;
+  std::string device = "cpu";
   double timeout = 3.0;
   bool resume = false, bos = false, unsafe_no_sandbox = false;
 };
@@ -132,7 +133,7 @@ void run_generate(const HumanEvalCliOptions& o) {
   }
   // Refuse before loading the model (run_humaneval_eval probes again and reports the isolation).
   require_humaneval_sandbox(humaneval_limits(o.timeout, !o.unsafe_no_sandbox), o.unsafe_no_sandbox);
-  LoadedModel lm = load_model(o.model);
+  LoadedModel lm = load_model(o.model, o.device);
   install_interrupt_handler();
 
   ProgressLine bar("humaneval", 0, "problems");
@@ -181,6 +182,7 @@ void add_eval_humaneval_command(CLI::App* eval) {
                 "Run the programs even when the sandbox cannot be fully set up on this system (default: refuse, "
                 "listing what is missing)");
   add_threads_flag(cmd, o->threads);
+  add_device_flag(cmd, o->device);
   cmd->callback([o] {
     if (!o->samples.empty()) {
       UPG_CHECK(o->model.empty(), "give either a MODEL or --samples, not both");

@@ -21,6 +21,7 @@ namespace {
 struct PplOptions {
   std::string model, base, text, json, method = "hf";
   int ctx = 512, threads = 0;
+  std::string device = "cpu";
   int64_t chunks = -1;
 };
 
@@ -36,7 +37,7 @@ void run_ppl(const PplOptions& o) {
   UPG_CHECK(o.method == "hf" || o.method == "llama.cpp", "--method must be hf or llama.cpp, got '", o.method, "'");
   const std::string text_path = resolve_text(o.text);
   const std::string text = read_data_file(text_path);
-  LoadedModel lm = load_model(o.model);
+  LoadedModel lm = load_model(o.model, o.device);
   install_interrupt_handler();
   PplEvalOptions po;
   po.model = o.model;
@@ -65,8 +66,8 @@ void run_kld(const PplOptions& o) {
   apply_threads(o.threads);
   const std::string text_path = resolve_text(o.text);
   const std::string text = read_data_file(text_path);
-  LoadedModel base = load_model(o.base);
-  LoadedModel model = load_model(o.model);
+  LoadedModel base = load_model(o.base, o.device);
+  LoadedModel model = load_model(o.model, o.device);
   install_interrupt_handler();
   KldEvalOptions ko;
   ko.base = o.base;
@@ -102,6 +103,7 @@ void add_common(CLI::App* cmd, PplOptions& o) {
   cmd->add_option("--chunks,--limit", o.chunks, "Evaluate only the first N windows (default: all)");
   cmd->add_option("--json", o.json, "Write the results to this JSON file");
   add_threads_flag(cmd, o.threads);
+  add_device_flag(cmd, o.device);
 }
 }  // namespace
 

@@ -24,6 +24,7 @@ namespace {
 struct TaskOptions {
   std::string model, json, data;
   int limit = -1, shots = -1, threads = 0, max_length = 0;
+  std::string device = "cpu";
   bool resume = false, bos = false;
 };
 
@@ -85,7 +86,7 @@ void run_task(const McTaskInfo& t, const TaskOptions& o) {
   const McEvalOptions eo = eval_options(o, data);
   std::map<std::string, McItemResult> done;
   if (o.resume) done = load_resume(o.json, mc_eval_config(t, eo));
-  LoadedModel lm = load_model(o.model);
+  LoadedModel lm = load_model(o.model, o.device);
   install_interrupt_handler();
 
   ProgressLine bar(t.name, 0);
@@ -122,6 +123,7 @@ void add_eval_task_commands(CLI::App* eval) {
                     "Context positions (0 = the model's maximum); longer prompts are left-truncated")
         ->check(CLI::NonNegativeNumber);
     add_threads_flag(cmd, o->threads);
+  add_device_flag(cmd, o->device);
     const McTaskInfo* tp = &t;
     cmd->callback([tp, o] { run_task(*tp, *o); });
   }

@@ -15,6 +15,7 @@ struct RunOptions {
   std::string prompt;
   std::string prompt_file;
   int threads = 0;
+  std::string device = "cpu";
   int ctx = 0;
   bool no_bos = false;
   GenerationFlags gen;
@@ -24,7 +25,7 @@ void run(const RunOptions& o) {
   apply_threads(o.threads);
   UPG_CHECK(o.prompt.empty() || o.prompt_file.empty(), "give either -p or -f, not both");
   std::string prompt = o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file);
-  LoadedModel lm = load_model(o.model);
+  LoadedModel lm = load_model(o.model, o.device);
   std::vector<int32_t> ids = lm.tokenizer.encode(prompt, !o.no_bos);
   if (ids.empty() && lm.tokenizer.bos_id()) ids.push_back(*lm.tokenizer.bos_id());
   UPG_CHECK(!ids.empty(), "the prompt is empty and the model has no BOS token to start from");
@@ -50,6 +51,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("-c,--ctx", o->ctx, "Context length (0 = the model's maximum)")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-bos", o->no_bos, "Do not add the tokenizer's BOS/EOS special tokens to the prompt");
   add_threads_flag(cmd, o->threads);
+  add_device_flag(cmd, o->device);
   add_generation_flags(cmd, o->gen);
   cmd->callback([o] { run(*o); });
 }

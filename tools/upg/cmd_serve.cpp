@@ -24,12 +24,12 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string api_key, api_key_file;
-  std::string device = "cpu";
   int max_batch = 16;
   int max_queue = 64;
   int step_tokens = 256;
   int ctx = 0;
   int threads = 0;
+  std::string device = "cpu";
   std::string kv_type = "bf16";
   std::string kv_memory = "2G";
   std::string max_body = "8M";
@@ -46,7 +46,6 @@ std::string default_id(const std::string& path) {
 
 void serve(const ServeOptions& o) {
   apply_threads(o.threads);
-  UPG_CHECK(o.device == "cpu", "--device ", o.device, ": this build serves on the CPU only (no CUDA backend yet)");
   UPG_CHECK(o.api_key.empty() || o.api_key_file.empty(), "give either --api-key or --api-key-file, not both");
   std::string key = o.api_key;
   if (!o.api_key_file.empty()) {
@@ -86,7 +85,7 @@ void serve(const ServeOptions& o) {
 
   std::vector<std::unique_ptr<server::ServedModel>> models;
   for (const auto& [id, path] : wanted) {
-    LoadedModel lm = load_model(path);
+    LoadedModel lm = load_model(path, o.device);
     auto m = std::make_unique<server::ServedModel>(server::ServedModel{
         id, std::move(lm.model), std::move(lm.tokenizer), lm.chat_template, std::nullopt, nullptr});
     m->generation_config = m->model->file_text("generation_config.json");
@@ -132,7 +131,6 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--port", o->port, "Port to listen on (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 and /metrics");
   cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from this file");
-  cmd->add_option("--device", o->device, "cpu (the only backend of this build)")->capture_default_str();
   cmd->add_option("--max-batch", o->max_batch, "Requests decoded together per model")->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--max-queue", o->max_queue, "Requests waiting per model before 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--step-tokens", o->step_tokens, "Tokens per engine step (decode tokens + prompt chunks)")
@@ -147,6 +145,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--shutdown-grace", o->grace_seconds, "Seconds running requests get to finish on SIGINT/SIGTERM")
       ->capture_default_str();
   add_threads_flag(cmd, o->threads);
+  add_device_flag(cmd, o->device);
   cmd->callback([o] { serve(*o); });
 }
 

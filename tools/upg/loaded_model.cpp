@@ -13,9 +13,11 @@
 
 namespace upg::cli {
 
-LoadedModel load_model(const std::string& path) {
+LoadedModel load_model(const std::string& path, const std::string& device) {
   auto t0 = std::chrono::steady_clock::now();
+  std::shared_ptr<Backend> backend = make_backend(device);  // before loading: a bad --device fails fast
   auto model = Model::load(path);
+  model->set_backend(std::move(backend));
   Tokenizer tok = load_model_tokenizer(*model, path);
   std::optional<std::string> chat_template = load_model_chat_template(*model);
   LoadedModel lm{std::move(model), std::move(tok), std::move(chat_template), 0};
@@ -25,6 +27,12 @@ LoadedModel load_model(const std::string& path) {
 
 void add_threads_flag(CLI::App* cmd, int& threads) {
   cmd->add_option("-t,--threads", threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+}
+
+void add_device_flag(CLI::App* cmd, std::string& device) {
+  cmd->add_option("--device", device,
+                  "Where the model runs: cpu, cuda (= cuda:0), cuda:N, or auto (the first GPU if there is one)")
+      ->capture_default_str();
 }
 
 void apply_threads(int threads) {

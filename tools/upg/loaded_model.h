@@ -20,8 +20,12 @@ struct LoadedModel {
   double load_seconds = 0;
 };
 
-// Loads path; throws Error naming the path and the problem.
-LoadedModel load_model(const std::string& path);
+// Loads path to run on `device` (--device: cpu, cuda, cuda:N, auto; make_backend); throws Error
+// naming the path, the device and the problem.
+LoadedModel load_model(const std::string& path, const std::string& device = "cpu");
+
+// --device: where the forward pass runs.
+void add_device_flag(CLI::App* cmd, std::string& device);
 
 // --threads: 0 = all cores. Applies it to OpenMP.
 void add_threads_flag(CLI::App* cmd, int& threads);

@@ -1,9 +1,10 @@
-// Decode attention (one query token per sequence) over the paged bf16 KV cache, GQA-aware and split
-// over the positions for long contexts (FlashDecoding). Same maths as kernels/cpu/attention.h:
+// Decode attention (one query token per entry of the block-pointer table; entries may share a
+// sequence) over the paged bf16 KV cache, GQA-aware and split over the positions for long contexts
+// (FlashDecoding). Same maths as kernels/cpu/attention.h:
 // softmax(q.k * scale [soft-capped]) . v over positions [lo, pos], lo = max(0, pos - window + 1)
 // with a sliding window.
 //
-// Grid (sequence, kv head, split). The CTA's 4 warps walk the split's positions (warp w takes every
+// Grid (entry, kv head, split). The CTA's 4 warps walk the split's positions (warp w takes every
 // 4th); every K and V row is read once for all G = n_heads / n_kv_heads query heads of the kv head
 // (G <= 8), with lane l holding bf16 pairs l, l + 32, ... of the row. Each warp keeps an online
 // softmax (max, sum, weighted V) per query head; the warps merge in shared memory. With one split
@@ -35,8 +36,8 @@ struct AttnArgs {
 };
 
 __device__ __forceinline__ const __nv_bfloat162* kv_row(const PagedKv& kv, int seq, int part, int head, int64_t p) {
-  const int32_t blk = kv.block_table[static_cast<int64_t>(seq) * kv.max_blocks + p / kv.block_size];
-  const uint8_t* r = kv.pool + static_cast<size_t>(blk) * kv.block_bytes + kv.layer_offset + part * kv.kv_offset +
+  const uint8_t* blk = kv.blocks[static_cast<int64_t>(seq) * kv.max_blocks + p / kv.block_size];
+  const uint8_t* r = blk + kv.layer_offset + static_cast<size_t>(part) * kv.kv_offset +
                      static_cast<size_t>(head) * kv.head_stride + static_cast<size_t>(p % kv.block_size) * kv.row_bytes;
   return reinterpret_cast<const __nv_bfloat162*>(r);
 }

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/activation_kind.h"
+
 namespace upg::cuda {
 
 // Number of CUDA devices; 0 when there is none or the driver/runtime cannot be used (then *why, if
@@ -140,35 +142,62 @@ void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t
 // out = up * silu(gate) / up * gelu_tanh(gate); out may alias gate or up.
 void silu_mul(const float* gate, const float* up, float* out, int64_t n, void* stream = nullptr);
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, void* stream = nullptr);
+// out (n x width) = act(gate) * up, row t of gate_up being [gate (width) | up (width)]: silu,
+// gelu-tanh, or gelu with erf (kernels/cpu/activation.h).
+void gated_rows(Activation act, const float* gate_up, int64_t n, int64_t width, float* out, void* stream = nullptr);
 // out (n x cols) = x R: sign flip by signs (device, cols values of +-1), then the orthonormal
 // Walsh-Hadamard transform of each block of `block` columns (codecs/compose.h). out may alias x.
 void hadamard_rotate(const float* x, float* out, int64_t n, int64_t cols, const float* signs, int64_t block,
                      void* stream = nullptr);
+// y[r * ld + c] += bias[c] for r < rows, c < width (ld >= width).
+void add_bias(float* y, const float* bias, int64_t rows, int64_t width, int64_t ld, void* stream = nullptr);
+// x[i] += y[i] (residual add); x[i] *= s; x[i] = cap * tanh(x[i] / cap) (kernels::softcap).
+void add(float* x, const float* y, int64_t n, void* stream = nullptr);
+void scale(float* x, int64_t n, float s, void* stream = nullptr);
+void softcap(float* x, int64_t n, float cap, void* stream = nullptr);
+// dst[r * dst_ld + c] = src[r * src_ld + c] for r < rows, c < width (ld >= width); columns of dst past
+// width are left as they are.
+void copy_columns(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t width,
+                  void* stream = nullptr);
+// dst[i * width + c] = src[rows[i] * width + c] for i < n, c < width; rows: device, n int32.
+void gather_rows(float* dst, const float* src, const int32_t* rows, int64_t n, int64_t width, void* stream = nullptr);
 
-// ---- Decode attention over the paged bf16 KV cache (kernels/kv_layout.h) -----------------------
-// The cache's blocks live in one device pool: block b of the pool starts at pool + b * block_bytes;
-// sequence s's i-th block (positions [i*block_size, (i+1)*block_size)) is pool block
-// block_table[s * max_blocks + i]. Inside a block, rows follow KvLayerView: row (kv, head, pos) at
-// layer_offset + kv * kv_offset + head * head_stride + (pos % block_size) * row_bytes, row_bytes =
-// 2 * head_dim (bf16).
+// ---- The paged bf16 KV cache (kernels/kv_layout.h) ---------------------------------------------
+// A table of block pointers with one row per entry (an entry: one query token, or one token to
+// store): blocks[s * max_blocks + i] (a device pointer, in a device array) is the block holding
+// positions [i*block_size, (i+1)*block_size) of entry s's sequence, as in KvLayerView::blocks. Several
+// entries may belong to the same sequence (prefill: one entry per token), their rows of the table then
+// equal. Inside a block, rows follow KvLayerView: row (kv, head, pos) at
+//   blocks[s * max_blocks + pos / block_size] + layer_offset + kv * kv_offset + head * head_stride
+//   + (pos % block_size) * row_bytes,
+// row_bytes = 2 * head_dim (bf16); rows must be 4-byte aligned (head_dim even, aligned offsets).
 struct PagedKv {
-  const uint8_t* pool;
-  size_t block_bytes;
-  const int32_t* block_table;  // device, nseq x max_blocks
+  const uint8_t* const* blocks;  // device, nseq x max_blocks device pointers
   int64_t max_blocks;
   int64_t block_size, head_dim;
   size_t row_bytes, head_stride, kv_offset, layer_offset;
 };
+// Stores keys (kv_index 0) or values (1): for entry t < n and kv head g < n_kv_heads, row
+// (kv_index, g, pos[t]) of entry t (row t of the table) = x[t * ld + g * head_dim + i], i < head_dim,
+// rounded to bf16 bit for bit as kernels::kv_store_row(KvType::BF16) does (round-to-nearest-even; a
+// NaN keeps its sign and top payload bits, made quiet). pos: device, n int32. The blocks are written
+// (const in PagedKv only because attention reads them).
+void kv_store_bf16(const PagedKv& kv, int kv_index, const float* x, int64_t ld, const int32_t* pos, int64_t n,
+                   int64_t n_kv_heads, void* stream = nullptr);
+
+// ---- Decode attention over the paged bf16 KV cache ---------------------------------------------
 struct AttentionParams {
   int64_t n_heads, n_kv_heads, head_dim;
   int64_t window = 0;    // 0 = full causal
   float scale;
   float softcap = 0;     // > 0: scores soft-capped before the softmax
 };
-// One query token per sequence: q (nseq x n_heads x head_dim, fp32), pos (device, nseq int32: the
-// query's position; it attends to [lo, pos]), out (nseq x n_heads x head_dim). Long contexts are split
-// over the positions (FlashDecoding) into chunks merged by a second kernel; `workspace` must hold
-// decode_attention_workspace(...) bytes (may be null when that is 0). max_pos bounds every pos.
+// One query token per entry of the table (kv.blocks has nseq rows): q (nseq x n_heads x head_dim,
+// fp32), pos (device, nseq int32: the query's position; it attends to [lo, pos] of its entry's
+// sequence), out (nseq x n_heads x head_dim). Entries may share a sequence (the query tokens of one
+// prompt, each at its own pos). Long contexts are split over the positions (FlashDecoding) into chunks
+// merged by a second kernel; `workspace` must hold decode_attention_workspace(...) bytes (may be null
+// when that is 0). max_pos bounds every pos.
 size_t decode_attention_workspace(const AttentionParams& p, int64_t nseq, int64_t max_pos);
 void decode_attention(const AttentionParams& p, const PagedKv& kv, const float* q, const int32_t* pos,
                       int64_t nseq, int64_t max_pos, float* out, void* workspace, void* stream = nullptr);

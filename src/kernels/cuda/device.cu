@@ -21,7 +21,7 @@ int device_count(std::string* why) {
 std::string device_name(int dev) {
   cudaDeviceProp p;
   UPG_CUDA_CHECK(cudaGetDeviceProperties(&p, dev));
-  char buf[256];
+  char buf[512];
   std::snprintf(buf, sizeof buf, "%s, %d SMs, %.0f GB, L2 %d MB, cc %d.%d", p.name, p.multiProcessorCount,
                 p.totalGlobalMem / 1e9, p.l2CacheSize >> 20, p.major, p.minor);
   return buf;

@@ -306,7 +306,12 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, int64_t n, float* y, void* s
     const int warps = pick_warps(m.S, NT == 1 ? 16 : 8);
     const int64_t kchunks = (m.S + warps - 1) / warps;
     const size_t smem = static_cast<size_t>(2) * warps * 16 * NT * 8 * sizeof(float);
-    UPG_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    // The attribute is per kernel function, shared by every matrix using it: set it to the most any
+    // launch here asks for, never to this matrix's smem (a smaller matrix would lower it below what
+    // a larger one launched with, and that launch would fail with "invalid argument").
+    constexpr size_t kSmemCap = static_cast<size_t>(2) * 16 * 16 * 2 * 8 * sizeof(float);
+    static_assert(kSmemCap >= static_cast<size_t>(2) * 16 * 16 * 1 * 8 * sizeof(float));
+    UPG_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemCap)));
     int dev = 0, sms = 0, per_sm = 0;
     UPG_CUDA_CHECK(cudaGetDevice(&dev));
     UPG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
@@ -340,7 +345,9 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, int64_t n, float* y, void* s
     UPG_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(n) * m.rows * sizeof(float), as_stream(stream)));
   const dim3 grid(static_cast<unsigned>((m.mtiles + tpb - 1) / tpb), static_cast<unsigned>(kchunks));
   fn<<<grid, threads, smem, as_stream(stream)>>>(a);
-  UPG_CUDA_LAUNCHED("tiles_gemm");
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess)
+    throw Error(str_cat("CUDA: tiles_gemm launch failed (", m.rows, " x ", m.cols, ", n ", n, ", grid ", grid.x, " x ",
+                        grid.y, ", ", threads, " threads, ", smem, " bytes of shared memory): ", cudaGetErrorString(e)));
 }
 
 }  // namespace upg::cuda

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# On the lent GPU machine, which lacks the Debian libraries of the full build: runs binaries built on
+# the Debian build machine (with nvcc there) from a bundle made by bench/cuda/make_gpu_bundle.sh:
+# test_cuda_kernels, test_cuda_engine (GPU against CPU; refA from the bundle), compute-sanitizer on
+# part of it, then `upg synth` of the Phi-4 shape at 3.2 bpw and `upg bench --device cuda`.
+# The bundle's own loader and libraries are used (the host's glibc may be older than Debian 12's).
+# Usage: [SKIP_TESTS=1] bench/cuda/run_engine_on_gpu.sh BUNDLE.tar.xz OUT_DIR
+set -uo pipefail
+BUNDLE="$1"; OUT="$2"
+mkdir -p "$OUT" /tmp/gb
+cd "$(dirname "$0")/../.."
+/usr/bin/env python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('/tmp')" "$BUNDLE" || exit 1
+G=/tmp/gb
+HOSTLIBS=$(ldconfig -p 2>/dev/null | awk '/libcuda.so.1/ {print $NF}' | head -1 | xargs -r dirname)
+LP="$G/lib:${HOSTLIBS:-/usr/lib/x86_64-linux-gnu}:${LD_LIBRARY_PATH:-}"
+run() { "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$@"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+ldd --version | head -1
+run "$G/upg" decompress "$G/refA-cb4.upg" -o "$G/refA" > "$OUT/decompress.log" 2>&1 || tail -3 "$OUT/decompress.log"
+export UPG_SOURCE_DIR="$PWD" UPG_REFA_DIR="$G/refA"
+if [ -z "${SKIP_TESTS:-}" ]; then  # SKIP_TESTS=1: the benchmarks only
+echo "=== test_cuda_kernels"; run "$G/test_cuda_kernels" > "$OUT/test_cuda_kernels.log" 2>&1; echo "exit $?"
+grep -E "^\[  (PASSED|FAILED|  SKIPPED) " "$OUT/test_cuda_kernels.log" | head
+echo "=== test_cuda_engine"; run "$G/test_cuda_engine" > "$OUT/test_cuda_engine.log" 2>&1; echo "exit $?"
+grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|max rel err|on the GPU|error" "$OUT/test_cuda_engine.log" | head -60
+echo "=== compute-sanitizer memcheck (engine batch test)"
+timeout 150 compute-sanitizer --tool memcheck "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/test_cuda_engine" \
+  --gtest_filter='CudaEngine.BatchOfSequencesEqualsEachAlone:CudaEngine.KvCacheFullOnTheDeviceIsAnError' > "$OUT/memcheck.log" 2>&1
+echo "exit $?"; tail -3 "$OUT/memcheck.log"
+fi
+echo "=== synth phi-4 3.2 bpw"
+t0=$(date +%s); run "$G/upg" synth --config "$G/microsoft_phi-4.config.json" --bpw 3.2 -o /tmp/phi4-3.2.upg > "$OUT/synth.log" 2>&1
+echo "exit $? in $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/synth.log"
+echo "=== upg bench --device cuda"
+run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 512 -n 128 -b 1,4,16 -r 3 2>&1 | tee "$OUT/bench_phi4.md"
+echo "=== a 4,096-token context (memory)"
+run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 32 -b 1 -r 1 -d 4096 2>&1 | tee "$OUT/bench_phi4_d4096.md"
+if command -v nsys > /dev/null; then
+  echo "=== nsys: where a decode step's time goes"
+  nsys profile -o /tmp/upg-decode --force-overwrite true --stats=false "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" \
+    "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 64 -b 1 -r 1 > "$OUT/nsys.log" 2>&1 || tail -5 "$OUT/nsys.log"
+  nsys stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv -o "$OUT/nsys" /tmp/upg-decode.nsys-rep >> "$OUT/nsys.log" 2>&1
+  ls "$OUT"/nsys* ; head -25 "$OUT"/nsys_cuda_gpu_kern_sum.csv 2>/dev/null
+fi

@@ -1,0 +1,140 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "base/cpu_features.h"
+#include "base/error.h"
+#include "base/memory_bandwidth.h"
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/cpu/rope.h"
+
+namespace upg {
+
+std::string CpuBackend::name() const { return str_cat("cpu (", simd_level_name(simd_level()), ")"); }
+
+void* CpuBackend::allocate(size_t bytes) {
+  // Uninitialised: pages are committed only when written (a KV block's rows as they fill).
+  return ::operator new[](std::max<size_t>(bytes, 1));
+}
+
+void CpuBackend::deallocate(void* p) noexcept { ::operator delete[](p); }
+
+double CpuBackend::measure_bandwidth() { return measure_read_bandwidth(); }
+
+void CpuBackend::copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::upload(void* dst, const void* host, size_t bytes) { std::memcpy(dst, host, bytes); }
+void CpuBackend::download(void* host, const void* src, size_t bytes) { std::memcpy(host, src, bytes); }
+
+void CpuBackend::embed(StepContext&, const WeightMatrix& w, std::span<const int32_t> tokens, float* out) {
+  for (size_t t = 0; t < tokens.size(); ++t) w.decode_rows(tokens[t], tokens[t] + 1, out + t * w.cols());
+}
+
+void CpuBackend::rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
+  kernels::rmsnorm(x, weight, rows, dim, eps, out);
+}
+
+void CpuBackend::rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t rotary_dim, const float* cos,
+                      const float* sin) {
+  kernels::apply_rope(x, n, heads, head_dim, rotary_dim, cos, sin);
+}
+
+void CpuBackend::gated_activation(Activation act, const float* gate_up, int64_t n, int64_t width, float* out) {
+  for (int64_t t = 0; t < n; ++t) {
+    const float* g = gate_up + t * 2 * width;
+    float* a = out + t * width;
+    switch (act) {
+      case Activation::Silu: kernels::silu_mul(g, g + width, a, width); break;
+      case Activation::GeluTanh: kernels::gelu_tanh_mul(g, g + width, a, width); break;
+      case Activation::Gelu: kernels::gelu_mul(g, g + width, a, width); break;
+    }
+  }
+}
+
+void CpuBackend::add_bias(float* y, const float* bias, int64_t rows, int64_t width, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < width; ++c) y[r * ld + c] += bias[c];
+}
+
+void CpuBackend::add(float* x, const float* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) x[i] += y[i];
+}
+
+void CpuBackend::scale(float* x, int64_t count, float s) {
+  for (int64_t i = 0; i < count; ++i) x[i] *= s;
+}
+
+void CpuBackend::softcap(float* x, int64_t count, float cap) { kernels::softcap(x, count, cap); }
+
+void CpuBackend::copy_columns(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows,
+                              int64_t width) {
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, sizeof(float) * width);
+}
+
+void CpuBackend::gather_rows(StepContext&, float* dst, const float* src, std::span<const int32_t> rows, int64_t width) {
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(dst + i * width, src + static_cast<int64_t>(rows[i]) * width, sizeof(float) * width);
+}
+
+namespace {
+struct CpuStep : StepContext {
+  std::vector<KvLayerView> kv;
+  std::vector<int64_t> pos;
+  size_t layer_stride = 0;
+  KvLayerView view(size_t t, int64_t layer) const {
+    KvLayerView v = kv[t];
+    v.layer_offset += static_cast<size_t>(layer) * layer_stride;
+    return v;
+  }
+};
+}  // namespace
+
+std::unique_ptr<StepContext> CpuBackend::new_context() { return std::make_unique<CpuStep>(); }
+
+void CpuBackend::bind_kv(StepContext& ctx, std::span<const KvLayerView> layer0, std::span<const int64_t> blocks,
+                         std::span<const int64_t> pos, size_t layer_stride) {
+  CpuStep& c = static_cast<CpuStep&>(ctx);
+  c.kv.assign(layer0.begin(), layer0.end());
+  c.pos.assign(pos.begin(), pos.end());
+  c.layer_stride = layer_stride;
+}
+
+void CpuBackend::store_kv(StepContext& ctx, int64_t layer, int kv_index, const float* x, int64_t ld,
+                          int64_t n_kv_heads) {
+  const CpuStep& c = static_cast<const CpuStep&>(ctx);
+  for (size_t t = 0; t < c.kv.size(); ++t) {
+    const KvLayerView v = c.view(t, layer);
+    for (int64_t g = 0; g < n_kv_heads; ++g)
+      kernels::kv_store_row(v.type, x + static_cast<int64_t>(t) * ld + g * v.head_dim, v.head_dim,
+                            v.row(kv_index, g, c.pos[t]));
+  }
+}
+
+void CpuBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) {
+  const CpuStep& c = static_cast<const CpuStep&>(ctx);
+  const int64_t n = static_cast<int64_t>(c.kv.size()), nh = s.n_heads, hd = s.head_dim;
+  const int64_t group = nh / s.n_kv_heads;
+  const int64_t max_pos = n ? *std::max_element(c.pos.begin(), c.pos.end()) : 0;
+  const kernels::AttentionShape as{nh, s.n_kv_heads, hd, s.window, s.scale, s.softcap};
+  std::vector<KvLayerView> views(c.kv.size());
+  for (size_t t = 0; t < c.kv.size(); ++t) views[t] = c.view(t, layer);
+#pragma omp parallel
+  {
+    std::vector<float> scores(static_cast<size_t>(max_pos + 1)), tmp(static_cast<size_t>(hd));
+#pragma omp for collapse(2) schedule(dynamic, 4)
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t h = 0; h < nh; ++h)
+        kernels::attention_head(as, views[t], h / group, q + (t * nh + h) * hd, c.pos[t], scores.data(), tmp.data(),
+                                out + (t * nh + h) * hd);
+  }
+}
+
+std::shared_ptr<Backend> cpu_backend() {
+  static const std::shared_ptr<Backend> b = std::make_shared<CpuBackend>();
+  return b;
+}
+
+}  // namespace upg

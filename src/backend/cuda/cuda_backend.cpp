@@ -1,0 +1,222 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+
+#include "backend/cuda/cuda_codecs.h"
+#include "base/error.h"
+#include "kernels/cuda/cuda_memory.h"
+
+namespace upg {
+
+namespace {
+
+// Grows `b` to hold at least `bytes`.
+void reserve(cuda::DeviceBuffer& b, size_t bytes) {
+  if (b.size() < bytes) b = cuda::DeviceBuffer(std::max(bytes, 2 * b.size()));
+}
+
+// One Engine's step on the device: the entries' block table (device pointers), positions, the
+// attention workspace, and staging for embeddings and row indices.
+struct CudaStep : StepContext {
+  int64_t entries = 0, max_blocks = 0, max_pos = 0;
+  KvLayerView geom{};
+  size_t layer_stride = 0;
+  cuda::DeviceBuffer table, pos, rows, workspace;
+  std::vector<const uint8_t*> table_host;
+  std::vector<int32_t> pos_host;
+  std::vector<float> embed_host;
+  cuda::PagedKv paged(int64_t layer) const {
+    return cuda::PagedKv{table.as<const uint8_t* const>(), max_blocks, geom.block_size, geom.head_dim,
+                         geom.row_bytes, geom.head_stride, geom.kv_offset,
+                         geom.layer_offset + static_cast<size_t>(layer) * layer_stride};
+  }
+};
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device) : device_(device) {
+  std::string why;
+  const int n = cuda::device_count(&why);
+  UPG_CHECK(n > 0, "--device cuda:", device, ": no CUDA device can be used (", why, ")");
+  UPG_CHECK(device >= 0 && device < n, "--device cuda:", device, ": this machine has ", n, " CUDA device",
+            n == 1 ? "" : "s", " (cuda:0", n > 1 ? str_cat(" .. cuda:", n - 1) : std::string(), ")");
+  on_device();
+  name_ = str_cat("cuda:", device, " (", cuda::device_name(device), ")");
+  stream_ = std::make_unique<cuda::Stream>();
+}
+
+CudaBackend::~CudaBackend() {
+  try {
+    on_device();
+    stream_->synchronize();
+  } catch (...) {
+  }
+}
+
+void CudaBackend::on_device() const {
+  thread_local int current = -1;  // the runtime's current device is per host thread
+  if (current != device_) {
+    cuda::set_device(device_);
+    current = device_;
+  }
+}
+
+size_t CudaBackend::memory_in_use() const {
+  on_device();
+  return cuda::memory_in_use();
+}
+
+void CudaBackend::synchronize() {
+  on_device();
+  stream_->synchronize();
+}
+
+double CudaBackend::measure_bandwidth() {
+  on_device();
+  return cuda::measure_copy_bandwidth(stream());
+}
+
+void* CudaBackend::allocate(size_t bytes) {
+  on_device();
+  return cuda::device_malloc(bytes);
+}
+
+void CudaBackend::deallocate(void* p) noexcept {
+  try {
+    on_device();
+  } catch (...) {
+  }
+  cuda::device_free(p);
+}
+
+void CudaBackend::copy(void* dst, const void* src, size_t bytes) { cuda::copy_device(dst, src, bytes, stream()); }
+void CudaBackend::upload(void* dst, const void* host, size_t bytes) { cuda::copy_to_device(dst, host, bytes, stream()); }
+void CudaBackend::download(void* host, const void* src, size_t bytes) { cuda::copy_to_host(host, src, bytes, stream()); }
+
+void CudaBackend::prepare(const WeightMatrix& w) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (mats_.count(&w)) return;
+  on_device();
+  auto p = std::make_unique<Prepared>();
+  p->m = cuda_upload(w, &p->how);
+  mats_.emplace(&w, std::move(p));
+}
+
+const CudaBackend::Prepared& CudaBackend::prepared(const WeightMatrix& w) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = mats_.find(&w);
+  UPG_CHECK(it != mats_.end(), "cuda: a ", w.rows(), " x ", w.cols(), " ", w.codec(),
+            " matrix was not prepared before use");
+  return *it->second;
+}
+
+std::string CudaBackend::layout(const WeightMatrix& w) const { return prepared(w).how; }
+
+size_t CudaBackend::weight_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& [w, p] : mats_) n += p->m.device_bytes();
+  return n;
+}
+
+void CudaBackend::matmul(const WeightMatrix& w, const float* x, int64_t n, float* y) {
+  prepared(w).m.matmul(x, n, y, stream());
+}
+
+void CudaBackend::embed(StepContext& ctx, const WeightMatrix& w, std::span<const int32_t> tokens, float* out) {
+  // A few rows: decoded on the host by the codec, then copied (the embedding itself stays on the host
+  // unless the LM head shares it).
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  const int64_t H = w.cols();
+  c.embed_host.resize(tokens.size() * static_cast<size_t>(H));
+  for (size_t t = 0; t < tokens.size(); ++t) w.decode_rows(tokens[t], tokens[t] + 1, c.embed_host.data() + t * H);
+  cuda::copy_to_device(out, c.embed_host.data(), sizeof(float) * c.embed_host.size(), stream());
+}
+
+const float* CudaBackend::vector(const std::vector<float>& v) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = vecs_.find(v.data());
+  if (it == vecs_.end()) {
+    on_device();
+    cuda::DeviceBuffer b(std::max<size_t>(v.size(), 1) * sizeof(float));
+    b.upload(v.data(), v.size() * sizeof(float));
+    it = vecs_.emplace(v.data(), std::move(b)).first;
+  }
+  return it->second.as<float>();
+}
+
+void CudaBackend::rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
+  cuda::rmsnorm(x, weight, rows, dim, eps, out, stream());
+}
+
+void CudaBackend::rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t rotary_dim, const float* cos,
+                       const float* sin) {
+  cuda::rope(x, n, heads, head_dim, rotary_dim, cos, sin, stream());
+}
+
+void CudaBackend::gated_activation(Activation act, const float* gate_up, int64_t n, int64_t width, float* out) {
+  cuda::gated_rows(act, gate_up, n, width, out, stream());
+}
+
+void CudaBackend::add_bias(float* y, const float* bias, int64_t rows, int64_t width, int64_t ld) {
+  cuda::add_bias(y, bias, rows, width, ld, stream());
+}
+void CudaBackend::add(float* x, const float* y, int64_t count) { cuda::add(x, y, count, stream()); }
+void CudaBackend::scale(float* x, int64_t count, float s) { cuda::scale(x, count, s, stream()); }
+void CudaBackend::softcap(float* x, int64_t count, float cap) { cuda::softcap(x, count, cap, stream()); }
+
+void CudaBackend::copy_columns(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows,
+                               int64_t width) {
+  cuda::copy_columns(dst, dst_ld, src, src_ld, rows, width, stream());
+}
+
+void CudaBackend::gather_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
+                              int64_t width) {
+  if (rows.empty()) return;
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  reserve(c.rows, rows.size_bytes());
+  cuda::copy_to_device(c.rows.data(), rows.data(), rows.size_bytes(), stream());
+  cuda::gather_rows(dst, src, c.rows.as<int32_t>(), static_cast<int64_t>(rows.size()), width, stream());
+}
+
+std::unique_ptr<StepContext> CudaBackend::new_context() { return std::make_unique<CudaStep>(); }
+
+void CudaBackend::bind_kv(StepContext& ctx, std::span<const KvLayerView> layer0, std::span<const int64_t> blocks,
+                          std::span<const int64_t> pos, size_t layer_stride) {
+  on_device();
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  c.entries = static_cast<int64_t>(layer0.size());
+  if (c.entries == 0) return;
+  c.geom = layer0[0];
+  UPG_CHECK(c.geom.type == KvType::BF16, "cuda: the KV cache must be bf16, not ", kv_type_name(c.geom.type));
+  c.layer_stride = layer_stride;
+  c.max_blocks = std::max<int64_t>(1, *std::max_element(blocks.begin(), blocks.end()));
+  c.max_pos = *std::max_element(pos.begin(), pos.end());
+  c.table_host.assign(static_cast<size_t>(c.entries * c.max_blocks), nullptr);
+  c.pos_host.resize(static_cast<size_t>(c.entries));
+  for (int64_t t = 0; t < c.entries; ++t) {
+    for (int64_t i = 0; i < blocks[t]; ++i) c.table_host[t * c.max_blocks + i] = layer0[t].blocks[i];
+    c.pos_host[t] = static_cast<int32_t>(pos[t]);
+  }
+  reserve(c.table, c.table_host.size() * sizeof(const uint8_t*));
+  reserve(c.pos, c.pos_host.size() * sizeof(int32_t));
+  cuda::copy_to_device(c.table.data(), c.table_host.data(), c.table_host.size() * sizeof(const uint8_t*), stream());
+  cuda::copy_to_device(c.pos.data(), c.pos_host.data(), c.pos_host.size() * sizeof(int32_t), stream());
+}
+
+void CudaBackend::store_kv(StepContext& ctx, int64_t layer, int kv_index, const float* x, int64_t ld,
+                           int64_t n_kv_heads) {
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  cuda::kv_store_bf16(c.paged(layer), kv_index, x, ld, c.pos.as<int32_t>(), c.entries, n_kv_heads, stream());
+}
+
+void CudaBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) {
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  const cuda::AttentionParams p{s.n_heads, s.n_kv_heads, s.head_dim, s.window, s.scale, s.softcap};
+  const size_t ws = cuda::decode_attention_workspace(p, c.entries, c.max_pos);
+  reserve(c.workspace, ws);
+  cuda::decode_attention(p, c.paged(layer), q, c.pos.as<int32_t>(), c.entries, c.max_pos, out,
+                         ws ? c.workspace.data() : nullptr, stream());
+}
+
+}  // namespace upg

@@ -1,0 +1,80 @@
+// The CUDA backend: the Backend ops (backend/backend.h) on one NVIDIA GPU, through the kernels of
+// kernels/cuda, all queued on one stream of its own. Weights are uploaded once, still compressed
+// (backend/cuda/cuda_codecs.h); activations and the KV cache (bf16) live in device memory; the host
+// sends token ids, rotary angles and the step's block tables, and gets back the requested logits.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "backend/backend.h"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace upg {
+
+class CudaBackend final : public Backend {
+ public:
+  // Device `device` (0-based); throws Error when there is no such device.
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+
+  std::string name() const override { return name_; }
+  bool host_memory() const override { return false; }
+  size_t memory_in_use() const override;
+  void synchronize() override;
+  double measure_bandwidth() override;
+  void* allocate(size_t bytes) override;
+  void deallocate(void* p) noexcept override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void upload(void* dst, const void* host, size_t bytes) override;
+  void download(void* host, const void* src, size_t bytes) override;
+
+  void prepare(const WeightMatrix& w) override;
+  std::string layout(const WeightMatrix& w) const override;
+  void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y) override;
+  void embed(StepContext& ctx, const WeightMatrix& w, std::span<const int32_t> tokens, float* out) override;
+  const float* vector(const std::vector<float>& v) override;
+
+  void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) override;
+  void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t rotary_dim, const float* cos,
+            const float* sin) override;
+  void gated_activation(Activation act, const float* gate_up, int64_t n, int64_t width, float* out) override;
+  void add_bias(float* y, const float* bias, int64_t rows, int64_t width, int64_t ld) override;
+  void add(float* x, const float* y, int64_t count) override;
+  void scale(float* x, int64_t count, float s) override;
+  void softcap(float* x, int64_t count, float cap) override;
+  void copy_columns(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows,
+                    int64_t width) override;
+  void gather_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
+                   int64_t width) override;
+
+  std::unique_ptr<StepContext> new_context() override;
+  std::unique_lock<std::mutex> exclusive() override { return std::unique_lock<std::mutex>(step_mu_); }
+  void bind_kv(StepContext& ctx, std::span<const KvLayerView> layer0, std::span<const int64_t> blocks,
+               std::span<const int64_t> pos, size_t layer_stride) override;
+  void store_kv(StepContext& ctx, int64_t layer, int kv_index, const float* x, int64_t ld,
+                int64_t n_kv_heads) override;
+  void attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) override;
+
+  // Bytes of device memory the prepared weights hold.
+  size_t weight_bytes() const;
+
+ private:
+  struct Prepared {
+    cuda::DeviceMatrix m;
+    std::string how;
+  };
+  void on_device() const;
+  void* stream() const { return stream_->get(); }
+  const Prepared& prepared(const WeightMatrix& w) const;
+
+  int device_;
+  std::string name_;
+  std::unique_ptr<cuda::Stream> stream_;
+  mutable std::mutex mu_;  // prepare() / vector() may come from several engines
+  std::mutex step_mu_;     // exclusive(): one step at a time
+  std::unordered_map<const WeightMatrix*, std::unique_ptr<Prepared>> mats_;
+  std::unordered_map<const float*, cuda::DeviceBuffer> vecs_;
+};
+
+}  // namespace upg
