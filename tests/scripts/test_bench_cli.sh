@@ -65,5 +65,20 @@ has "-r must be at least 1"
 expect_status 105 "bad kv type" "$UPG" bench "$M" --kv-type fp8
 has "fp8 not in"
 
+# --device: the CPU by name; auto falls back to it without a GPU (and takes the GPU where there is
+# one); unknown or malformed devices are named; cuda without a usable GPU says why.
+expect_status 0 "device cpu" "$UPG" bench "$M" -p 4 -n 2 -r 1 -t 1 --device cpu
+has "device cpu"
+expect_status 0 "device auto" "$UPG" bench "$M" -p 4 -n 2 -r 1 -t 1 --device auto
+has "device "
+expect_status 1 "unknown device" "$UPG" run "$M" -p "x" --device tpu
+has "unknown --device 'tpu'"
+expect_status 1 "bad cuda index" "$UPG" run "$M" -p "x" --device cuda:x
+has "cuda:N with N a device number"
+if ! command -v nvidia-smi > /dev/null || ! nvidia-smi > /dev/null 2>&1; then
+  expect_status 1 "cuda without a GPU" "$UPG" run "$M" -p "x" --device cuda
+  has "--device cuda"
+fi
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

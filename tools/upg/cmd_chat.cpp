@@ -70,7 +70,7 @@ void chat(const ChatOptions& o) {
     total.prefill_seconds += st.prefill_seconds;
     total.decode_seconds += st.decode_seconds;
   }
-  std::cerr << "[" << speed_report(lm.load_seconds, total) << "]\n";
+  std::cerr << "[" << speed_report(lm.load_seconds, total, *lm.model->backend()) << "]\n";
 }
 }  // namespace
 

@@ -38,7 +38,7 @@ void run(const RunOptions& o) {
     return true;
   }, &st);
   std::cout << "\n" << std::flush;
-  std::cerr << "[" << speed_report(lm.load_seconds, st) << " | stop: " << st.stop_reason << "]\n";
+  std::cerr << "[" << speed_report(lm.load_seconds, st, *lm.model->backend()) << " | stop: " << st.stop_reason << "]\n";
 }
 }  // namespace
 

@@ -13,6 +13,14 @@
 
 namespace upg::cli {
 
+namespace {
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+}  // namespace
+
 LoadedModel load_model(const std::string& path, const std::string& device) {
   auto t0 = std::chrono::steady_clock::now();
   std::shared_ptr<Backend> backend = make_backend(device);  // before loading: a bad --device fails fast
@@ -92,13 +100,14 @@ size_t peak_rss_bytes() {
   return static_cast<size_t>(ru.ru_maxrss) * 1024;
 }
 
-std::string speed_report(double load_seconds, const GenerateStats& st) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | peak memory %.1f MiB",
-                load_seconds, st.prompt_tokens, st.prompt_tokens_per_second(), st.generated_tokens,
-                st.generation_tokens_per_second(), peak_rss_bytes() / (1024.0 * 1024.0));
-  return buf;
+std::string speed_report(double load_seconds, const GenerateStats& st, const Backend& backend) {
+  std::string r = str_cat("load ", fixed(load_seconds, 2), " s | prompt ", st.prompt_tokens, " tokens, ",
+                          fixed(st.prompt_tokens_per_second(), 1), " tok/s | generated ", st.generated_tokens,
+                          " tokens, ", fixed(st.generation_tokens_per_second(), 1), " tok/s | peak memory ",
+                          fixed(peak_rss_bytes() / (1024.0 * 1024.0), 1), " MiB");
+  if (!backend.host_memory())
+    r += str_cat(" | ", backend.name(), ": ", fixed(backend.memory_in_use() / (1024.0 * 1024.0), 1), " MiB in use");
+  return r;
 }
 
 }  // namespace upg::cli

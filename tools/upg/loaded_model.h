@@ -54,7 +54,8 @@ void add_generation_flags(CLI::App* cmd, GenerationFlags& flags);
 // Peak resident memory of this process so far, in bytes.
 size_t peak_rss_bytes();
 
-// "load 0.12 s | prompt 7 tokens, 812.3 tok/s | generated 64 tokens, 95.1 tok/s | peak memory 61.2 MiB"
-std::string speed_report(double load_seconds, const GenerateStats& st);
+// "load 0.12 s | prompt 7 tokens, 812.3 tok/s | generated 64 tokens, 95.1 tok/s | peak memory 61.2 MiB",
+// and on a GPU " | cuda:0 (...): 7018.8 MiB in use" (device memory).
+std::string speed_report(double load_seconds, const GenerateStats& st, const Backend& backend);
 
 }  // namespace upg::cli

@@ -37,7 +37,8 @@ struct CudaStep : StepContext {
 CudaBackend::CudaBackend(int device) : device_(device) {
   std::string why;
   const int n = cuda::device_count(&why);
-  UPG_CHECK(n > 0, "--device cuda:", device, ": no CUDA device can be used (", why, ")");
+  UPG_CHECK(n > 0, "--device cuda:", device, ": no CUDA device can be used (", why,
+            "): is there an NVIDIA GPU, with its driver installed?");
   UPG_CHECK(device >= 0 && device < n, "--device cuda:", device, ": this machine has ", n, " CUDA device",
             n == 1 ? "" : "s", " (cuda:0", n > 1 ? str_cat(" .. cuda:", n - 1) : std::string(), ")");
   on_device();
