@@ -96,7 +96,8 @@ std::vector<float> batched_logits(const Model& model, const std::vector<std::vec
     total += seqs[i].size();
   }
   EngineOptions eo;
-  eo.kv.type = KvType::F32;  // exact, as Session's default
+  // Exact (f32) on the CPU, as Session's default; bf16, the only type its attention reads, on a GPU.
+  eo.kv.type = model.backend()->host_memory() ? KvType::F32 : KvType::BF16;
   Engine engine(model, eo);
   std::vector<BatchEntry> batch;
   batch.reserve(total);
@@ -372,8 +373,10 @@ class GenerationStream {
 // upg.Session: one sequence with its KV cache, for step-by-step use.
 class PySession {
  public:
+  // kv_type "": the Session's default (f32 on the CPU, bf16 on a GPU).
   PySession(ModelPtr h, int max_context, const std::string& kv_type)
-      : h_(std::move(h)), s_(*h_->model, max_context, parse_kv_type(kv_type)) {}
+      : h_(std::move(h)),
+        s_(*h_->model, max_context, kv_type.empty() ? std::nullopt : std::optional<KvType>(parse_kv_type(kv_type))) {}
 
   py::array_t<float> forward(const std::vector<int32_t>& ids, bool all_logits) {
     std::vector<float> logits;
@@ -507,7 +510,7 @@ void bind_model(py::module_& m) {
 
   py::class_<PySession>(m, "Session")
       .def(py::init<ModelPtr, int, const std::string&>(), py::arg("model"), py::arg("max_context") = 0,
-           py::arg("kv_type") = "f32")
+           py::arg("kv_type") = "")
       .def("forward", &PySession::forward, py::arg("ids"), py::arg("all_logits") = false)
       .def_property_readonly("position", &PySession::position)
       .def_property_readonly("max_context", &PySession::max_context)

@@ -138,13 +138,13 @@ class Session:
     :meth:`forward` appends tokens at the next positions and returns their logits. Not
     thread-safe: one Session per thread (a Model can serve many). Get one from :meth:`Model.session`."""
 
-    def __init__(self, model, max_context=None, kv_type="f32"):
+    def __init__(self, model, max_context=None, kv_type=None):
         if not isinstance(model, Model):
             raise TypeError(f"model must be an upg.Model, got {type(model).__name__}")
-        if kv_type not in _KV_TYPES:
+        if kv_type is not None and kv_type not in _KV_TYPES:
             raise ValueError(f"kv_type must be one of {', '.join(_KV_TYPES)}, got {kv_type!r}")
         ctx = 0 if max_context is None else check_int(max_context, "max_context", minimum=1)
-        self._s = _upg.Session(model._m, ctx, kv_type)
+        self._s = _upg.Session(model._m, ctx, kv_type or "")
 
     def forward(self, token_ids, all_logits=False):
         """Runs `token_ids` at positions position .. position + n - 1 and returns the logits as a
@@ -280,9 +280,10 @@ class Model:
                 f"{self.bits_per_weight:.2f} bits/weight>")
 
     # ---- running it ----
-    def session(self, max_context=None, kv_type="f32"):
+    def session(self, max_context=None, kv_type=None):
         """A new :class:`Session` on this model (max_context: positions it may hold, default the
-        model's context; kv_type: "f32" (exact), "bf16", "f16" or "q8")."""
+        model's context; kv_type: "f32" (exact), "bf16", "f16" or "q8"; None: f32 on the CPU,
+        bf16 on a GPU, whose attention reads bf16 only)."""
         return Session(self, max_context, kv_type)
 
     def _prompt_ids(self, prompt, add_special_tokens):
@@ -358,7 +359,7 @@ class Model:
 
     def logits(self, token_ids):
         """Logits at every position of token sequences, run from an empty cache in fp32 (the same
-        forward pass as the C++ Session's).
+        forward pass as the C++ Session's; on a GPU with bf16 activations and cache).
 
         `token_ids`: one sequence (a list of ints or a 1-D array) -> a float32 numpy array
         (len, vocab); several sequences (a list of lists, or a 2-D array) -> a list of such arrays,

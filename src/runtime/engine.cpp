@@ -32,7 +32,7 @@ Engine::Engine(const Model& model, const EngineOptions& o)
     UPG_CHECK(c.moe.num_experts == 0, "the ", be.name(), " backend does not run mixture-of-experts layers (",
               c.architecture, ") yet: use the CPU (--device cpu)");
     UPG_CHECK(o.kv.type == KvType::BF16, "the ", be.name(), " backend keeps its KV cache in bf16 only, not ",
-              kv_type_name(o.kv.type), ": use --kv-type bf16");
+              kv_type_name(o.kv.type), ": use the bf16 cache (--kv-type bf16; kv_type=\"bf16\" in Python)");
   }
   // Every matrix the step multiplies by, prepared (uploaded) once.
   for (const LayerWeights& L : model.layers()) {
