@@ -170,7 +170,5 @@ std::shared_ptr<Backend> cpu_backend();
 // there is one, else the CPU). Throws Error naming the value when it is unknown, when this build has
 // no CUDA backend (built without nvcc) or when there is no such device (with the driver's reason).
 std::shared_ptr<Backend> make_backend(const std::string& device);
-// The devices this build and machine offer, for help texts: "cpu", "cuda:0", ...
-std::vector<std::string> available_devices();
 
 }  // namespace upg

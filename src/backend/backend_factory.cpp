@@ -1,4 +1,4 @@
-// make_backend / available_devices (backend/backend.h). The CUDA backend exists only in builds with
+// make_backend (backend/backend.h). The CUDA backend exists only in builds with
 // UPG_CUDA (cmake/UpgCuda.cmake defines UPG_HAVE_CUDA for this file).
 #include <cstdlib>
 
@@ -47,13 +47,6 @@ std::shared_ptr<Backend> make_backend(const std::string& device) {
   cuda_devices(&why);
   throw Error(str_cat("--device ", device, ": ", why));
 #endif
-}
-
-std::vector<std::string> available_devices() {
-  std::vector<std::string> d{"cpu"};
-  const int n = cuda_devices(nullptr);
-  for (int i = 0; i < n; ++i) d.push_back(str_cat("cuda:", i));
-  return d;
 }
 
 }  // namespace upg

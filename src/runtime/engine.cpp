@@ -238,7 +238,8 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   be.gather_rows(*ctx_, xs_.data(), x_.data(), rows, H);
   be.rmsnorm(xs_.data(), be.vector(model_.final_norm()), m, H, eps, h_.data());
   if (observer_) observer_(head_name_, h_.data(), m, H);
-  part_.resize(static_cast<size_t>(m * c.vocab_size));
+  // On the host the logits are computed in place; a device computes them in part_ and sends them.
+  if (!be.host_memory()) part_.resize(static_cast<size_t>(m * c.vocab_size));
   float* out = be.host_memory() ? logits.data() : part_.data();
   be.matmul(model_.lm_head(), h_.data(), m, out);
   if (blk.logit_scale != 1) be.scale(out, m * c.vocab_size, static_cast<float>(blk.logit_scale));

@@ -113,13 +113,6 @@ const CudaBackend::Prepared& CudaBackend::prepared(const WeightMatrix& w) const 
 
 std::string CudaBackend::layout(const WeightMatrix& w) const { return prepared(w).how; }
 
-size_t CudaBackend::weight_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  size_t n = 0;
-  for (const auto& [w, p] : mats_) n += p->m.device_bytes();
-  return n;
-}
-
 void CudaBackend::matmul(const WeightMatrix& w, const float* x, int64_t n, float* y) {
   prepared(w).m.matmul(x, n, y, stream());
 }

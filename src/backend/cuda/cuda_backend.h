@@ -56,9 +56,6 @@ class CudaBackend final : public Backend {
                 int64_t n_kv_heads) override;
   void attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) override;
 
-  // Bytes of device memory the prepared weights hold.
-  size_t weight_bytes() const;
-
  private:
   struct Prepared {
     cuda::DeviceMatrix m;
