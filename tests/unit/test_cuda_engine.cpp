@@ -24,6 +24,7 @@
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
+#include "logit_compare.h"
 #include "test_util.h"
 
 using namespace upg;
@@ -46,16 +47,8 @@ std::unique_ptr<Model> load_on(const std::string& path, const std::string& devic
   return m;
 }
 
-double row_err(const float* a, const float* b, int64_t n) {
-  double md = 0, mx = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    md = std::max<double>(md, std::fabs(a[j] - b[j]));
-    mx = std::max<double>(mx, std::fabs(b[j]));
-  }
-  return md / std::max(mx, 1e-30);
-}
-
-int32_t argmax(const float* v, int64_t n) { return static_cast<int32_t>(std::max_element(v, v + n) - v); }
+using test::argmax;
+double row_err(const float* got, const float* ref, int64_t n) { return test::rel_max_error(got, ref, n); }
 
 // Gap between the best and second-best logit.
 double top_gap(const float* v, int64_t n) {

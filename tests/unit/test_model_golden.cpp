@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "format/safetensors.h"
 #include "runtime/session.h"
+#include "logit_compare.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -37,17 +38,9 @@ std::vector<int32_t> i32s(const TensorView& t) {
   return v;
 }
 
-int32_t argmax(const float* v, int64_t n) { return static_cast<int32_t>(std::max_element(v, v + n) - v); }
-
+using test::argmax;
 // Relative error of one row: max|a - b| / max|b|.
-double row_err(const float* ours, const float* hf, int64_t n) {
-  double md = 0, mx = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    md = std::max<double>(md, std::fabs(ours[j] - hf[j]));
-    mx = std::max<double>(mx, std::fabs(hf[j]));
-  }
-  return md / std::max(mx, 1e-30);
-}
+double row_err(const float* ours, const float* hf, int64_t n) { return test::rel_max_error(ours, hf, n); }
 
 // Checks every prompt of `golden` against the model in `model_dir`; returns the prompts checked.
 // *worst_err receives the largest relative logit error seen.

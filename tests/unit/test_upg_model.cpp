@@ -18,6 +18,7 @@
 #include "format/upg_format.h"
 #include "format/upg_from_hf.h"
 #include "runtime/session.h"
+#include "logit_compare.h"
 #include "upg_test_util.h"
 
 using namespace upg;
@@ -52,12 +53,7 @@ std::vector<float> logits_of(const Model& m, uint32_t seed = 7) {
 }
 
 double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  double md = 0, mx = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    md = std::max<double>(md, std::fabs(a[i] - b[i]));
-    mx = std::max<double>(mx, std::fabs(b[i]));
-  }
-  return md / std::max(mx, 1e-30);
+  return test::rel_max_error(a.data(), b.data(), static_cast<int64_t>(a.size()));
 }
 
 // An F32 Hugging Face directory holding every tensor of the UPG model as it decodes.
