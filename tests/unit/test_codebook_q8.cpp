@@ -3,7 +3,9 @@
 // exact, only the fp32 accumulation order differs), and the reference against the exact fp32
 // product W x within the documented quantization bound. Codebook views built by hand from random
 // codes, f16 scales (some negative) and ascending levels; odd row counts, cb_rows < rows, every
-// supported k and several groups and token counts; outputs poisoned with NaN first.
+// supported k and several groups and token counts; outputs poisoned with NaN first. The kernel tests
+// run once per SIMD path (AVX2, AVX-512 VNNI), each forced in turn; a path the CPU lacks is skipped
+// with a message.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cpu_features.h"
 #include "base/half.h"
 #include "kernels/cpu/codebook_kernels.h"
 #include "kernels/cpu/codebook_q8.h"
@@ -151,15 +154,28 @@ Errors check(const RandomCodebook& c, const std::vector<float>& x, int64_t n, co
   return err;
 }
 
+// Each kernel test runs on every SIMD path the CPU has, forced by capping the level.
+class CodebookQ8Path : public ::testing::TestWithParam<SimdLevel> {
+ protected:
+  void SetUp() override {
+    if (cpu_simd_level() < GetParam())
+      GTEST_SKIP() << "this CPU lacks " << simd_level_name(GetParam()) << ": that path is not run here";
+    set_simd_cap(GetParam());
+  }
+  void TearDown() override { set_simd_cap(std::nullopt); }
+};
+INSTANTIATE_TEST_SUITE_P(Simd, CodebookQ8Path, ::testing::Values(SimdLevel::Avx2, SimdLevel::Avx512Vnni),
+                         [](const ::testing::TestParamInfo<SimdLevel>& i) { return std::string(simd_level_name(i.param)); });
+
 // Groups of 1, 2, 3, 4, 8 and 10 blocks (runs of 1, 2, 4 or 8 blocks plus single blocks), a partial
 // last group (640 = 6 groups of 96 + 64), token counts on both paths (fused n <= 8, tiled n > 8).
-TEST(CodebookQ8, FastMatchesReferenceAndExact) {
+TEST_P(CodebookQ8Path, FastMatchesReferenceAndExact) {
   uint32_t seed = 1;
   for (int k : {2, 3, 4})
     for (int64_t group : {32, 64, 96, 128, 256, 320}) {
       const int64_t rows = 37, cols = 640;
       const RandomCodebook c = make_codebook(k, rows, cols, group, /*cb_rows=*/10, seed++);
-      for (int64_t n : {1, 2, 3, 5, 8, 9, 16}) {
+      for (int64_t n : {1, 2, 3, 5, 7, 8, 9, 16, 17}) {
         const std::vector<float> x = gaussian(n * cols, seed++);
         const Errors e = check(c, x, n, "k=" + std::to_string(k) + " G=" + std::to_string(group));
         EXPECT_LT(e.rms_rel, 0.02) << "k=" << k << " G=" << group;
@@ -169,7 +185,7 @@ TEST(CodebookQ8, FastMatchesReferenceAndExact) {
 
 // Wide rows: several L1 segments on the tiled path (n > 8), rows fewer than a tile and not a
 // multiple of it.
-TEST(CodebookQ8, WideRows) {
+TEST_P(CodebookQ8Path, WideRows) {
   for (int k : {2, 3, 4}) {
     const RandomCodebook c = make_codebook(k, 13, 4096, 64, 5, 500 + k);
     for (int64_t n : {4, 12, 16}) check(c, gaussian(n * 4096, 600 + k), n, "4096 cols");
@@ -214,7 +230,7 @@ TEST(CodebookQ8, QuantizeActivations) {
     }
 }
 
-TEST(CodebookQ8, EdgeCases) {
+TEST_P(CodebookQ8Path, EdgeCases) {
   // One row, one block; a table with all levels equal (a = 0); an all-zero activation block.
   for (int k : {2, 3, 4}) {
     const RandomCodebook one = make_codebook(k, 1, 32, 32, 1, 100 + k);

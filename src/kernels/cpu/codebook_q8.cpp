@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/cpu_features.h"
 #include "base/half.h"
+#include "kernels/cpu/codebook_q8_avx512vnni.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -77,9 +79,9 @@ inline float scale_at(const CodebookView& v, int64_t r, int64_t g) {
 }
 
 // gsum[t][g] = sum over the blocks b of group g of d_b * bsum_b (the level offset's term); rows
-// zero-padded to a multiple of 8 groups.
-std::vector<float> group_dsums(const CodebookView& v, const ActQ8& x) {
-  const int64_t ng8 = (v.ngroups + 7) / 8 * 8, per = v.group / kBlock;
+// zero-padded to a multiple of `pad` groups.
+std::vector<float> group_dsums(const CodebookView& v, const ActQ8& x, int64_t pad = 8) {
+  const int64_t ng8 = (v.ngroups + pad - 1) / pad * pad, per = v.group / kBlock;
   std::vector<float> gs(static_cast<size_t>(x.n * ng8), 0.0f);
   for (int64_t t = 0; t < x.n; ++t)
     for (int64_t b = 0; b < x.nblk; ++b)
@@ -540,8 +542,22 @@ void codebook_matmul_q8_reference(const CodebookView& v, const CodebookQ8Tables&
   }
 }
 
+Q8K3Unpack codebook_q8_k3_unpack() {
+  const Perms& P = perms();
+  return {P.k3_shuf, P.k3_s1, P.k3_s2, P.k3_sel};
+}
+
+Q8ActPointers codebook_q8_act_pointers(const ActQ8& x, const CodebookQ8Tables& t) {
+  return {x.perm[t.k - 2].data(), x.m2.data(), x.D.data(), t.u.data(), t.a.data(), t.lo.data()};
+}
+
 void codebook_matmul_q8(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8& x, float* y) {
   if (x.n <= 0 || v.rows <= 0) return;
+  if (v.k >= 2 && v.k <= 4 && simd_level() >= SimdLevel::Avx512Vnni) {
+    const std::vector<float> gsum = group_dsums(v, x, 16);
+    codebook_matmul_q8_avx512vnni(v, T, x, gsum.data(), y);
+    return;
+  }
 #ifdef UPG_CBQ8_AVX2
   if (v.k >= 2 && v.k <= 4) {
     const bool fused = x.n <= kFusedMax;

@@ -82,7 +82,25 @@ struct CodebookQ8Tables {
 bool codebook_q8_supported(const CodebookView& v);
 CodebookQ8Tables codebook_q8_tables(const CodebookView& v);
 
+// For the AVX-512 VNNI variant (codebook_q8_avx512vnni.h), which calls no inline code: the k = 3
+// unpack constants (32-byte arrays, see above) and plain pointers into ActQ8 / the tables.
+struct Q8K3Unpack {
+  const uint8_t* shuf;
+  const uint32_t *s1, *s2;
+  const uint8_t* sel;
+};
+Q8K3Unpack codebook_q8_k3_unpack();
+struct Q8ActPointers {
+  const Q8Block32* perm;  // x.perm[t.k - 2]
+  const uint32_t* m2;
+  const float* D;
+  const uint8_t* u;
+  const float *a, *lo;
+};
+Q8ActPointers codebook_q8_act_pointers(const ActQ8& x, const CodebookQ8Tables& t);
+
 // y (x.n x rows, row-major) fully overwritten; x.cols == v.cols. Multithreaded (OpenMP, rows).
+// Picks the AVX-512 VNNI variant when simd_level() allows it, else AVX2.
 void codebook_matmul_q8(const CodebookView& v, const CodebookQ8Tables& t, const ActQ8& x, float* y);
 // Same integer arithmetic, plain scalar loops, single-threaded (natural column order).
 void codebook_matmul_q8_reference(const CodebookView& v, const CodebookQ8Tables& t, const ActQ8& x, float* y);

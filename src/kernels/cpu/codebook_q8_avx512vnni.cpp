@@ -1,0 +1,195 @@
+// AVX-512 VNNI codebook kernel; technique: codebook_q8_avx512vnni.h, integers and accuracy:
+// codebook_q8.h. Compiled with AVX-512 flags: to keep AVX-512 instructions out of code the rest of
+// the program may share (inline functions and templates the linker merges across files),
+// everything here has internal linkage and calls no standard-library or project inline function
+// (std::vector members, f16_to_f32, ...): the caller passes plain pointers.
+#include "kernels/cpu/codebook_q8_avx512vnni.h"
+
+#include <immintrin.h>
+
+namespace upg::kernels {
+
+namespace {
+// GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized (their _mm512_undefined_*
+// placeholders); silence it in this file only.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+constexpr int kMaxPass = 8;  // tokens per pass over a row pair (8 int32 + 8 fp32 accumulators)
+constexpr int kRun = 8;      // blocks summed in int32 before conversion (< 2^31: codebook_q8.h)
+
+struct Args {
+  const CodebookView* v;
+  const CodebookQ8Tables* T;
+  const Q8Block32* perm;  // x.perm[k - 2]: [nblk][n] blocks in the order pi_k
+  const uint32_t* m2;     // [nblk][n] m_b * 0x10001
+  const float* D;         // [n]
+  const float* gsum;      // [n][ng16]
+  const uint8_t* u;       // T.u: [table blocks][16]
+  const float *a, *lo;    // T.a, T.lo
+  int64_t n, nblk, ng16;
+  float* y;
+};
+
+// The 32 codes of one block of row A (low 256 bits) and of row B (high 256 bits), unpacked to
+// bytes in the order pi_K: the AVX2 unpack of codebook_q8.cpp on both halves at once.
+template <int K>
+struct Unpack2 {
+  __m512i sh, mask, shuf, s2;
+  __mmask64 sel = 0;
+  explicit Unpack2(const Q8K3Unpack& c) {
+    mask = _mm512_set1_epi8(static_cast<char>((1 << K) - 1));
+    if constexpr (K == 2) sh = _mm512_setr_epi64(0, 2, 4, 6, 0, 2, 4, 6);
+    if constexpr (K == 4) sh = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
+    if constexpr (K == 3) {
+      const __m256i sf = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.shuf));
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.s1));
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.s2));
+      shuf = _mm512_inserti64x4(_mm512_castsi256_si512(sf), sf, 1);
+      sh = _mm512_inserti64x4(_mm512_castsi256_si512(a), a, 1);
+      s2 = _mm512_inserti64x4(_mm512_castsi256_si512(b), b, 1);
+      uint32_t m = 0;
+      for (int i = 0; i < 32; ++i) m |= (c.sel[i] & 0x80u ? 1u : 0u) << i;
+      sel = static_cast<__mmask64>(m) | (static_cast<__mmask64>(m) << 32);
+    }
+  }
+  // tail: block B ends the matrix (K = 3 reads 16 bytes of a 12-byte block: load only 12).
+  __m512i operator()(const uint8_t* pa, const uint8_t* pb, bool tail) const {
+    if constexpr (K == 2) {
+      long long wa, wb;
+      __builtin_memcpy(&wa, pa, 8);
+      __builtin_memcpy(&wb, pb, 8);
+      const __m512i raw = _mm512_mask_set1_epi64(_mm512_set1_epi64(wa), 0xF0, wb);
+      return _mm512_and_si512(_mm512_srlv_epi64(raw, sh), mask);
+    } else {
+      const __m128i la = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pa));
+      const __m128i lb = K == 3 && tail ? _mm_maskz_loadu_epi8(0x0fff, pb)
+                                        : _mm_loadu_si128(reinterpret_cast<const __m128i*>(pb));
+      const __m512i raw = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(la), 0xff00, lb);
+      if constexpr (K == 4) return _mm512_and_si512(_mm512_srlv_epi64(raw, sh), mask);
+      const __m512i x = _mm512_shuffle_epi8(raw, shuf);
+      return _mm512_and_si512(_mm512_mask_blend_epi8(sel, _mm512_srlv_epi32(x, sh), _mm512_srlv_epi32(x, s2)), mask);
+    }
+  }
+};
+
+inline float f16(const uint8_t* p) {
+  unsigned short h;
+  __builtin_memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// sum_g s[g] gs[g] over row r's group scales (f16) and one token's group sums (zero-padded to 16).
+inline float scale_dot(const CodebookView& v, int64_t r, const float* gs) {
+  const uint8_t* s = v.scales + r * v.ngroups * 2;
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t g = 0; g < v.ngroups; g += 16) {
+    const int64_t left = v.ngroups - g;
+    const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+    const __m512 sc = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s + 2 * g));
+    acc = _mm512_fmadd_ps(sc, _mm512_loadu_ps(gs + g), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+// Rows ra and rb (rb == ra for the last row of an odd count), tokens [t0, t0 + NT).
+template <int K, int NT>
+void pair_pass(const Args& A, const Unpack2<K>& up, int64_t ra, int64_t rb, int64_t t0) {
+  const CodebookView& v = *A.v;
+  const uint8_t* pa = v.q + ra * v.row_bytes;
+  const uint8_t* pb = v.q + rb * v.row_bytes;
+  const uint8_t* sa = v.scales + ra * v.ngroups * 2;
+  const uint8_t* sb = v.scales + rb * v.ngroups * 2;
+  const int64_t tba = ra / v.cb_rows, tbb = rb / v.cb_rows;
+  const __m512i tbl = _mm512_mask_broadcast_i32x4(
+      _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(A.u + 16 * tba))), 0xff00,
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(A.u + 16 * tbb)));
+  const bool tail_row = K == 3 && rb == v.rows - 1;
+  const int64_t n = A.n, nblk = A.nblk, per = v.group / 32;
+  __m512 acc[NT];
+#pragma GCC unroll 8
+  for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < v.ngroups; ++g) {
+    const __m512 s = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(f16(sa + 2 * g)), _mm512_set1_ps(f16(sb + 2 * g)));
+    const int64_t gend = (g + 1) * per < nblk ? (g + 1) * per : nblk;
+    for (int64_t b0 = g * per; b0 < gend; b0 += kRun) {
+      const int64_t b1 = b0 + kRun < gend ? b0 + kRun : gend;
+      __m512i ia[NT];
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) ia[j] = _mm512_setzero_si512();
+      for (int64_t b = b0; b < b1; ++b) {
+        const __m512i w = _mm512_shuffle_epi8(tbl, up(pa + b * 4 * K, pb + b * 4 * K, tail_row && b == nblk - 1));
+        const int64_t o = b * n + t0;
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; ++j) {
+          const __m512i q = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(A.perm + o + j)));
+          const __m512i m = _mm512_set1_epi32(static_cast<int>(A.m2[o + j]));
+          ia[j] = _mm512_dpwssd_epi32(ia[j], _mm512_maddubs_epi16(w, q), m);
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[j]), s, acc[j]);
+    }
+  }
+  // y[t][r] = a_r D_t sum(lanes of r) + lo_r sum_g s_rg gsum[t][g]
+  for (int j = 0; j < NT; ++j) {
+    const int64_t t = t0 + j;
+    const float* gs = A.gsum + t * A.ng16;
+    const float ha = hsum256(_mm512_castps512_ps256(acc[j]));
+    A.y[t * v.rows + ra] = A.a[tba] * A.D[t] * ha + A.lo[tba] * scale_dot(v, ra, gs);
+    if (rb != ra) {
+      const float hb = hsum256(_mm512_extractf32x8_ps(acc[j], 1));
+      A.y[t * v.rows + rb] = A.a[tbb] * A.D[t] * hb + A.lo[tbb] * scale_dot(v, rb, gs);
+    }
+  }
+}
+
+template <int K>
+void run(const Args& A, const Q8K3Unpack& k3) {
+  const CodebookView& v = *A.v;
+  const int64_t npairs = (v.rows + 1) / 2;
+  const int64_t passes = (A.n + kMaxPass - 1) / kMaxPass, per_pass = (A.n + passes - 1) / passes;
+#pragma omp parallel
+  {
+    const Unpack2<K> up(k3);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < npairs; ++p) {
+      const int64_t ra = 2 * p, rb = 2 * p + 1 < v.rows ? 2 * p + 1 : 2 * p;
+      for (int64_t t0 = 0; t0 < A.n; t0 += per_pass) {
+        const int64_t nt = per_pass < A.n - t0 ? per_pass : A.n - t0;
+        switch (nt) {
+          case 1: pair_pass<K, 1>(A, up, ra, rb, t0); break;
+          case 2: pair_pass<K, 2>(A, up, ra, rb, t0); break;
+          case 3: pair_pass<K, 3>(A, up, ra, rb, t0); break;
+          case 4: pair_pass<K, 4>(A, up, ra, rb, t0); break;
+          case 5: pair_pass<K, 5>(A, up, ra, rb, t0); break;
+          case 6: pair_pass<K, 6>(A, up, ra, rb, t0); break;
+          case 7: pair_pass<K, 7>(A, up, ra, rb, t0); break;
+          default: pair_pass<K, 8>(A, up, ra, rb, t0); break;
+        }
+      }
+    }
+  }
+}
+}  // namespace
+
+void codebook_matmul_q8_avx512vnni(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8& x,
+                                   const float* gsum, float* y) {
+  const Q8K3Unpack k3 = codebook_q8_k3_unpack();
+  const Q8ActPointers p = codebook_q8_act_pointers(x, T);
+  Args A{&v, &T, p.perm, p.m2, p.D, gsum, p.u, p.a, p.lo, x.n, x.nblk, (v.ngroups + 15) / 16 * 16, y};
+  switch (v.k) {
+    case 2: return run<2>(A, k3);
+    case 3: return run<3>(A, k3);
+    default: return run<4>(A, k3);
+  }
+}
+
+}  // namespace upg::kernels
