@@ -46,11 +46,12 @@ target_include_directories(upg_cuda PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}
 # .debs need only the NVIDIA driver (libcuda, loaded at run time) and run without it (no GPU: 0 devices).
 target_link_libraries(upg_cuda PUBLIC CUDA::cudart_static OpenMP::OpenMP_CXX)
 
-# The CUDA backend (src/backend/cuda, plain C++ over cuda_ops.h) joins upg_core, which then links
-# upg_cuda; backend_factory.cpp offers --device cuda only in such builds.
+# The CUDA backend (src/backend/cuda, plain C++ over cuda_ops.h) joins the backend layer (upg_backend,
+# cmake/UpgLayers.cmake), which then links upg_cuda; backend_factory.cpp offers --device cuda only in
+# such builds.
 file(GLOB UPG_CUDA_BACKEND_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/backend/cuda/*.cpp)
-target_sources(upg_core PRIVATE ${UPG_CUDA_BACKEND_SOURCES})
-target_link_libraries(upg_core PUBLIC upg_cuda)
+target_sources(upg_backend PRIVATE ${UPG_CUDA_BACKEND_SOURCES})
+target_link_libraries(upg_backend PUBLIC upg_cuda)
 set_source_files_properties(${CMAKE_SOURCE_DIR}/src/backend/backend_factory.cpp PROPERTIES COMPILE_DEFINITIONS UPG_HAVE_CUDA=1)
 install(TARGETS upg_cuda EXPORT upgTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
 

@@ -11,19 +11,19 @@
 #include <optional>
 #include <thread>
 
+#include "base/dtype.h"
 #include "base/error.h"
 #include "common.h"
 #include "eval/perplexity.h"
-#include "format/dtype.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "runtime/hf_weight_source.h"
 #include "runtime/model.h"
+#include "runtime/model_tokenizer.h"
 #include "runtime/sampler.h"
 #include "runtime/session.h"
 #include "runtime/upg_weight_source.h"
 #include "tokenizer/chat_template.h"
-#include "tokenizer/model_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg::py_binding {

@@ -5,6 +5,7 @@ Needs UPG_BUILD_DIR (a built CMake build folder); skipped otherwise."""
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,15 @@ int main(int argc, char** argv) {
 """
 
 
+def core_layers(build_dir):
+    """The layers upg::upg_core links (one static library each), from the graph CMake writes
+    (cmake/UpgLayers.cmake: "<layer> TAB <deps> TAB core|separate TAB <archive>" per line)."""
+    lines = (Path(build_dir) / "upg_layers.tsv").read_text().splitlines()
+    layers = [f[0] for f in (line.split("\t") for line in lines) if f[2] == "core"]
+    assert "base" in layers and "runtime" in layers, layers
+    return layers
+
+
 def system_python_env(site):
     """Environment running Debian's python3 with `site` first on its path (no virtual environment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
@@ -56,11 +66,15 @@ def prefix(build_dir, tmp_path_factory):
     return p
 
 
-def test_install_layout(prefix):
+def test_install_layout(prefix, build_dir):
     assert (prefix / "bin" / "upg").exists()
-    lib = next(prefix.glob("lib*/libupg_core.a"))
-    assert (lib.parent / "cmake" / "upg" / "upgConfig.cmake").exists()
-    assert (lib.parent / "cmake" / "upg" / "upgConfigVersion.cmake").exists()
+    lib = next(prefix.glob("lib*/libupg_base.a")).parent
+    # One archive per layer upg::upg_core links (upg_core itself is an INTERFACE target, no archive).
+    for layer in core_layers(build_dir):
+        assert (lib / f"libupg_{layer}.a").exists(), layer
+    assert not (lib / "libupg_server.a").exists()
+    assert (lib / "cmake" / "upg" / "upgConfig.cmake").exists()
+    assert (lib / "cmake" / "upg" / "upgConfigVersion.cmake").exists()
     inc = prefix / "include" / "upg"
     for h in ("runtime/model.h", "runtime/session.h", "tokenizer/tokenizer.h", "convert/converter.h",
               "eval/eval_runs.h", "base/error.h"):
@@ -127,7 +141,8 @@ def test_debian_packages(build_dir, tmp_path):
     assert "./usr/bin/upg" in files(cli)
     devf = files(dev)
     assert "./usr/include/upg/runtime/model.h" in devf
-    assert any(f.endswith("/libupg_core.a") for f in devf)
+    for layer in core_layers(build_dir):
+        assert any(f.endswith(f"/libupg_{layer}.a") for f in devf), layer
     assert any(f.endswith("/cmake/upg/upgConfig.cmake") for f in devf)
     assert "nlohmann-json3-dev" in field(dev, "Depends")
     pyf = files(py)

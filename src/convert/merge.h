@@ -43,7 +43,7 @@
 #include <string>
 #include <vector>
 
-#include "format/dtype.h"
+#include "base/dtype.h"
 
 namespace upg {
 

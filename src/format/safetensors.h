@@ -18,25 +18,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/dtype.h"
 #include "base/mapped_file.h"
-#include "format/dtype.h"
+#include "base/tensor_view.h"
 
 namespace upg {
-
-// A tensor read in place: `data` points into the mapping of the file it came from and is valid as
-// long as that file object lives. `data` may be unaligned; read it with memcpy or unaligned loads.
-struct TensorView {
-  std::string name;
-  TensorDType dtype = TensorDType::F32;
-  std::vector<int64_t> shape;
-  const uint8_t* data = nullptr;
-  size_t nbytes = 0;
-
-  int64_t numel() const;
-  std::string shape_str() const;  // "[3072, 8192]"
-};
-
-std::string shape_to_string(const std::vector<int64_t>& shape);
 
 class SafetensorsFile {
  public:

@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#include "format/dtype.h"
+#include "base/dtype.h"
 
 namespace upg {
 

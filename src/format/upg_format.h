@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "format/dtype.h"
+#include "base/dtype.h"
 
 namespace upg {
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "format/dtype.h"
+#include "base/dtype.h"
 
 namespace upg {
 

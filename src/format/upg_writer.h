@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "base/dtype.h"
 #include "codecs/codec.h"
-#include "format/dtype.h"
 
 namespace upg {
 

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
-#include "tokenizer/model_tokenizer.h"
+#include "runtime/model_tokenizer.h"
 
 namespace upg::cli {
 

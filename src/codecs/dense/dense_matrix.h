@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <memory>
 
+#include "base/dtype.h"
+#include "base/tensor_view.h"
 #include "codecs/weight_matrix.h"
-#include "format/dtype.h"
-#include "format/safetensors.h"
 
 namespace upg {
 

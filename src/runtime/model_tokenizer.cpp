@@ -1,4 +1,4 @@
-#include "tokenizer/model_tokenizer.h"
+#include "runtime/model_tokenizer.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "format/dtype.h"
+#include "base/dtype.h"
 
 namespace upg {
 
