@@ -15,18 +15,6 @@ int64_t default_rotation_block(int64_t cols) {
   return b;
 }
 
-std::vector<float> rotation_signs(uint64_t seed, int64_t cols) {
-  std::vector<float> s(cols);
-  for (int64_t j = 0; j < cols; ++j) {
-    uint64_t z = seed + static_cast<uint64_t>(j + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    s[j] = (z >> 63) ? -1.0f : 1.0f;
-  }
-  return s;
-}
-
 // Orthonormal fast Walsh-Hadamard transform of each block of B values (B log2 B adds).
 static void fwht_blocks(float* v, int64_t cols, int64_t block) {
   const float norm = 1.0f / std::sqrt(static_cast<float>(block));

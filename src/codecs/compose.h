@@ -24,12 +24,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/rotation_signs.h"
+
 namespace upg {
 
 // Largest power of two dividing cols, capped at 4096 (1 when cols is odd).
 int64_t default_rotation_block(int64_t cols);
-// The sign vector s (cols values, +1/-1) for seed S (see above).
-std::vector<float> rotation_signs(uint64_t seed, int64_t cols);
 // In place: v (cols values) <- v R = FWHT_B(s * v). And the inverse: v <- v R^T = s * FWHT_B(v).
 void rotate_row(float* v, int64_t cols, const float* signs, int64_t block);
 void unrotate_row(float* v, int64_t cols, const float* signs, int64_t block);

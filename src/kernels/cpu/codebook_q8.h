@@ -36,6 +36,8 @@
 //   n > 8:  tiles of 8 rows unpacked once to a buffer, then column segments whose activations
 //           (<= 16 KiB) stay in L1 across the tile, passes of <= 6 tokens per row.
 // OpenMP over rows (tiles). Without AVX2+FMA+F16C codebook_matmul_q8 runs the reference.
+// With AVX-512 VNNI (simd_level() >= Avx512Vnni) it runs codebook_q8_avx512vnni.h instead: the same
+// integers, two rows per 512-bit register, vpdpwssd in place of vpmaddwd + vpaddd.
 // Not supported (codebook_q8_supported false; use codebook_matmul): k = 1 (rare) and k >= 5 (7-bit
 // level tables would add an error comparable to the codec's own for 32+ levels), G or cols not
 // multiples of 32.

@@ -10,6 +10,7 @@
 #include "base/half.h"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/gemv_layout.h"
+#include "kernels/rotation_signs.h"
 
 namespace upg::cuda {
 
@@ -31,18 +32,6 @@ float load_f32(const uint8_t* p, int64_t i) {
   float v;
   std::memcpy(&v, p + 4 * i, 4);
   return v;
-}
-
-std::vector<float> rotation_signs_host(uint64_t seed, int64_t cols) {  // as codecs/compose.cpp
-  std::vector<float> s(cols);
-  for (int64_t j = 0; j < cols; ++j) {
-    uint64_t z = seed + static_cast<uint64_t>(j + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    s[j] = (z >> 63) ? -1.0f : 1.0f;
-  }
-  return s;
 }
 
 void init_shape(DeviceMatrix::Impl& m, int64_t rows, int64_t cols) {
@@ -114,7 +103,7 @@ void set_rotation(DeviceMatrix::Impl& m, const RotateParams& rot) {
   if (!rot.on) return;
   UPG_CHECK(rot.block >= 1 && (rot.block & (rot.block - 1)) == 0 && m.cols % rot.block == 0 && rot.block <= 4096,
             "cuda upload: rotation block ", rot.block, " must be a power of two <= 4096 dividing cols ", m.cols);
-  m.signs = to_device(rotation_signs_host(rot.seed, m.cols));
+  m.signs = to_device(upg::rotation_signs(rot.seed, m.cols));
 }
 
 // Dense bf16 tiles from a row-major fp32 source (also the fallback for unsupported params).
