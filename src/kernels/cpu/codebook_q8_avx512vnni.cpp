@@ -53,7 +53,7 @@ struct Unpack2 {
       sel = static_cast<__mmask64>(m) | (static_cast<__mmask64>(m) << 32);
     }
   }
-  // tail: block B ends the matrix (K = 3 reads 16 bytes of a 12-byte block: load only 12).
+  // tail: block B ends the matrix (K = 3 reads 16 bytes of a 12-byte block: load only 12, of both rows).
   __m512i operator()(const uint8_t* pa, const uint8_t* pb, bool tail) const {
     if constexpr (K == 2) {
       long long wa, wb;
@@ -62,7 +62,9 @@ struct Unpack2 {
       const __m512i raw = _mm512_mask_set1_epi64(_mm512_set1_epi64(wa), 0xF0, wb);
       return _mm512_and_si512(_mm512_srlv_epi64(raw, sh), mask);
     } else {
-      const __m128i la = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pa));
+      // (rows A and B are the same last row when the row count is odd: both loads then stop at 12 bytes)
+      const __m128i la = K == 3 && tail ? _mm_maskz_loadu_epi8(0x0fff, pa)
+                                        : _mm_loadu_si128(reinterpret_cast<const __m128i*>(pa));
       const __m128i lb = K == 3 && tail ? _mm_maskz_loadu_epi8(0x0fff, pb)
                                         : _mm_loadu_si128(reinterpret_cast<const __m128i*>(pb));
       const __m512i raw = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(la), 0xff00, lb);
