@@ -20,7 +20,6 @@ constexpr int kRun = 8;      // blocks summed in int32 before conversion (< 2^31
 
 struct Args {
   const CodebookView* v;
-  const CodebookQ8Tables* T;
   const Q8Block32* perm;  // x.perm[k - 2]: [nblk][n] blocks in the order pi_k
   const uint32_t* m2;     // [nblk][n] m_b * 0x10001
   const float* D;         // [n]
@@ -88,25 +87,19 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// 16 of a row's f16 group scales from g0 as fp32 (row_scales: the row's; zero past the last group).
+inline __m512 scales16(const CodebookView& v, const uint8_t* row_scales, int64_t g0) {
+  const int64_t left = v.ngroups - g0;
+  const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row_scales + 2 * g0));
+}
+
 // sum_g s[g] gs[g] over row r's group scales (f16) and one token's group sums (zero-padded to 16).
 inline float scale_dot(const CodebookView& v, int64_t r, const float* gs) {
   const uint8_t* s = v.scales + r * v.ngroups * 2;
   __m512 acc = _mm512_setzero_ps();
-  for (int64_t g = 0; g < v.ngroups; g += 16) {
-    const int64_t left = v.ngroups - g;
-    const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
-    const __m512 sc = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s + 2 * g));
-    acc = _mm512_fmadd_ps(sc, _mm512_loadu_ps(gs + g), acc);
-  }
+  for (int64_t g = 0; g < v.ngroups; g += 16) acc = _mm512_fmadd_ps(scales16(v, s, g), _mm512_loadu_ps(gs + g), acc);
   return _mm512_reduce_add_ps(acc);
-}
-
-// The two rows' scales of 16 groups from g0 as fp32 (zero past the last group).
-inline void load_scales16(const CodebookView& v, const uint8_t* sa, const uint8_t* sb, int64_t g0, __m512& a, __m512& b) {
-  const int64_t left = v.ngroups - g0;
-  const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
-  a = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, sa + 2 * g0));
-  b = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, sb + 2 * g0));
 }
 
 // How far ahead of the block being read the codes are prefetched. Decode streams each row pair
@@ -142,7 +135,8 @@ void pair_pass(const Args& A, const Unpack2<K>& up, int64_t ra, int64_t rb, int6
   __m512i idx = idx0;
   for (int64_t g = 0; g < v.ngroups; ++g) {
     if ((g & 15) == 0) {
-      load_scales16(v, sa, sb, g, s16a, s16b);
+      s16a = scales16(v, sa, g);
+      s16b = scales16(v, sb, g);
       idx = idx0;
     }
     const __m512 s = _mm512_permutex2var_ps(s16a, idx, s16b);
@@ -233,7 +227,7 @@ void codebook_matmul_q8_avx512vnni(const CodebookView& v, const CodebookQ8Tables
                                    const float* gsum, float* y) {
   const Q8K3Unpack k3 = codebook_q8_k3_unpack();
   const Q8ActPointers p = codebook_q8_act_pointers(x, T);
-  Args A{&v, &T, p.perm, p.m2, p.D, gsum, p.u, p.a, p.lo, x.n, x.nblk, (v.ngroups + 15) / 16 * 16, y};
+  Args A{&v, p.perm, p.m2, p.D, gsum, p.u, p.a, p.lo, x.n, x.nblk, (v.ngroups + 15) / 16 * 16, y};
   switch (v.k) {
     case 2: return run<2>(A, k3);
     case 3: return run<3>(A, k3);
