@@ -44,7 +44,7 @@ target_compile_options(upg_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-f
 target_include_directories(upg_cuda PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/src>)
 # The CUDA runtime linked statically (as nvcc does by default): binaries, the Python module and the
 # .debs need only the NVIDIA driver (libcuda, loaded at run time) and run without it (no GPU: 0 devices).
-target_link_libraries(upg_cuda PUBLIC CUDA::cudart_static OpenMP::OpenMP_CXX)
+target_link_libraries(upg_cuda PUBLIC CUDA::cudart_static OpenMP::OpenMP_CXX ${CMAKE_DL_LIBS})
 
 # The CUDA backend (src/backend/cuda, plain C++ over cuda_ops.h) joins the backend layer (upg_backend,
 # cmake/UpgLayers.cmake), which then links upg_cuda; backend_factory.cpp offers --device cuda only in

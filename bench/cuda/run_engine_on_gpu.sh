@@ -12,7 +12,10 @@ cd "$(dirname "$0")/../.."
 /usr/bin/env python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('/tmp')" "$BUNDLE" || exit 1
 G=/tmp/gb
 HOSTLIBS=$(ldconfig -p 2>/dev/null | awk '/libcuda.so.1/ {print $NF}' | head -1 | xargs -r dirname)
-LP="$G/lib:${HOSTLIBS:-/usr/lib/x86_64-linux-gnu}:${LD_LIBRARY_PATH:-}"
+# cuBLAS (opened at run time by the prompt GEMM) is the host's: the toolkit's, not carried (600 MB).
+CUBLAS=$(ls -d /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib 2>/dev/null | head -1)
+LP="$G/lib:${HOSTLIBS:-/usr/lib/x86_64-linux-gnu}:${CUBLAS:+$CUBLAS:}${LD_LIBRARY_PATH:-}"
+ls ${CUBLAS:-/nonexistent}/libcublas* 2>&1 | head -4
 run() { "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 ldd --version | head -1
@@ -20,19 +23,16 @@ run "$G/upg" decompress "$G/refA-cb4.upg" -o "$G/refA" > "$OUT/decompress.log" 2
 export UPG_SOURCE_DIR="$PWD" UPG_REFA_DIR="$G/refA"
 if [ -z "${SKIP_TESTS:-}" ]; then  # SKIP_TESTS=1: the benchmarks only
 echo "=== test_cuda_kernels"; run "$G/test_cuda_kernels" > "$OUT/test_cuda_kernels.log" 2>&1; echo "exit $?"
-grep -E "^\[  (PASSED|FAILED|  SKIPPED) " "$OUT/test_cuda_kernels.log" | head
-echo "=== test_cuda_engine"; run "$G/test_cuda_engine" > "$OUT/test_cuda_engine.log" 2>&1; echo "exit $?"
-grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|max rel err|on the GPU|error" "$OUT/test_cuda_engine.log" | head -60
-echo "=== compute-sanitizer memcheck (engine batch test)"
-timeout 150 compute-sanitizer --tool memcheck "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/test_cuda_engine" \
-  --gtest_filter='CudaEngine.BatchOfSequencesEqualsEachAlone:CudaEngine.KvCacheFullOnTheDeviceIsAnError' > "$OUT/memcheck.log" 2>&1
-echo "exit $?"; tail -3 "$OUT/memcheck.log"
+grep -E "^\[  (PASSED|FAILED|  SKIPPED) |Failure" "$OUT/test_cuda_kernels.log" | head
 fi
 echo "=== synth phi-4 3.2 bpw"
 t0=$(date +%s); run "$G/upg" synth --config "$G/microsoft_phi-4.config.json" --bpw 3.2 -o /tmp/phi4-3.2.upg > "$OUT/synth.log" 2>&1
 echo "exit $? in $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/synth.log"
 echo "=== upg bench --device cuda"
 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 512 -n 128 -b 1,4,16 -r 3 2>&1 | tee "$OUT/bench_phi4.md"
+echo "=== decode without CUDA graphs (UPG_CUDA_GRAPHS=0), then graph nodes per recorded step"
+UPG_CUDA_GRAPHS=0 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 128 -b 1 -r 2 2>&1 | tee "$OUT/bench_phi4_nographs.md"
+UPG_CUDA_VERBOSE=1 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 16 -b 1,16 -r 1 2>&1 | grep -E "recorded|tg" | tee "$OUT/graph_nodes.txt"
 echo "=== a 4,096-token context (memory)"
 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 32 -b 1 -r 1 -d 4096 2>&1 | tee "$OUT/bench_phi4_d4096.md"
 if command -v nsys > /dev/null; then
@@ -41,4 +41,15 @@ if command -v nsys > /dev/null; then
     "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 64 -b 1 -r 1 > "$OUT/nsys.log" 2>&1 || tail -5 "$OUT/nsys.log"
   nsys stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv -o "$OUT/nsys" /tmp/upg-decode.nsys-rep >> "$OUT/nsys.log" 2>&1
   ls "$OUT"/nsys* ; head -25 "$OUT"/nsys_cuda_gpu_kern_sum.csv 2>/dev/null
+fi
+if [ -z "${SKIP_TESTS:-}" ]; then
+echo "=== test_cuda_engine"; run "$G/test_cuda_engine" > "$OUT/test_cuda_engine.log" 2>&1; echo "exit $?"
+grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|max rel err|on the GPU|error" "$OUT/test_cuda_engine.log" | head -60
+echo "=== compute-sanitizer memcheck (engine batch, graph and cache-cap tests; kernels' GEMM path)"
+timeout 200 compute-sanitizer --tool memcheck "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/test_cuda_engine" \
+  --gtest_filter='CudaEngine.BatchOfSequencesEqualsEachAlone:CudaEngine.KvCacheFullOnTheDeviceIsAnError:CudaEngine.RecordedStepsEqualStepsRunOpByOp' > "$OUT/memcheck.log" 2>&1
+echo "exit $?"; tail -3 "$OUT/memcheck.log"
+timeout 120 compute-sanitizer --tool memcheck "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/test_cuda_kernels" \
+  --gtest_filter='CudaGemm.Int8:CudaGemm.DenseBf16F16F32:CudaGemm.CodebookShapesAndBlocks' > "$OUT/memcheck_kernels.log" 2>&1
+echo "exit $?"; tail -3 "$OUT/memcheck_kernels.log"
 fi

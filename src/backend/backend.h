@@ -133,6 +133,21 @@ class Backend : public BackendMemory {
   // out (entries x n_heads x head_dim) = each entry's attention over its sequence's rows [lo, pos]
   // of layer `layer`; q: entries x n_heads x head_dim.
   virtual void attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) = 0;
+
+  // ---- Recorded steps (optional) ---------------------------------------------------------------
+  // A backend may record the ops queued between begin_recording and end_recording and replay them
+  // later with one launch (the CUDA backend: a CUDA graph); the engine does so for the layer loop of
+  // small steps. `key` names what the recorded ops depend on that the engine knows (the number of
+  // entries, the addresses of its buffers); the backend adds what it keeps itself (the bound cache
+  // table's address and shape, workspaces). replay() runs the recording of that key when there is
+  // one and returns true. Otherwise begin_recording() says whether the ops from now on are recorded
+  // rather than run; end_recording() then runs them and returns true, or returns false when the
+  // recording failed and nothing ran (the engine runs the ops itself); abort_recording() drops a
+  // recording after an exception. The defaults record nothing.
+  virtual bool replay(StepContext& ctx, std::span<const uint64_t> key) { return false; }
+  virtual bool begin_recording(StepContext& ctx, std::span<const uint64_t> key) { return false; }
+  virtual bool end_recording(StepContext& ctx) { return true; }
+  virtual void abort_recording(StepContext& ctx) {}
 };
 
 // Backend memory of one buffer, RAII; resize() keeps nothing.

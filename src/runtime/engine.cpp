@@ -197,34 +197,58 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   AttentionSpec as{nh, nkv, hd, 0, static_cast<float>(scale), static_cast<float>(blk.attention_softcap)};
   std::vector<KvLayerView> views;  // per layer, for multi-head latent attention (host memory)
   const auto& layers = model_.layers();
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const LayerWeights& L = layers[l];
-    be.rmsnorm(x_.data(), be.vector(L.input_norm), n, H, eps, h_.data());
-    if (observer_) observe(l, LinearInput::AttnIn, h_.data(), n, H);
-    if (c.mla.enabled()) {
-      views.resize(static_cast<size_t>(n));
-      for (int64_t t = 0; t < n; ++t) views[t] = cache_.view(batch[t].seq, static_cast<int64_t>(l));
-      mla_attention(l, batch, views, max_pos);
-    } else {
-      project(L.qkv, L.qkv_bias, h_.data(), n, qkv_.data(), qkv_out);
-      be.copy_columns(q_.data(), q_out, qkv_.data(), qkv_out, n, q_out);
-      be.copy_columns(k_.data(), kv_out, qkv_.data() + q_out, qkv_out, n, kv_out);
-      be.rope(q_.data(), n, nh, hd, c.rotary_dim, cos_.data(), sin_.data());
-      be.rope(k_.data(), n, nkv, hd, c.rotary_dim, cos_.data(), sin_.data());
-      be.store_kv(*ctx_, static_cast<int64_t>(l), 0, k_.data(), kv_out, nkv);
-      be.store_kv(*ctx_, static_cast<int64_t>(l), 1, qkv_.data() + q_out + kv_out, qkv_out, nkv);
-      as.window = L.window;
-      be.attention(*ctx_, static_cast<int64_t>(l), as, q_.data(), attn_.data());
-    }
-    if (observer_) observe(l, LinearInput::AttnOut, attn_.data(), n, L.o->cols());
-    be.matmul(*L.o, attn_.data(), n, tmp_.data());
-    add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
+  auto run_layers = [&] {
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const LayerWeights& L = layers[l];
+      be.rmsnorm(x_.data(), be.vector(L.input_norm), n, H, eps, h_.data());
+      if (observer_) observe(l, LinearInput::AttnIn, h_.data(), n, H);
+      if (c.mla.enabled()) {
+        views.resize(static_cast<size_t>(n));
+        for (int64_t t = 0; t < n; ++t) views[t] = cache_.view(batch[t].seq, static_cast<int64_t>(l));
+        mla_attention(l, batch, views, max_pos);
+      } else {
+        project(L.qkv, L.qkv_bias, h_.data(), n, qkv_.data(), qkv_out);
+        be.copy_columns(q_.data(), q_out, qkv_.data(), qkv_out, n, q_out);
+        be.copy_columns(k_.data(), kv_out, qkv_.data() + q_out, qkv_out, n, kv_out);
+        be.rope(q_.data(), n, nh, hd, c.rotary_dim, cos_.data(), sin_.data());
+        be.rope(k_.data(), n, nkv, hd, c.rotary_dim, cos_.data(), sin_.data());
+        be.store_kv(*ctx_, static_cast<int64_t>(l), 0, k_.data(), kv_out, nkv);
+        be.store_kv(*ctx_, static_cast<int64_t>(l), 1, qkv_.data() + q_out + kv_out, qkv_out, nkv);
+        as.window = L.window;
+        be.attention(*ctx_, static_cast<int64_t>(l), as, q_.data(), attn_.data());
+      }
+      if (observer_) observe(l, LinearInput::AttnOut, attn_.data(), n, L.o->cols());
+      be.matmul(*L.o, attn_.data(), n, tmp_.data());
+      add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
 
-    be.rmsnorm(x_.data(), be.vector(L.post_attention_norm), n, H, eps, h_.data());
-    if (observer_) observe(l, LinearInput::MlpIn, h_.data(), n, H);
-    if (L.router) moe_mlp(l, h_.data(), n, tmp_.data());
-    else gated_mlp(l, -1, L.mlp, h_.data(), n, tmp_.data(), false);
-    add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
+      be.rmsnorm(x_.data(), be.vector(L.post_attention_norm), n, H, eps, h_.data());
+      if (observer_) observe(l, LinearInput::MlpIn, h_.data(), n, H);
+      if (L.router) moe_mlp(l, h_.data(), n, tmp_.data());
+      else gated_mlp(l, -1, L.mlp, h_.data(), n, tmp_.data(), false);
+      add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
+    }
+  };
+  // Small steps (decode) on a backend that records (CUDA graphs): the layer loop is replayed from a
+  // recording of the same shape, one launch instead of some twenty per layer. The key holds what the
+  // loop's ops depend on besides the bound cache (which the backend adds): the batch size and the
+  // addresses of the buffers they use (a buffer that grew invalidates the recordings).
+  const bool recordable = n <= 16 && !observer_ && !c.mla.enabled() && c.moe.num_experts == 0;
+  if (!recordable) {
+    run_layers();
+  } else {
+    const auto u = [](const Buffer& b) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b.data())); };
+    const uint64_t key[] = {static_cast<uint64_t>(n), u(x_), u(h_), u(qkv_), u(q_), u(k_), u(attn_), u(tmp_), u(mlp_),
+                            u(act_), u(part_), u(cos_), u(sin_)};
+    if (!be.replay(*ctx_, key)) {
+      const bool recording = be.begin_recording(*ctx_, key);
+      try {
+        run_layers();
+      } catch (...) {
+        if (recording) be.abort_recording(*ctx_);
+        throw;
+      }
+      if (recording && !be.end_recording(*ctx_)) run_layers();  // the recording failed: run the ops
+    }
   }
 
   // Final norm and LM head for the entries that want logits.

@@ -72,11 +72,12 @@ cu::DeviceBuffer poisoned(size_t n) {
 
 // y = x W^T on the GPU against the decoded W in double: every element within the bf16 rounding of
 // weights and activations, 2^-7 * sum |w x| (plus fp32 accumulation slack).
+// With `gemm`, n > 16 takes the prefill path (W decoded to bf16 a block of rows at a time, cuBLAS).
 void check_matmul(const cu::DeviceMatrix& dm, const std::vector<float>& W, int64_t rows, int64_t cols, int64_t n,
-                  const std::string& what) {
+                  const std::string& what, cu::GemmWorkspace* gemm = nullptr) {
   const std::vector<float> x = randn(static_cast<size_t>(n * cols));
   cu::DeviceBuffer dx = to_dev(x), dy = poisoned(static_cast<size_t>(n * rows));
-  dm.matmul(dx.as<float>(), n, dy.as<float>());
+  dm.matmul(dx.as<float>(), n, dy.as<float>(), nullptr, gemm, 17);
   cu::synchronize();
   const std::vector<float> y = from_dev(dy, static_cast<size_t>(n * rows));
   int bad = 0;
@@ -93,6 +94,16 @@ void check_matmul(const cu::DeviceMatrix& dm, const std::vector<float>& W, int64
                       << " (tol " << tol << ")";
     }
   EXPECT_EQ(bad, 0) << what << " n=" << n << ": " << bad << " of " << n * rows << " outputs off";
+}
+
+// The skinny path at n = 1, 3, 16 and the prefill GEMM at n = 17, 40, 100, its scratch holding only
+// 40 KiB of decoded rows (so that a matrix is decoded in several blocks of row tiles).
+void check_products(const cu::DeviceMatrix& dm, const std::vector<float>& W, int64_t rows, int64_t cols,
+                    const std::string& what) {
+  static cu::GemmWorkspace* gemm = new cu::GemmWorkspace(40 << 10);  // kept to the end (cuBLAS outlives the tests)
+  ASSERT_TRUE(gemm->available()) << "the prefill GEMM path is not available: " << gemm->why_not();
+  for (int64_t n : {1, 3, 16}) check_matmul(dm, W, rows, cols, n, what);
+  for (int64_t n : {17, 40, 100}) check_matmul(dm, W, rows, cols, n, what + " (GEMM)", gemm);
 }
 
 struct CbCase {
@@ -133,7 +144,7 @@ void run_codebook(const CbCase& c) {
   const std::string what = testing::PrintToString(c.rows) + "x" + testing::PrintToString(c.cols) + " " + dm.layout() +
                            " g" + testing::PrintToString(c.group) + " cb_rows " + testing::PrintToString(c.cb_rows) +
                            (c.rotate ? " rotated" : "");
-  for (int64_t n : {1, 3, 16}) check_matmul(dm, W, c.rows, c.cols, n, what);
+  check_products(dm, W, c.rows, c.cols, what);
 }
 
 }  // namespace
@@ -187,7 +198,7 @@ TEST(CudaGemm, Int8) {
     cu::Int8Host h{t.arrays.at("qweight").bytes.data(), t.arrays.at("scales").bytes.data(),
                    std::string(c.scale_dtype) == "f16", c.rows, c.cols, c.group, rot};
     const cu::DeviceMatrix dm = cu::DeviceMatrix::upload(h);
-    for (int64_t n : {1, 3, 16}) check_matmul(dm, W, c.rows, c.cols, n, dm.layout() + " g" + std::to_string(c.group));
+    check_products(dm, W, c.rows, c.cols, dm.layout() + " g" + std::to_string(c.group));
   }
 }
 
@@ -204,11 +215,9 @@ TEST(CudaGemm, DenseBf16F16F32) {
     const auto b = cu::DeviceMatrix::upload(cu::DenseHost{reinterpret_cast<const uint8_t*>(wb.data()), 0, rows, cols});
     const auto h = cu::DeviceMatrix::upload(cu::DenseHost{reinterpret_cast<const uint8_t*>(wh.data()), 1, rows, cols});
     const auto f = cu::DeviceMatrix::upload(cu::DenseHost{reinterpret_cast<const uint8_t*>(w.data()), 2, rows, cols});
-    for (int64_t n : {1, 3, 16}) {
-      check_matmul(b, Wb, rows, cols, n, "bf16");
-      check_matmul(h, Wh, rows, cols, n, "f16");
-      check_matmul(f, w, rows, cols, n, "f32");
-    }
+    check_products(b, Wb, rows, cols, "bf16");
+    check_products(h, Wh, rows, cols, "f16");
+    check_products(f, w, rows, cols, "f32");
   }
 }
 

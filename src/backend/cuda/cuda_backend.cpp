@@ -1,6 +1,9 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
 
 #include "backend/cuda/cuda_codecs.h"
 #include "base/error.h"
@@ -15,8 +18,13 @@ void reserve(cuda::DeviceBuffer& b, size_t bytes) {
   if (b.size() < bytes) b = cuda::DeviceBuffer(std::max(bytes, 2 * b.size()));
 }
 
+// The block table's width grows in whole multiples of this many blocks, so that a recorded step stays
+// valid while a sequence grows (kernels take the width as an argument).
+constexpr int64_t kTableGrain = 16;
+constexpr size_t kMaxGraphs = 32, kMaxSeen = 256;
+
 // One Engine's step on the device: the entries' block table (device pointers), positions, the
-// attention workspace, and staging for embeddings and row indices.
+// attention workspace, staging for embeddings and row indices, and the recorded layer loops.
 struct CudaStep : StepContext {
   int64_t entries = 0, max_blocks = 0, max_pos = 0;
   KvLayerView geom{};
@@ -25,6 +33,9 @@ struct CudaStep : StepContext {
   std::vector<const uint8_t*> table_host;
   std::vector<int32_t> pos_host;
   std::vector<float> embed_host;
+  std::map<std::vector<uint64_t>, cuda::Graph> graphs;  // full key -> recorded layer loop
+  std::map<std::vector<uint64_t>, int> seen;            // full key -> times run without a graph
+  std::vector<uint64_t> recording;                      // the key being recorded (empty: none)
   cuda::PagedKv paged(int64_t layer) const {
     return cuda::PagedKv{table.as<const uint8_t* const>(), max_blocks, geom.block_size, geom.head_dim,
                          geom.row_bytes, geom.head_stride, geom.kv_offset,
@@ -44,6 +55,12 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   on_device();
   name_ = str_cat("cuda:", device, " (", cuda::device_name(device), ")");
   stream_ = std::make_unique<cuda::Stream>();
+  gemm_ = std::make_unique<cuda::GemmWorkspace>();
+  if (!gemm_->available())
+    std::fprintf(stderr, "upg: %s: %s; prompts take the slower matrix-vector path\n", name_.c_str(),
+                 gemm_->why_not().c_str());
+  if (const char* e = std::getenv("UPG_CUDA_GRAPHS")) graphs_ = std::string(e) != "0";
+  if (const char* e = std::getenv("UPG_CUDA_GEMM_MIN_TOKENS")) gemm_min_tokens_ = std::max(17L, std::atol(e));
 }
 
 CudaBackend::~CudaBackend() {
@@ -114,7 +131,7 @@ const CudaBackend::Prepared& CudaBackend::prepared(const WeightMatrix& w) const 
 std::string CudaBackend::layout(const WeightMatrix& w) const { return prepared(w).how; }
 
 void CudaBackend::matmul(const WeightMatrix& w, const float* x, int64_t n, float* y) {
-  prepared(w).m.matmul(x, n, y, stream());
+  prepared(w).m.matmul(x, n, y, stream(), gemm_.get(), gemm_min_tokens_);
 }
 
 void CudaBackend::embed(StepContext& ctx, const WeightMatrix& w, std::span<const int32_t> tokens, float* out) {
@@ -184,7 +201,8 @@ void CudaBackend::bind_kv(StepContext& ctx, std::span<const KvLayerView> layer0,
   c.geom = layer0[0];
   UPG_CHECK(c.geom.type == KvType::BF16, "cuda: the KV cache must be bf16, not ", kv_type_name(c.geom.type));
   c.layer_stride = layer_stride;
-  c.max_blocks = std::max<int64_t>(1, *std::max_element(blocks.begin(), blocks.end()));
+  const int64_t most = std::max<int64_t>(1, *std::max_element(blocks.begin(), blocks.end()));
+  c.max_blocks = (most + kTableGrain - 1) / kTableGrain * kTableGrain;
   c.max_pos = *std::max_element(pos.begin(), pos.end());
   c.table_host.assign(static_cast<size_t>(c.entries * c.max_blocks), nullptr);
   c.pos_host.resize(static_cast<size_t>(c.entries));
@@ -211,6 +229,67 @@ void CudaBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec
   reserve(c.workspace, ws);
   cuda::decode_attention(p, c.paged(layer), q, c.pos.as<int32_t>(), c.entries, c.max_pos, out,
                          ws ? c.workspace.data() : nullptr, stream());
+}
+
+namespace {
+// The engine's key plus what the recorded ops take from the step context.
+std::vector<uint64_t> full_key(const CudaStep& c, std::span<const uint64_t> key) {
+  std::vector<uint64_t> k(key.begin(), key.end());
+  const auto u = [](const void* p) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)); };
+  k.insert(k.end(), {static_cast<uint64_t>(c.entries), static_cast<uint64_t>(c.max_blocks),
+                     static_cast<uint64_t>(cuda::decode_attention_splits(c.max_pos)), c.layer_stride, u(c.table.data()),
+                     u(c.pos.data()), u(c.workspace.data()), c.workspace.size()});
+  return k;
+}
+}  // namespace
+
+bool CudaBackend::replay(StepContext& ctx, std::span<const uint64_t> key) {
+  if (!graphs_) return false;
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  auto it = c.graphs.find(full_key(c, key));
+  if (it == c.graphs.end()) return false;
+  it->second.launch(stream());
+  return true;
+}
+
+bool CudaBackend::begin_recording(StepContext& ctx, std::span<const uint64_t> key) {
+  if (!graphs_) return false;
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  std::vector<uint64_t> k = full_key(c, key);
+  if (c.seen.size() >= kMaxSeen) c.seen.clear();
+  if (++c.seen[k] < 2) return false;  // the first run sizes the buffers; record the second
+  c.seen.erase(k);
+  if (c.graphs.size() >= kMaxGraphs) c.graphs.erase(c.graphs.begin());
+  cuda::Graph::begin_capture(stream());
+  c.recording = std::move(k);
+  return true;
+}
+
+bool CudaBackend::end_recording(StepContext& ctx) {
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  std::string why;
+  cuda::Graph g = cuda::Graph::end_capture(stream(), &why);
+  std::vector<uint64_t> k = std::move(c.recording);
+  c.recording.clear();
+  if (!g.valid()) {
+    std::fprintf(stderr, "upg: %s: recording a step failed (%s); running it without a CUDA graph\n", name_.c_str(),
+                 why.c_str());
+    graphs_ = false;
+    return false;
+  }
+  if (std::getenv("UPG_CUDA_VERBOSE"))
+    std::fprintf(stderr, "upg: %s: recorded a layer loop of %zu entries: %zu graph nodes\n", name_.c_str(),
+                 static_cast<size_t>(c.entries), g.nodes());
+  g.launch(stream());
+  c.graphs.emplace(std::move(k), std::move(g));
+  return true;
+}
+
+void CudaBackend::abort_recording(StepContext& ctx) {
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  if (c.recording.empty()) return;
+  c.recording.clear();
+  (void)cuda::Graph::end_capture(stream(), nullptr);
 }
 
 }  // namespace upg

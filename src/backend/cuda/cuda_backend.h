@@ -56,6 +56,13 @@ class CudaBackend final : public Backend {
                 int64_t n_kv_heads) override;
   void attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) override;
 
+  // CUDA graphs of the engine's layer loop (off with UPG_CUDA_GRAPHS=0): a key is recorded the second
+  // time it is seen (by then every buffer its ops use has its final size) and replayed after that.
+  bool replay(StepContext& ctx, std::span<const uint64_t> key) override;
+  bool begin_recording(StepContext& ctx, std::span<const uint64_t> key) override;
+  bool end_recording(StepContext& ctx) override;
+  void abort_recording(StepContext& ctx) override;
+
  private:
   struct Prepared {
     cuda::DeviceMatrix m;
@@ -68,6 +75,9 @@ class CudaBackend final : public Backend {
   int device_;
   std::string name_;
   std::unique_ptr<cuda::Stream> stream_;
+  std::unique_ptr<cuda::GemmWorkspace> gemm_;  // prompt processing: W decoded to bf16, cuBLAS
+  int64_t gemm_min_tokens_ = 64;               // products of fewer tokens take the skinny path
+  bool graphs_ = true;
   mutable std::mutex mu_;  // prepare() / vector() may come from several engines
   std::mutex step_mu_;     // exclusive(): one step at a time
   std::unordered_map<const WeightMatrix*, std::unique_ptr<Prepared>> mats_;

@@ -164,6 +164,8 @@ int pick_splits(int64_t max_pos) {
 
 }  // namespace
 
+int decode_attention_splits(int64_t max_pos) { return pick_splits(max_pos); }
+
 size_t decode_attention_workspace(const AttentionParams& p, int64_t nseq, int64_t max_pos) {
   const int splits = pick_splits(max_pos);
   if (splits == 1) return 0;

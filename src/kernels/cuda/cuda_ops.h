@@ -66,6 +66,28 @@ class Stream {
   void* s_ = nullptr;
 };
 
+// Work recorded from a stream (a CUDA graph) and replayed on it with one launch; move-only. Between
+// begin_capture and end_capture, ops queued on the stream are recorded, not run; end_capture returns
+// the instantiated graph, or an invalid one (and *why) when the capture failed.
+class Graph {
+ public:
+  Graph();
+  ~Graph();
+  Graph(Graph&& o) noexcept;
+  Graph& operator=(Graph&& o) noexcept;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  static void begin_capture(void* stream);
+  static Graph end_capture(void* stream, std::string* why = nullptr);
+  bool valid() const { return impl_ != nullptr; }
+  void launch(void* stream) const;
+  size_t nodes() const;  // kernels, copies and memsets recorded
+
+ private:
+  struct Impl;
+  Impl* impl_ = nullptr;
+};
+
 // ---- Weight matrices -------------------------------------------------------------------------
 // Host arrays exactly as a codec stores them (docs/CODECS.md), little-endian, any alignment.
 struct RotateParams {
@@ -96,8 +118,30 @@ struct DenseHost {
   int64_t rows, cols;
 };
 
-// One uploaded weight matrix W (rows x cols); matmul computes y (n x rows) = x (n x cols) W^T for
-// n = 1..16 (larger n: looped over chunks of 16 rows of x).
+// What a product of many tokens needs (gemm_dequant.cu): cuBLAS (opened at run time), a scratch for
+// one block of W decoded to bf16 (weight_bytes; the rows of W are decoded a block at a time) and the
+// activations in bf16. One per stream; one product at a time.
+class GemmWorkspace {
+ public:
+  explicit GemmWorkspace(size_t weight_bytes = size_t{64} << 20);
+  ~GemmWorkspace();
+  GemmWorkspace(const GemmWorkspace&) = delete;
+  GemmWorkspace& operator=(const GemmWorkspace&) = delete;
+  bool available() const;       // cuBLAS was opened and a handle made
+  std::string why_not() const;  // when not available: why
+  size_t device_bytes() const;  // scratch allocated so far
+  struct Impl;
+
+ private:
+  friend class DeviceMatrix;
+  Impl* impl_;
+  size_t weight_bytes_;
+};
+
+// One uploaded weight matrix W (rows x cols); matmul computes y (n x rows) = x (n x cols) W^T: for
+// n = 1..16 with the skinny GEMM straight from the packed tiles; for larger n, given an available
+// GemmWorkspace and n >= gemm_min_tokens, as a cuBLAS GEMM over W decoded to bf16 a block of rows at
+// a time, else looped over chunks of 16 rows of x.
 class DeviceMatrix {
  public:
   static DeviceMatrix upload(const CodebookHost& w);
@@ -119,7 +163,8 @@ class DeviceMatrix {
   size_t device_bytes() const;  // weight bytes held on the device
   // x: n x cols fp32, y: n x rows fp32 (overwritten). Uses this matrix's scratch (one op at a time
   // per matrix). Rotated codecs rotate x (fast Walsh-Hadamard transform) before the product.
-  void matmul(const float* x, int64_t n, float* y, void* stream = nullptr) const;
+  void matmul(const float* x, int64_t n, float* y, void* stream = nullptr, GemmWorkspace* gemm = nullptr,
+              int64_t gemm_min_tokens = 64) const;
   // The two stages of matmul, for timing: convert x (rotating it first if needed) into the matrix's
   // scratch in MMA fragment order; then the product from that scratch.
   void prepare(const float* x, int64_t n, void* stream = nullptr) const;
@@ -199,6 +244,8 @@ struct AttentionParams {
 // merged by a second kernel; `workspace` must hold decode_attention_workspace(...) bytes (may be null
 // when that is 0). max_pos bounds every pos.
 size_t decode_attention_workspace(const AttentionParams& p, int64_t nseq, int64_t max_pos);
+// How many chunks the positions are split into for this max_pos (it changes every 256 positions).
+int decode_attention_splits(int64_t max_pos);
 void decode_attention(const AttentionParams& p, const PagedKv& kv, const float* q, const int32_t* pos,
                       int64_t nseq, int64_t max_pos, float* out, void* workspace, void* stream = nullptr);
 

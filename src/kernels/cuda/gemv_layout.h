@@ -67,6 +67,8 @@ struct DeviceMatrix::Impl {
   void alloc_scratch();
   void prepare(const float* x, int64_t n, void* stream) const;
   void multiply(int64_t n, float* y, void* stream) const;
+  // y = x W^T for any n through ws (gemm_dequant.cu); ws must be available().
+  void gemm(const float* x, int64_t n, float* y, GemmWorkspace& ws, void* stream) const;
 };
 
 // Kernel launchers (gemv_mma.cu).

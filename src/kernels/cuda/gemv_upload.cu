@@ -274,8 +274,13 @@ int64_t DeviceMatrix::cols() const { return impl_->cols; }
 std::string DeviceMatrix::layout() const { return impl_->layout; }
 size_t DeviceMatrix::device_bytes() const { return impl_->w.size() + impl_->scales.size() + impl_->lut.size(); }
 
-void DeviceMatrix::matmul(const float* x, int64_t n, float* y, void* stream) const {
+void DeviceMatrix::matmul(const float* x, int64_t n, float* y, void* stream, GemmWorkspace* gemm,
+                          int64_t gemm_min_tokens) const {
   UPG_CHECK(n >= 1, "DeviceMatrix::matmul: n = ", n);
+  if (gemm && n > 16 && n >= gemm_min_tokens && gemm->available()) {
+    impl_->gemm(x, n, y, *gemm, stream);
+    return;
+  }
   for (int64_t i = 0; i < n; i += 16) {
     const int64_t m = std::min<int64_t>(16, n - i);
     impl_->prepare(x + i * impl_->cols, m, stream);

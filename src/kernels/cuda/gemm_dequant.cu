@@ -1,0 +1,247 @@
+// Prompt processing (many tokens in one product): y (n x rows) = x (n x cols) W^T as a bf16
+// tensor-core GEMM (cuBLAS, fp32 accumulation) over W decoded from its tiles (gemv_layout.h) to bf16,
+// one block of rows at a time into a fixed scratch (GemmWorkspace), so that each weight is decoded
+// once per product however many tokens there are. x is rotated first when the codec is (fast
+// Walsh-Hadamard transform, as the skinny path does) and converted to bf16.
+//
+// cuBLAS is opened at run time (dlopen of libcublas.so.<major of the toolkit built with>), so that
+// binaries still need only the NVIDIA driver: without the library the workspace says why and products
+// take the skinny path in chunks of 16 tokens (slower, same results within bf16 rounding).
+#include <cublas_v2.h>  // types and signatures only; the library itself is opened with dlopen
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <mutex>
+
+#include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/gemv_layout.h"
+#include "kernels/cuda/tiles_decode.cuh"
+
+namespace upg::cuda {
+
+namespace {
+
+// ---- Tiles -> bf16 rows ---------------------------------------------------------------------------
+struct ToBf16Args {
+  const uint4* w;
+  const void* scales;
+  const uint4* lut;
+  __nv_bfloat16* out;  // row (mt - mt0) * 16 + r, column c at out[row * ld + c]
+  int64_t ld;
+  int rows, S, mt0, mt1, tpb, cb_tiles, lut_u4;
+};
+
+constexpr int kDecodeWarps = 8;
+
+// Grid: x = runs of tpb row tiles in [mt0, mt1), y = groups of kDecodeWarps column slices (one warp
+// per 16 x 256 tile). Each lane decodes its 128 values exactly as the skinny GEMM does (decode_kstep)
+// and writes them, times their scales, as bf16 pairs to the rows and columns gemv_layout.h gives them.
+template <int DEC, int BITS, int F, bool SF32>
+__global__ void __launch_bounds__(kDecodeWarps * 32) tiles_to_bf16_kernel(ToBf16Args a) {
+  constexpr int U = units<DEC, BITS>();
+  constexpr int NWIN = F > 0 ? 16 / F : 1;
+  __shared__ __align__(16) uint32_t lut_s[lut_words<DEC, BITS>()];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int s = blockIdx.y * kDecodeWarps + warp;
+  const bool active = s < a.S;
+  const int m0 = a.mt0 + blockIdx.x * a.tpb, m1 = min(a.mt1, m0 + a.tpb);
+  const uint32_t lane4 = static_cast<uint32_t>(lane) << 2;
+  const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(lut_s));
+  int cur_cb = -1;
+  for (int mt = m0; mt < m1; ++mt) {
+    if constexpr (DEC == static_cast<int>(Dec::Codebook)) {
+      const int cb = mt / a.cb_tiles;
+      if (cb != cur_cb) {  // block-uniform
+        __syncthreads();
+        const uint4* src = a.lut + static_cast<int64_t>(cb) * a.lut_u4;
+        for (int i = threadIdx.x; i < a.lut_u4; i += blockDim.x) reinterpret_cast<uint4*>(lut_s)[i] = src[i];
+        __syncthreads();
+        cur_cb = cb;
+      }
+    }
+    if (!active) continue;
+    const int64_t tile = static_cast<int64_t>(mt) * a.S + s;
+    uint32_t w[4 * U];
+    load_tile<U>(a.w + tile * U * 32 + lane, w);
+    const int r0 = mt * kTileRows + g;  // rows r0 and r0 + 8 of W
+    __nv_bfloat16* o0 = a.out + static_cast<int64_t>((mt - a.mt0) * kTileRows + g) * a.ld + kTileCols * s + 2 * t;
+    __nv_bfloat16* o1 = o0 + 8 * a.ld;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      uint32_t v[4];
+      decode_kstep<DEC, BITS, U>(w, j, lut, lane4, v);
+      if constexpr (F > 0) {
+        float2 sc;
+        if constexpr (SF32) {
+          sc = reinterpret_cast<const float2*>(a.scales)[(tile * NWIN + j / F) * 8 + g];
+        } else {
+          sc = __half22float2(reinterpret_cast<const __half2*>(a.scales)[(tile * NWIN + j / F) * 8 + g]);
+        }
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v[r]));
+          const float k = (r & 1) ? sc.y : sc.x;
+          const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * k, f.y * k);
+          v[r] = *reinterpret_cast<const uint32_t*>(&b);
+        }
+      }
+      // Register r: row g + 8 (r & 1), columns 16 j + 2 t + 8 (r >> 1) + {0, 1}.
+      if (r0 < a.rows) {
+        *reinterpret_cast<uint32_t*>(o0 + 16 * j) = v[0];
+        *reinterpret_cast<uint32_t*>(o0 + 16 * j + 8) = v[2];
+      }
+      if (r0 + 8 < a.rows) {
+        *reinterpret_cast<uint32_t*>(o1 + 16 * j) = v[1];
+        *reinterpret_cast<uint32_t*>(o1 + 16 * j + 8) = v[3];
+      }
+    }
+  }
+}
+
+__global__ void f32_to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* __restrict__ out, int64_t count) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = __float2bfloat16_rn(x[i]);
+}
+
+// ---- cuBLAS, opened at run time ------------------------------------------------------------------
+using CreateFn = cublasStatus_t (*)(cublasHandle_t*);
+using DestroyFn = cublasStatus_t (*)(cublasHandle_t);
+using SetStreamFn = cublasStatus_t (*)(cublasHandle_t, cudaStream_t);
+using GemmExFn = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                                    const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                                    cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+
+#define UPG_STR2(x) #x
+#define UPG_STR(x) UPG_STR2(x)
+
+struct CublasLib {
+  CreateFn create = nullptr;
+  DestroyFn destroy = nullptr;
+  SetStreamFn set_stream = nullptr;
+  GemmExFn gemm = nullptr;
+  std::string error;  // empty when loaded
+};
+
+const CublasLib& cublas_lib() {
+  static const CublasLib lib = [] {
+    CublasLib l;
+    const char* names[] = {"libcublas.so." UPG_STR(CUBLAS_VER_MAJOR), "libcublas.so"};
+    void* h = nullptr;
+    std::string tried;
+    for (const char* n : names) {
+      if ((h = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
+      const char* e = dlerror();
+      tried += str_cat(tried.empty() ? "" : "; ", e ? e : n);
+    }
+    if (!h) {
+      l.error = str_cat("cuBLAS could not be opened (", tried, ")");
+      return l;
+    }
+    l.create = reinterpret_cast<CreateFn>(dlsym(h, "cublasCreate_v2"));
+    l.destroy = reinterpret_cast<DestroyFn>(dlsym(h, "cublasDestroy_v2"));
+    l.set_stream = reinterpret_cast<SetStreamFn>(dlsym(h, "cublasSetStream_v2"));
+    l.gemm = reinterpret_cast<GemmExFn>(dlsym(h, "cublasGemmEx"));
+    if (!l.create || !l.destroy || !l.set_stream || !l.gemm) l.error = "cuBLAS lacks cublasCreate_v2/cublasGemmEx";
+    return l;
+  }();
+  return lib;
+}
+
+void check_cublas(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS) throw Error(str_cat("cuBLAS: ", what, " failed with status ", static_cast<int>(st)));
+}
+
+using ToBf16Fn = void (*)(ToBf16Args);
+
+ToBf16Fn pick_to_bf16(const DeviceMatrix::Impl& m) {
+  return dispatch_tiles(m, [](auto dec, auto bits, auto fold, auto sf32) -> ToBf16Fn {
+    return tiles_to_bf16_kernel<decltype(dec)::value, decltype(bits)::value, decltype(fold)::value,
+                                decltype(sf32)::value>;
+  });
+}
+
+}  // namespace
+
+// ---- GemmWorkspace --------------------------------------------------------------------------------
+struct GemmWorkspace::Impl {
+  cublasHandle_t handle = nullptr;
+  std::string why_not;
+  DeviceBuffer wbuf, xrot, xb;
+};
+
+GemmWorkspace::GemmWorkspace(size_t weight_bytes) : impl_(new Impl) {
+  weight_bytes_ = std::max<size_t>(weight_bytes, 1);  // at least one tile of rows is decoded at a time
+  const CublasLib& l = cublas_lib();
+  if (!l.error.empty()) {
+    impl_->why_not = l.error;
+    return;
+  }
+  if (const cublasStatus_t st = l.create(&impl_->handle); st != CUBLAS_STATUS_SUCCESS) {
+    impl_->handle = nullptr;
+    impl_->why_not = str_cat("cublasCreate failed with status ", static_cast<int>(st));
+  }
+}
+
+GemmWorkspace::~GemmWorkspace() {
+  if (impl_->handle) cublas_lib().destroy(impl_->handle);
+  delete impl_;
+}
+
+bool GemmWorkspace::available() const { return impl_->handle != nullptr; }
+std::string GemmWorkspace::why_not() const { return impl_->why_not; }
+size_t GemmWorkspace::device_bytes() const { return impl_->wbuf.size() + impl_->xrot.size() + impl_->xb.size(); }
+
+void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, GemmWorkspace& ws, void* stream) const {
+  GemmWorkspace::Impl& g = *ws.impl_;
+  const CublasLib& l = cublas_lib();
+  const int64_t Kp = S * kTileCols;
+  // The decoded rows: whole 16-row tiles, as many as the scratch holds (at least one).
+  const int64_t tiles_per_chunk = std::clamp<int64_t>(static_cast<int64_t>(ws.weight_bytes_ / (kTileRows * Kp * 2)), 1, mtiles);
+  const size_t wbytes = static_cast<size_t>(tiles_per_chunk) * kTileRows * Kp * 2;
+  if (g.wbuf.size() < wbytes) g.wbuf = DeviceBuffer(wbytes);
+  const size_t xcount = static_cast<size_t>(n) * cols;
+  if (g.xb.size() < xcount * 2) g.xb = DeviceBuffer(std::max(xcount * 2, 2 * g.xb.size()));
+  const float* src = x;
+  if (rot.on) {
+    if (g.xrot.size() < xcount * 4) g.xrot = DeviceBuffer(std::max(xcount * 4, 2 * g.xrot.size()));
+    hadamard_rotate(x, g.xrot.as<float>(), n, cols, signs.as<const float>(), rot.block, stream);
+    src = g.xrot.as<const float>();
+  }
+  f32_to_bf16_kernel<<<static_cast<unsigned>((xcount + 255) / 256), 256, 0, as_stream(stream)>>>(
+      src, g.xb.as<__nv_bfloat16>(), static_cast<int64_t>(xcount));
+  UPG_CUDA_LAUNCHED("f32_to_bf16_kernel");
+  check_cublas(l.set_stream(g.handle, as_stream(stream)), "cublasSetStream");
+
+  const ToBf16Fn fn = pick_to_bf16(*this);
+  ToBf16Args a;
+  a.w = w.as<const uint4>();
+  a.scales = scales.data();
+  a.lut = lut.as<const uint4>();
+  a.out = g.wbuf.as<__nv_bfloat16>();
+  a.ld = Kp;
+  a.rows = static_cast<int>(rows);
+  a.S = static_cast<int>(S);
+  a.cb_tiles = static_cast<int>(cb_tiles > 0 ? cb_tiles : mtiles);
+  a.lut_u4 = static_cast<int>(lut_bytes / 16);
+  const float one = 1.f, zero = 0.f;
+  for (int64_t mt0 = 0; mt0 < mtiles; mt0 += tiles_per_chunk) {
+    const int64_t mt1 = std::min(mtiles, mt0 + tiles_per_chunk);
+    a.mt0 = static_cast<int>(mt0);
+    a.mt1 = static_cast<int>(mt1);
+    // Row tiles per block: the level table (up to 32 KB at 4 bits) is loaded once per block.
+    a.tpb = static_cast<int>(std::min<int64_t>(mt1 - mt0, dec == Dec::Codebook ? 8 : 1));
+    const dim3 grid(static_cast<unsigned>((mt1 - mt0 + a.tpb - 1) / a.tpb),
+                    static_cast<unsigned>((S + kDecodeWarps - 1) / kDecodeWarps));
+    fn<<<grid, kDecodeWarps * 32, 0, as_stream(stream)>>>(a);
+    UPG_CUDA_LAUNCHED("tiles_to_bf16_kernel");
+    const int64_t r0 = mt0 * kTileRows, r1 = std::min(rows, mt1 * kTileRows);
+    // Column-major view: y^T (rows x n, ld rows) = W_chunk (as k x m, transposed) * x^T (k x n).
+    check_cublas(l.gemm(g.handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(r1 - r0), static_cast<int>(n),
+                        static_cast<int>(cols), &one, g.wbuf.data(), CUDA_R_16BF, static_cast<int>(Kp), g.xb.data(),
+                        CUDA_R_16BF, static_cast<int>(cols), &zero, y + r0, CUDA_R_32F, static_cast<int>(rows),
+                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
+  }
+}
+
+}  // namespace upg::cuda
