@@ -41,22 +41,35 @@ std::chrono::nanoseconds spin_time() {
   return t;
 }
 
-// Spins while a.load() == old for up to spin_time(), then blocks until it changes; returns the new value.
-template <class T>
-T wait_change(const std::atomic<T>& a, T old) {
-  T v = a.load(std::memory_order_acquire);
+// Waits until slot.state differs from `old` (spinning for up to spin_time(), then blocking) and
+// returns it. Blocked waiters count themselves in slot.sleepers, so that publish() makes the futex
+// call only when someone sleeps (std::atomic::notify alone would, whenever any thread of the process
+// waits on an address of the same hash bucket).
+template <class Slot>
+uint32_t await_change(Slot& slot, uint32_t old) {
+  uint32_t v = slot.state.load(std::memory_order_acquire);
   if (v != old) return v;
-  const auto spin = spin_time();
-  if (spin.count() > 0) {
+  if (const auto spin = spin_time(); spin.count() > 0) {
     const auto deadline = std::chrono::steady_clock::now() + spin;
     for (int i = 1;; ++i) {
       cpu_relax();
-      if ((v = a.load(std::memory_order_acquire)) != old) return v;
+      if ((v = slot.state.load(std::memory_order_acquire)) != old) return v;
       if (i % 64 == 0 && std::chrono::steady_clock::now() > deadline) break;
     }
   }
-  while ((v = a.load(std::memory_order_acquire)) == old) a.wait(old, std::memory_order_acquire);
-  return v;
+  for (;;) {
+    slot.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    if (slot.state.load(std::memory_order_seq_cst) == old) slot.state.wait(old, std::memory_order_seq_cst);
+    slot.sleepers.fetch_sub(1, std::memory_order_relaxed);
+    if ((v = slot.state.load(std::memory_order_acquire)) != old) return v;
+  }
+}
+
+// slot.state = v, waking whoever waits on it.
+template <class Slot>
+void publish(Slot& slot, uint32_t v) {
+  slot.state.store(v, std::memory_order_seq_cst);
+  if (slot.sleepers.load(std::memory_order_seq_cst) != 0) slot.state.notify_all();
 }
 
 std::mutex g_default_mu;
@@ -71,11 +84,8 @@ ThreadPool::ThreadPool(int threads)
 }
 
 ThreadPool::~ThreadPool() {
-  stop_.store(true, std::memory_order_release);
-  for (int w = 1; w < threads_; ++w) {
-    slots_[w - 1].gen.fetch_add(1, std::memory_order_release);
-    slots_[w - 1].gen.notify_one();
-  }
+  stop_.store(true, std::memory_order_seq_cst);
+  for (int w = 1; w < threads_; ++w) publish(slots_[w - 1], slots_[w - 1].state.load() + 4);
   for (std::thread& t : workers_) t.join();
 }
 
@@ -90,13 +100,17 @@ void ThreadPool::run(int64_t n, int64_t chunk, Task t) {
   }
   task_ = t, n_ = n, chunk_ = chunk, parts_ = parts;
   next_.store(0, std::memory_order_relaxed);
-  pending_.store(parts - 1, std::memory_order_relaxed);
-  for (int w = 1; w < parts; ++w) {  // wake only the workers this task needs
-    slots_[w - 1].gen.fetch_add(1, std::memory_order_release);
-    slots_[w - 1].gen.notify_one();
-  }
+  const uint32_t ticket = ++seq_ << 2;
+  for (int w = 1; w < parts; ++w) publish(slots_[w - 1], ticket);  // wakes only the workers needed
   participate(0);
-  for (int left = pending_.load(std::memory_order_acquire); left != 0;) left = wait_change(pending_, left);
+  // Parts no worker has claimed yet: run them here (static) or close them (dynamic: nothing is left).
+  for (int w = 1; w < parts; ++w) {
+    uint32_t open = ticket;
+    if (slots_[w - 1].state.compare_exchange_strong(open, ticket | 2, std::memory_order_acq_rel) && chunk == 0)
+      participate(w);
+  }
+  for (int w = 1; w < parts; ++w)  // the parts workers claimed: wait until they are done
+    for (uint32_t v = ticket | 1; (v = await_change(slots_[w - 1], v)) != (ticket | 2);) {}
   std::exception_ptr e = std::move(error_);
   error_ = nullptr;
   busy_.store(false, std::memory_order_release);
@@ -123,12 +137,15 @@ void ThreadPool::participate(int part) {
 
 void ThreadPool::worker(int part) {
   tls_current = this;  // a kernel nested in a task finds this pool (and runs serially), not the default one
-  std::atomic<uint32_t>& gen = slots_[part - 1].gen;
-  for (uint32_t seen = 0;;) {
-    seen = wait_change(gen, seen);
-    if (stop_.load(std::memory_order_acquire)) return;
+  Slot& slot = slots_[part - 1];
+  for (uint32_t seen = 2;;) {  // the slot's initial state (any later one wakes us, the destructor's too)
+    seen = await_change(slot, seen);
+    if (stop_.load(std::memory_order_seq_cst)) return;
+    // A ticket (phase 0) is ours unless the caller closes it first; then the task's fields are valid
+    // until we close it.
+    if ((seen & 3) != 0 || !slot.state.compare_exchange_strong(seen, seen | 1, std::memory_order_acq_rel)) continue;
     participate(part);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    publish(slot, seen |= 2);
   }
 }
 

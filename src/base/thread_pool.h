@@ -1,8 +1,8 @@
 // ThreadPool: the threads the CPU forward pass runs its kernels on (matmuls, norms, attention).
 //
 // What: `threads - 1` persistent workers plus the calling thread. parallel_for(n, fn) splits [0, n)
-// into one contiguous chunk per participant (static: participant i always gets the same rows of a
-// matrix of a given shape, so worker i's caches and thread_local scratch stay warm);
+// into one contiguous chunk per participant (static: worker i gets the same rows of a matrix of a
+// given shape every time, so its caches and thread_local scratch stay warm);
 // parallel_for_dynamic(n, chunk, fn) hands out `chunk`-sized pieces from an atomic counter (for
 // uneven work: attention, tiled GEMM blocks). fn(begin, end) is called with disjoint ranges that
 // cover [0, n) exactly once; it must accept any range (a serial run calls fn(0, n) once).
@@ -12,10 +12,12 @@
 // pool task (or from an OpenMP parallel region, the offline converter's) runs serially instead of
 // nesting, and two engines on two threads do not share one team.
 //
-// Cost: a call wakes only the workers it needs (a store and, when a worker sleeps, a futex wake) and
-// waits for them; workers spin about 0.5 ms after a task (OMP_WAIT_POLICY=passive: not at all) and
-// then block in std::atomic::wait (a futex), so idle pools use no CPU. Calls from two threads to one
-// pool do not queue: the second runs serially on its own thread.
+// Cost: a call hands each worker it needs a ticket (a store, and a futex wake only when that worker
+// sleeps), runs part 0 itself, then takes over every part no worker has claimed yet (a worker that
+// is descheduled or still waking never stalls the call: on a busy machine the caller just does more
+// of the work) and waits only for parts in progress. Workers spin about 0.5 ms after a task
+// (OMP_WAIT_POLICY=passive: not at all), then block in std::atomic::wait (a futex), so an idle pool
+// uses no CPU. Calls from two threads to one pool do not queue: the second runs serially.
 //
 // Which pool a kernel uses: ThreadPool::current(), the pool of the innermost ThreadPool::Scope on the
 // calling thread (the Engine installs its pool for each step), else the process-wide default pool
@@ -46,8 +48,9 @@ class ThreadPool {
 
   int threads() const { return threads_; }
 
-  // fn(begin, end) over static contiguous chunks of [0, n), one per participant; returns when all
-  // are done. An exception thrown by fn reaches the caller (the first one, after every chunk has
+  // fn(begin, end) over min(threads, n) static contiguous chunks of [0, n), chunk i normally on
+  // worker i (chunk 0 on the caller, which also runs any chunk no worker has started when it is
+  // done with its own); returns when all are done. An exception thrown by fn reaches the caller (the first one, after every chunk has
   // finished or been abandoned); the pool stays usable. Serial (fn(0, n) on the calling thread)
   // when n <= 1, the pool has one thread, the caller is inside a pool task or an OpenMP parallel
   // region, or another thread is using this pool.
@@ -98,8 +101,11 @@ class ThreadPool {
     return Task{[](void* f, int64_t b, int64_t e) { (*static_cast<F*>(f))(b, e); },
                 const_cast<void*>(static_cast<const void*>(&fn))};
   }
+  // Worker w's part of the current task: state = (task number << 2) | phase, phase 0 open (a
+  // ticket), 1 claimed by the worker, 2 closed (done, or taken over by the caller).
   struct alignas(64) Slot {
-    std::atomic<uint32_t> gen{0};  // bumped by the caller to hand worker its part of a new task
+    std::atomic<uint32_t> state{2};
+    std::atomic<uint32_t> sleepers{0};  // threads blocked waiting for state to change
   };
 
   void run(int64_t n, int64_t chunk, Task t);
@@ -111,12 +117,12 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::atomic<bool> busy_{false};  // a caller owns the task fields below
   std::atomic<bool> stop_{false};
-  // The current task (written by its caller before waking the workers, read by participants).
+  // The current task (written by its caller before handing out tickets, read by participants).
+  uint32_t seq_ = 0;  // task number
   Task task_{};
   int64_t n_ = 0, chunk_ = 0;  // chunk_ 0: static
   int parts_ = 0;
   alignas(64) std::atomic<int64_t> next_{0};  // dynamic: the next unclaimed index
-  alignas(64) std::atomic<int> pending_{0};   // workers of the task not finished yet
   std::mutex error_mu_;
   std::exception_ptr error_;
 };
