@@ -1,4 +1,4 @@
-// What the binding files of the Python module share: the GIL rules, Ctrl-C, OpenMP thread counts,
+// What the binding files of the Python module share: the GIL rules, Ctrl-C, thread counts,
 // JSON <-> Python, and numpy arrays that own a C++ buffer.
 //
 // GIL: every call that computes (load, forward passes, generation, conversion, evaluation) runs with
@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 #include "runtime/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -34,7 +35,8 @@ struct ModelHandle {
   std::optional<Tokenizer> tokenizer;  // nullopt when the model has no tokenizer.json
   std::optional<std::string> chat_template;
   std::string path;  // as given to load()
-  int threads = 0;   // OpenMP threads for this model's calls (0: OpenMP's default)
+  int threads = 0;   // threads for this model's calls (0: the default: all cores or OMP_NUM_THREADS)
+  std::shared_ptr<ThreadPool> pool;  // of `threads` threads when threads > 0 (made by load)
 
   // The tokenizer; throws Error "model '<path>' has no tokenizer.json" when there is none.
   const Tokenizer& tok() const {
@@ -68,12 +70,18 @@ class SignalCheck {
   std::chrono::steady_clock::time_point last_{};
 };
 
-// Sets the calling thread's OpenMP thread count for the scope (threads > 0), restoring it after.
+// Sets the calling thread's thread count for the scope (threads > 0), restoring it after: OpenMP's
+// (the converter's and the evaluations' own loops) and the current ThreadPool (base/thread_pool.h:
+// Engines built in the scope size their pools from it, kernels called outside an Engine run on it).
+// The pool is `pool` when given, else one of `threads` threads made for the scope.
 class ThreadScope {
  public:
-  explicit ThreadScope(int threads) : old_(omp_get_max_threads()), set_(threads > 0) {
+  explicit ThreadScope(int threads, ThreadPool* pool = nullptr)
+      : old_(omp_get_max_threads()), set_(threads > 0),
+        own_(set_ && !pool ? std::make_unique<ThreadPool>(threads) : nullptr), scope_(set_ ? (pool ? pool : own_.get()) : nullptr) {
     if (set_) omp_set_num_threads(threads);
   }
+  explicit ThreadScope(const ModelHandle& h) : ThreadScope(h.threads, h.pool.get()) {}
   ~ThreadScope() {
     if (set_) omp_set_num_threads(old_);
   }
@@ -83,6 +91,8 @@ class ThreadScope {
  private:
   int old_;
   bool set_;
+  std::unique_ptr<ThreadPool> own_;
+  ThreadPool::Scope scope_;
 };
 
 // JSON -> Python objects (dict, list, str, int, float, bool, None), through the json module.

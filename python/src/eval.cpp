@@ -40,7 +40,7 @@ py::object eval_ppl(const ModelPtr& model, const std::string& label, const std::
   nlohmann::json j;
   {
     py::gil_scoped_release nogil;
-    ThreadScope ts(m.threads);
+    ThreadScope ts(m);
     const std::string t = read_text(text_path, text);
     j = run_ppl_eval(*m.model, m.tok(), t, o, progress_of(progress));
   }
@@ -61,7 +61,7 @@ py::object eval_kld(const ModelPtr& base, const std::string& base_label, const M
   nlohmann::json j;
   {
     py::gil_scoped_release nogil;
-    ThreadScope ts(m.threads);
+    ThreadScope ts(m);
     const std::string t = read_text(text_path, text);
     j = run_kld_eval(*b.model, b.tok(), *m.model, t, o, progress_of(progress)).json;
   }
@@ -85,7 +85,7 @@ py::object eval_task(const std::string& name, const ModelPtr& model, const std::
   nlohmann::json j;
   {
     py::gil_scoped_release nogil;
-    ThreadScope ts(m.threads);
+    ThreadScope ts(m);
     j = run_mc_eval(t, *m.model, m.tok(), o, {}, hooks);
   }
   return to_python(j);
@@ -109,7 +109,7 @@ py::object eval_humaneval(const ModelPtr& model, const std::string& label, const
   nlohmann::json j;
   {
     py::gil_scoped_release nogil;
-    ThreadScope ts(m.threads);
+    ThreadScope ts(m);
     j = run_humaneval_eval(*m.model, m.tok(), o, {}, hooks);
   }
   return to_python(j);

@@ -38,14 +38,15 @@ struct TokenizerHandle {
 
 ModelPtr load(const std::string& path, int threads, const std::string& device) {
   py::gil_scoped_release nogil;
-  ThreadScope ts(threads);
+  auto pool = threads > 0 ? std::make_shared<ThreadPool>(threads) : nullptr;
+  ThreadScope ts(threads, pool.get());
   std::shared_ptr<Backend> backend = make_backend(device);  // a bad device fails before the load
   auto model = Model::load(path);
   model->set_backend(std::move(backend));
   std::optional<Tokenizer> tok;  // a model without tokenizer.json still gives logits of token ids
   if (model->file_text("tokenizer.json")) tok = load_model_tokenizer(*model, path);
   std::optional<std::string> chat_template = load_model_chat_template(*model);
-  return std::make_shared<ModelHandle>(ModelHandle{std::move(model), std::move(tok), std::move(chat_template), path, threads});
+  return std::make_shared<ModelHandle>(ModelHandle{std::move(model), std::move(tok), std::move(chat_template), path, threads, std::move(pool)});
 }
 
 // Every tensor's codec: as stored in a UPG file, or the safetensors dtype ("bf16", ...) of a
@@ -138,7 +139,7 @@ py::list logits(const ModelPtr& h, const std::vector<std::vector<int32_t>>& seqs
   SignalCheck check_signals;
   {
     py::gil_scoped_release nogil;
-    ThreadScope ts(h->threads);
+    ThreadScope ts(*h);
     out = batched_logits(*h->model, seqs, check_signals);
   }
   const auto V = static_cast<py::ssize_t>(h->model->config().vocab_size);
@@ -153,7 +154,7 @@ py::list score(const ModelPtr& h, const std::vector<std::vector<int32_t>>& seqs)
   SignalCheck check_signals;
   {
     py::gil_scoped_release nogil;
-    ThreadScope ts(h->threads);
+    ThreadScope ts(*h);
     const std::vector<float> all = batched_logits(*h->model, seqs, check_signals);
     const int64_t V = h->model->config().vocab_size;
     size_t row = 0;
@@ -234,9 +235,9 @@ py::tuple generate_text(const ModelPtr& h, const std::vector<int32_t>& ids, cons
   SignalCheck check_signals;
   {
     py::gil_scoped_release nogil;
-    ThreadScope ts(h->threads);
+    ThreadScope ts(*h);
     const GenerateOptions g = resolve(*h, a);
-    Session session(*h->model, a.max_context, parse_kv_type(a.kv_type));
+    Session session(*h->model, a.max_context, parse_kv_type(a.kv_type), 0, h->threads);
     check_prompt(session, ids);
     out = generate(session, h->tok(), ids, g, [&](const std::string& piece) {
       text += piece;
@@ -258,7 +259,7 @@ class GenerationStream {
       py::gil_scoped_release nogil;
       h_->tok();  // no tokenizer: fail now, not on the first next()
       g = resolve(*h_, a);
-      session_ = std::make_unique<Session>(*h_->model, a.max_context, parse_kv_type(a.kv_type));
+      session_ = std::make_unique<Session>(*h_->model, a.max_context, parse_kv_type(a.kv_type), 0, h_->threads);
       check_prompt(*session_, ids);
     }
     worker_ = std::thread([this, ids = std::move(ids), g] { run(ids, g); });
@@ -331,7 +332,7 @@ class GenerationStream {
 
   void run(const std::vector<int32_t>& ids, const GenerateOptions& g) {
     try {
-      ThreadScope ts(h_->threads);
+      ThreadScope ts(*h_);
       GenerateStats st;
       std::vector<int32_t> out = generate(*session_, h_->tok(), ids, g, [this](const std::string& piece) {
         if (cancel_) return false;
@@ -376,13 +377,14 @@ class PySession {
   // kv_type "": the Session's default (f32 on the CPU, bf16 on a GPU).
   PySession(ModelPtr h, int max_context, const std::string& kv_type)
       : h_(std::move(h)),
-        s_(*h_->model, max_context, kv_type.empty() ? std::nullopt : std::optional<KvType>(parse_kv_type(kv_type))) {}
+        s_(*h_->model, max_context, kv_type.empty() ? std::nullopt : std::optional<KvType>(parse_kv_type(kv_type)), 0,
+           h_->threads) {}
 
   py::array_t<float> forward(const std::vector<int32_t>& ids, bool all_logits) {
     std::vector<float> logits;
     {
       py::gil_scoped_release nogil;
-      ThreadScope ts(h_->threads);
+      ThreadScope ts(*h_);
       s_.forward(ids, logits, all_logits);
     }
     const auto V = static_cast<py::ssize_t>(h_->model->config().vocab_size);

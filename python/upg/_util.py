@@ -46,7 +46,7 @@ def check_number(value, name, allow_none=True):
 
 
 def threads_arg(threads):
-    """threads=None -> 0 (OpenMP's default: all cores or OMP_NUM_THREADS)."""
+    """threads=None -> 0 (the default: all cores or OMP_NUM_THREADS)."""
     return 0 if threads is None else check_int(threads, "threads", minimum=1)
 
 

@@ -195,8 +195,8 @@ class Model:
 
         `device`: where the model runs: "cpu", "cuda" (= "cuda:0"), "cuda:N", or "auto" (the first
         GPU when there is one, else the CPU); a device this build or machine lacks raises upg.Error
-        saying why. `threads`: worker threads for this model's calls (None: all cores, or
-        OMP_NUM_THREADS).
+        saying why. `threads`: worker threads for this model's calls (its own thread pool; None: all
+        cores, or OMP_NUM_THREADS).
 
         Raises FileNotFoundError when `path` does not exist and upg.Error, with the library's
         message naming the file, field or tensor, when it is not a loadable model."""

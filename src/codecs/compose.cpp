@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "base/thread_pool.h"
 #include "codecs/codec_util.h"
 #include "codecs/mdcsr/mdcsr_codec.h"
 
@@ -94,8 +95,9 @@ class RotatedMatrix : public WeightMatrix {
         signs_(rotation_signs(seed, cols_)), block_(block) {}
   void matmul(const float* x, int64_t n, float* y) const override {
     std::vector<float> xr(x, x + n * cols_);
-#pragma omp parallel for if (n > 1)
-    for (int64_t t = 0; t < n; ++t) rotate_row(xr.data() + t * cols_, cols_, signs_.data(), block_);
+    parallel_for(n, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) rotate_row(xr.data() + t * cols_, cols_, signs_.data(), block_);
+    });
     inner_->matmul(xr.data(), n, y);
   }
   void decode_rows(int64_t r0, int64_t r1, float* out) const override {
@@ -138,7 +140,7 @@ EncodedTensor Codec::encode(const float* W, int64_t rows, int64_t cols, const Co
   if (importance) imp.assign(importance, importance + cols);
   if (rot.on) {
     const std::vector<float> s = rotation_signs(rot.seed, cols);
-#pragma omp parallel for
+#pragma omp parallel for  // encoding (offline): OpenMP, like the converter
     for (int64_t r = 0; r < rows; ++r) rotate_row(Wm.data() + r * cols, cols, s.data(), rot.block);
     for (int64_t b0 = 0; b0 < cols && importance; b0 += rot.block) {
       double m = 0;

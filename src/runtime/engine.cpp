@@ -18,6 +18,8 @@ std::shared_ptr<Backend> chosen_backend(const Model& model, const EngineOptions&
 Engine::Engine(const Model& model, const EngineOptions& o)
     : model_(model),
       backend_(chosen_backend(model, o)),
+      pool_(backend_->host_memory() ? std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : ThreadPool::current_threads())
+                                    : nullptr),
       ctx_(backend_->new_context()),
       cache_(model.config().num_hidden_layers, kv_geometry(model.config()).kv_heads,
              kv_geometry(model.config()).head_dim, o.kv, kv_geometry(model.config()).keys_only, backend_.get()),
@@ -119,6 +121,7 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   const int64_t n = static_cast<int64_t>(batch.size());
   UPG_CHECK(n > 0, "step: empty batch");
   const auto exclusive = be.exclusive();
+  const ThreadPool::Scope threads(pool_.get());  // every CPU kernel of the step runs on the engine's pool
 
   // Validate everything before touching the cache.
   std::map<SeqId, int64_t> next;  // next expected position per sequence

@@ -19,6 +19,13 @@
 // layers, multi-head latent attention and the calibration observer read activations on the host, so
 // they run on backends with host memory only (the constructor and set_observer say so otherwise).
 //
+// Threads: on a backend with host memory (the CPU) the Engine owns a ThreadPool (base/thread_pool.h)
+// of EngineOptions::threads threads and makes it the current pool for each step, so every kernel the
+// step runs (the backend's ops, the codecs' matmuls, the engine's own MLA / MoE loops) shares it
+// without a pool parameter on any interface. A device backend gets no pool (its ops run on the device).
+// (The Engine, not the CPU backend's StepContext, owns it: Backend::matmul takes no context, and
+// the MLA and mixture-of-experts loops run outside the backend, so only the Engine spans a step.)
+//
 // Not thread-safe (one caller at a time); the Model may be shared and must outlive the Engine.
 #pragma once
 #include <array>
@@ -30,6 +37,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "base/thread_pool.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
 
@@ -47,6 +55,10 @@ struct BatchEntry {
 struct EngineOptions {
   KvCacheOptions kv;
   std::shared_ptr<Backend> backend;  // null: the model's (Model::backend())
+  // Threads of the engine's pool (the CPU kernels of its steps). 0: the thread count of the pool
+  // current where the Engine is built (ThreadPool::current_threads(): all cores, or -t /
+  // set_default_threads / OMP_NUM_THREADS, or the pool of an enclosing ThreadPool::Scope).
+  int threads = 0;
 };
 
 class Engine {
@@ -55,6 +67,8 @@ class Engine {
 
   const Model& model() const { return model_; }
   Backend& backend() const { return *backend_; }
+  // The engine's pool (null on a device backend).
+  ThreadPool* pool() const { return pool_.get(); }
   KvCache& cache() { return cache_; }
   const KvCache& cache() const { return cache_; }
 
@@ -111,6 +125,7 @@ class Engine {
 
   const Model& model_;
   std::shared_ptr<Backend> backend_;
+  std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<StepContext> ctx_;
   KvCache cache_;
   std::map<SeqId, SeqState> states_;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/thread_pool.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
@@ -74,39 +75,40 @@ void Engine::mla_attention(size_t l, std::span<const BatchEntry> batch, const st
 
   // Queries in latent space: [W_uk,h^T q_nope,h | q_rope,h].
   mla_ql_.resize(static_cast<size_t>(n * nh * row));
-#pragma omp parallel for collapse(2) schedule(static) if (n * nh > 1)
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t h = 0; h < nh; ++h) {
-      const float* q = mla_q_.data() + (t * nh + h) * qd;
-      float* o = mla_ql_.data() + (t * nh + h) * row;
+  parallel_for(n * nh, [&](int64_t i0, int64_t i1) {  // (token, head) pairs
+    for (int64_t th = i0; th < i1; ++th) {
+      const int64_t h = th % nh;
+      const float* q = mla_q_.data() + th * qd;
+      float* o = mla_ql_.data() + th * row;
       std::fill(o, o + r, 0.0f);
       const float* wk = W.w_uk.data() + h * nope * r;
       for (int64_t i = 0; i < nope; ++i)
         for (int64_t j = 0; j < r; ++j) o[j] += q[i] * wk[i * r + j];
       std::memcpy(o + r, q + nope, sizeof(float) * rope);
     }
+  });
 
   // Attention over the latent rows, then each head's latent output through W_uv,h.
   kernels::AttentionShape as{nh, 1, row, model_.layers()[l].window, static_cast<float>(c.block.attention_scale),
                              static_cast<float>(c.block.attention_softcap), r};
-#pragma omp parallel
-  {
-    std::vector<float> scores(static_cast<size_t>(max_pos + 1)), kvtmp(static_cast<size_t>(row)),
-        latent(static_cast<size_t>(r));
-#pragma omp for collapse(2) schedule(dynamic, 4)
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t h = 0; h < nh; ++h) {
-        kernels::attention_head(as, views[t], 0, mla_ql_.data() + (t * nh + h) * row, batch[t].pos, scores.data(),
-                                kvtmp.data(), latent.data());
-        const float* wv = W.w_uv.data() + h * vd * r;
-        float* out = attn_.data() + (t * nh + h) * vd;
-        for (int64_t i = 0; i < vd; ++i) {
-          float s = 0;
-          for (int64_t j = 0; j < r; ++j) s += wv[i * r + j] * latent[j];
-          out[i] = s;
-        }
+  parallel_for_dynamic(n * nh, 4, [&](int64_t i0, int64_t i1) {  // (token, head) pairs
+    thread_local std::vector<float> scores, kvtmp, latent;  // per thread, kept between calls
+    scores.resize(std::max(scores.size(), static_cast<size_t>(max_pos + 1)));
+    kvtmp.resize(std::max(kvtmp.size(), static_cast<size_t>(row)));
+    latent.resize(std::max(latent.size(), static_cast<size_t>(r)));
+    for (int64_t th = i0; th < i1; ++th) {
+      const int64_t t = th / nh, h = th % nh;
+      kernels::attention_head(as, views[t], 0, mla_ql_.data() + th * row, batch[t].pos, scores.data(), kvtmp.data(),
+                              latent.data());
+      const float* wv = W.w_uv.data() + h * vd * r;
+      float* out = attn_.data() + th * vd;
+      for (int64_t i = 0; i < vd; ++i) {
+        float s = 0;
+        for (int64_t j = 0; j < r; ++j) s += wv[i * r + j] * latent[j];
+        out[i] = s;
       }
-  }
+    }
+  });
 }
 
 }  // namespace upg

@@ -108,6 +108,7 @@ struct SchedulerOptions {
   int max_queue = 64;          // requests waiting to start; submit() beyond it throws QueueFull
   int64_t max_context = 0;     // positions per sequence; <= 0: the model's max_position_embeddings
   KvCacheOptions kv;
+  int threads = 0;             // the engine's thread pool (EngineOptions::threads; 0: the current pool's count)
   ComputeTurns* turns = nullptr;  // shared by the schedulers of one process (optional)
   // Observers for metrics (called on the worker thread; keep them cheap).
   std::function<void(double seconds)> on_first_token;  // from submit() to the first generated token

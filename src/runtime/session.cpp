@@ -5,16 +5,17 @@
 namespace upg {
 
 namespace {
-EngineOptions session_options(const Model& model, std::optional<KvType> kv, size_t max_bytes) {
+EngineOptions session_options(const Model& model, std::optional<KvType> kv, size_t max_bytes, int threads) {
   EngineOptions o;
+  o.threads = threads;
   o.kv.type = kv ? *kv : model.backend()->host_memory() ? KvType::F32 : KvType::BF16;
   o.kv.max_bytes = max_bytes;
   return o;
 }
 }  // namespace
 
-Session::Session(const Model& model, int max_context, std::optional<KvType> kv, size_t kv_max_bytes)
-    : engine_(model, session_options(model, kv, kv_max_bytes)) {
+Session::Session(const Model& model, int max_context, std::optional<KvType> kv, size_t kv_max_bytes, int threads)
+    : engine_(model, session_options(model, kv, kv_max_bytes, threads)) {
   capacity_ = max_context > 0 ? max_context : model.config().max_position_embeddings;
   UPG_CHECK(capacity_ <= kMaxModelContext, "the context length ", capacity_, " is larger than the ", kMaxModelContext,
             " positions supported");

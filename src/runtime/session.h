@@ -20,8 +20,9 @@ class Session {
   // kv: the cache row type (f32 is exact; bf16 is what `upg run` uses by default); when not given,
   // f32 on the CPU and bf16 on a GPU (whose attention reads bf16 rows only).
   // kv_max_bytes: cap on cache memory (0: none); a forward that would exceed it throws KvCacheFull.
+  // threads: the engine's thread pool (EngineOptions::threads; 0: the current pool's count).
   explicit Session(const Model& model, int max_context = 0, std::optional<KvType> kv = std::nullopt,
-                   size_t kv_max_bytes = 0);
+                   size_t kv_max_bytes = 0, int threads = 0);
 
   // Runs `tokens` (ids in [0, vocab)) at positions position() .. position() + n - 1.
   // logits becomes n x vocab (all_logits) or vocab (the last token's), row-major.

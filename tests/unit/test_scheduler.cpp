@@ -115,8 +115,11 @@ SchedulerOptions options(int max_batch, int step_tokens, size_t kv_bytes = 0) {
   return o;
 }
 
-// All requests are queued before the worker runs its first step (it waits for the turn we hold),
-// so they compete for the batch and the cache from the start.
+// One schedule every run: the worker takes request 0 and waits for the turn we hold before its
+// first step while the others are queued, so step 1 runs request 0 alone and all the others compete
+// for the batch and the cache from step 2 on. (The worker takes what is queued when it wakes, before
+// it waits for the turn: without the wait below, its first step held whichever requests had arrived
+// by then, and a different schedule could need no preemption at all.)
 void expect_all_match_alone(SchedulerOptions o, int requests, SchedulerStats* stats_out = nullptr) {
   ComputeTurns turns;
   o.turns = &turns;
@@ -127,6 +130,13 @@ void expect_all_match_alone(SchedulerOptions o, int requests, SchedulerStats* st
   for (int i = 0; i < requests; ++i) {
     reqs.push_back(greedy(prompt_of(3 + 7 * i % 40, 100 + i), 12 + i % 9));
     hs.push_back(sched.submit(reqs.back()));
+    if (i == 0) {
+      for (int k = 0; k < 500 && sched.stats().running == 0; ++k) std::this_thread::sleep_for(10ms);
+      if (sched.stats().running != 1) {
+        turns.unlock();  // (or ~Scheduler would wait for a worker waiting for the turn)
+        FAIL() << "the worker did not take request 0 within 5 s";
+      }
+    }
   }
   turns.unlock();
   for (int i = 0; i < requests; ++i) {

@@ -10,8 +10,6 @@
 // fraction of it; the active matrix weights per token are reported too. --depth D fills each sequence's cache with D positions of random keys and values
 // (not computed) before tg, so decode attends over a context of that length (memory at a given
 // context size); peak resident memory is reported.
-#include <omp.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -25,6 +23,7 @@
 
 #include "base/error.h"
 #include "base/memory_bandwidth.h"
+#include "base/thread_pool.h"
 #include "commands.h"
 #include "kernels/cpu/attention.h"
 #include "loaded_model.h"
@@ -125,9 +124,10 @@ void bench(const BenchOptions& o) {
                               (c.tie_word_embeddings ? 0 : model->embed_tokens().stored_bytes());
   const int64_t active_weights = model->active_matrix_weights();
   const double bw = backend->measure_bandwidth();  // CPU: 1 GiB read by all threads; GPU: 1 GiB device copy
-  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  const int threads = o.threads > 0 ? o.threads : ThreadPool::default_threads();  // the engine's pool
 
   EngineOptions eo;
+  eo.threads = threads;
   eo.kv.type = parse_kv_type(o.kv_type);
   eo.kv.max_bytes = o.kv_memory.empty() ? 0 : parse_byte_size(o.kv_memory, "--kv-memory");
   Engine e(*model, eo);  // uploads the weights to a GPU

@@ -6,14 +6,13 @@
 // codec (--codec, default codebook:bits=4,group=64) for every weight matrix.
 // --to safetensors: any checkpoint directory (notably a legacy pytorch_model.bin one, read without
 // executing its pickle) -> a Hugging Face safetensors directory, tensors unchanged (format/hf_export.h).
-#include <omp.h>
-
 #include <cstdio>
 #include <memory>
 
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "commands.h"
+#include "loaded_model.h"
 #include "convert/converter.h"
 #include "format/hf_export.h"
 #include "progress.h"
@@ -59,7 +58,7 @@ void run_convert(const ConvertCliOptions& c_in) {
             "not both");
   if (c.out.empty()) c.out = c.out_pos;
   UPG_CHECK(!c.out.empty(), "convert: no output given (-o MODEL.upg, or OUT_DIR with --to safetensors)");
-  if (c.threads > 0) omp_set_num_threads(c.threads);
+  apply_threads(c.threads);  // the thread pool (forward passes, matmuls) and OpenMP
   if (c.to == "safetensors") return run_to_safetensors(c, c.out);
   ConvertOptions o;
   o.bpw = c.bpw;

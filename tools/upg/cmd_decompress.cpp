@@ -17,6 +17,7 @@
 #include "base/staging_dir.h"
 #include "base/half.h"
 #include "commands.h"
+#include "loaded_model.h"
 #include "format/upg_container.h"
 #include "format/upg_format.h"
 #include "format/upg_stream_writer.h"
@@ -67,7 +68,7 @@ void write_tensor(SafetensorsStreamWriter& w, const UpgTensor& t, TensorDType dt
 }
 
 void decompress(const DecompressOptions& o) {
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  apply_threads(o.threads);  // the thread pool (forward passes, matmuls) and OpenMP
   const TensorDType dt = o.dtype == "f32" ? TensorDType::F32 : o.dtype == "f16" ? TensorDType::F16 : TensorDType::BF16;
   auto c = UpgContainer::open(o.model);
   std::error_code ec;

@@ -2,13 +2,12 @@
 // Merges Hugging Face checkpoints of one architecture and shape into one (linear, slerp,
 // task_arithmetic, ties; see src/convert/merge.h for the recipe and the formulas). The output is a
 // Hugging Face directory that `upg run` loads and `upg convert` compresses.
-#include <omp.h>
-
 #include <cstdio>
 #include <memory>
 
 #include "base/error.h"
 #include "commands.h"
+#include "loaded_model.h"
 #include "convert/merge.h"
 #include "progress.h"
 
@@ -24,7 +23,7 @@ struct MergeCliOptions {
 };
 
 void run_merge(const MergeCliOptions& c) {
-  if (c.threads > 0) omp_set_num_threads(c.threads);
+  apply_threads(c.threads);  // the thread pool (forward passes, matmuls) and OpenMP
   const MergeRecipe recipe = MergeRecipe::load(c.recipe);
   MergeOutputOptions oo;
   oo.force = c.force;

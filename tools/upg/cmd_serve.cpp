@@ -77,6 +77,7 @@ void serve(const ServeOptions& o) {
   UPG_CHECK(o.grace_seconds >= 0 && o.grace_seconds < 3600, "--shutdown-grace must be in [0, 3600) seconds");
   so.shutdown_grace = std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
   so.scheduler.max_batch = o.max_batch;
+  so.scheduler.threads = o.threads;
   so.scheduler.max_queue = o.max_queue;
   so.scheduler.max_step_tokens = std::max(o.step_tokens, o.max_batch);
   so.scheduler.max_context = o.ctx;

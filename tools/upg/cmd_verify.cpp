@@ -6,8 +6,6 @@
 // printed per tensor, checked against the "err" recorded at conversion (must agree within 1% +
 // 1e-6; --no-recorded skips this) and against --max-err; tensors missing on either side or with another shape fail.
 // Exit status 1, with every failing tensor named, on any problem.
-#include <omp.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +16,7 @@
 #include "base/error.h"
 #include "codecs/dense/dense_matrix.h"
 #include "commands.h"
+#include "loaded_model.h"
 #include "format/hf_checkpoint.h"
 #include "format/upg_container.h"
 #include "format/upg_format.h"
@@ -87,7 +86,7 @@ Check decode_all(const WeightMatrix& m, const WeightMatrix* ref) {
 }
 
 void verify(const VerifyOptions& o) {
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  apply_threads(o.threads);  // the thread pool (forward passes, matmuls) and OpenMP
   const auto t0 = std::chrono::steady_clock::now();
   auto c = UpgContainer::open(o.model);
   std::unique_ptr<HfCheckpoint> hf;

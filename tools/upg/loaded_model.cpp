@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 #include "runtime/model_tokenizer.h"
 
 namespace upg::cli {
@@ -44,6 +45,9 @@ void add_device_flag(CLI::App* cmd, std::string& device) {
 }
 
 void apply_threads(int threads) {
+  // The engines' pools (the forward pass) and kernels called outside an engine take the default
+  // pool's count; the offline OpenMP loops (conversion, evaluation scoring, decompress, verify) OpenMP's.
+  ThreadPool::set_default_threads(threads);
   if (threads > 0) omp_set_num_threads(threads);
 }
 

@@ -27,7 +27,8 @@ LoadedModel load_model(const std::string& path, const std::string& device = "cpu
 // --device: where the forward pass runs.
 void add_device_flag(CLI::App* cmd, std::string& device);
 
-// --threads: 0 = all cores. Applies it to OpenMP.
+// --threads: 0 = all cores. Applies it to the default thread pool (which engines take their thread
+// count from: base/thread_pool.h) and to OpenMP (the offline loops).
 void add_threads_flag(CLI::App* cmd, int& threads);
 void apply_threads(int threads);
 

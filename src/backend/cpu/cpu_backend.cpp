@@ -7,6 +7,7 @@
 #include "base/cpu_features.h"
 #include "base/error.h"
 #include "base/memory_bandwidth.h"
+#include "base/thread_pool.h"
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/norm.h"
@@ -121,15 +122,15 @@ void CpuBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec&
   const kernels::AttentionShape as{nh, s.n_kv_heads, hd, s.window, s.scale, s.softcap};
   std::vector<KvLayerView> views(c.kv.size());
   for (size_t t = 0; t < c.kv.size(); ++t) views[t] = c.view(t, layer);
-#pragma omp parallel
-  {
-    std::vector<float> scores(static_cast<size_t>(max_pos + 1)), tmp(static_cast<size_t>(hd));
-#pragma omp for collapse(2) schedule(dynamic, 4)
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t h = 0; h < nh; ++h)
-        kernels::attention_head(as, views[t], h / group, q + (t * nh + h) * hd, c.pos[t], scores.data(), tmp.data(),
-                                out + (t * nh + h) * hd);
-  }
+  parallel_for_dynamic(n * nh, 4, [&](int64_t i0, int64_t i1) {  // (token, head) pairs
+    thread_local std::vector<float> scores, tmp;  // per thread, kept between calls
+    scores.resize(std::max(scores.size(), static_cast<size_t>(max_pos + 1)));
+    tmp.resize(std::max(tmp.size(), static_cast<size_t>(hd)));
+    for (int64_t th = i0; th < i1; ++th) {
+      const int64_t t = th / nh, h = th % nh;
+      kernels::attention_head(as, views[t], h / group, q + th * hd, c.pos[t], scores.data(), tmp.data(), out + th * hd);
+    }
+  });
 }
 
 std::shared_ptr<Backend> cpu_backend() {

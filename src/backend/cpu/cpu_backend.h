@@ -1,5 +1,6 @@
 // The CPU backend: the Backend ops (backend/backend.h) on host memory, through the kernels of
-// kernels/cpu and each codec's own WeightMatrix::matmul (OpenMP inside the kernels). No state of its
+// kernels/cpu and each codec's own WeightMatrix::matmul (on the current thread pool, base/thread_pool.h:
+// the Engine's during its steps). No state of its
 // own (a step's cache views are in the Engine's StepContext): prepare() and vector() do nothing
 // beyond handing back what the model holds.
 #pragma once

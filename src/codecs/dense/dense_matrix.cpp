@@ -1,7 +1,5 @@
 #include "codecs/dense/dense_matrix.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -13,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/half.h"
+#include "base/thread_pool.h"
 #include "kernels/cpu/tile_gemm.h"
 
 namespace upg {
@@ -134,16 +133,15 @@ template <TensorDType D>
 void matmul_impl(const uint8_t* W, int64_t rows, int64_t cols, const float* x, int64_t n, float* y) {
   constexpr size_t es = elem_size<D>();
   if (n == 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) y[r] = dot_row<D>(W + static_cast<size_t>(r) * cols * es, x, cols);
+    parallel_for(rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) y[r] = dot_row<D>(W + static_cast<size_t>(r) * cols * es, x, cols);
+    });
     return;
   }
   const int64_t nblocks = (rows + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel
-  {
-    std::vector<float> tile(static_cast<size_t>(kRowBlock * kColBlock));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < nblocks; ++b) {
+  parallel_for_dynamic(nblocks, 1, [&](int64_t b0, int64_t b1) {
+    thread_local std::vector<float> tile(static_cast<size_t>(kRowBlock * kColBlock));  // per thread, kept
+    for (int64_t b = b0; b < b1; ++b) {
       const int64_t r0 = b * kRowBlock, nr = std::min(kRowBlock, rows - r0);
       for (int64_t i = 0; i < n; ++i) std::fill(y + i * rows + r0, y + i * rows + r0 + nr, 0.f);
       for (int64_t k0 = 0; k0 < cols; k0 += kColBlock) {
@@ -160,7 +158,7 @@ void matmul_impl(const uint8_t* W, int64_t rows, int64_t cols, const float* x, i
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -206,11 +204,9 @@ void DenseMatrix::decode_rows(int64_t r0, int64_t r1, float* out) const {
 void DenseMatrix::decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const {
   UPG_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dense matrix: rows [", r0, ", ", r1, ") out of range [0, ", rows_, ")");
   const size_t es = tensor_dtype_size(dtype_);
-#pragma omp parallel
-  {
+  parallel_for(r1 - r0, [&](int64_t i0, int64_t i1) {
     std::vector<float> buf(dtype_ == TensorDType::BF16 ? 0 : static_cast<size_t>(cols_));
-#pragma omp for schedule(static)
-    for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t r = r0 + i0; r < r0 + i1; ++r) {
       const uint8_t* src = data_ + static_cast<size_t>(r) * cols_ * es;
       uint16_t* dst = out + (r - r0) * cols_;
       if (dtype_ == TensorDType::BF16) {
@@ -221,7 +217,7 @@ void DenseMatrix::decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const 
         kernels::f32_to_bf16_n(buf.data(), dst, cols_);
       }
     }
-  }
+  });
 }
 
 std::string DenseMatrix::codec() const {

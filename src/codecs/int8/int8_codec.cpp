@@ -83,7 +83,7 @@ EncodedTensor Int8Codec::encode_core(const float* W, int64_t rows, int64_t cols,
   t.params = {{"group", l.group == cols ? 0 : l.group}, {"scale_dtype", l.f16 ? "f16" : "f32"}};
   Array q = make_array(DType::I8, {rows, cols});
   Array s = make_array(l.f16 ? DType::F16 : DType::F32, {rows, l.ngroups});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static)  // encoding (offline): OpenMP, like the converter
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t g = 0; g < l.ngroups; ++g) {
       const int64_t c0 = g * l.group, c1 = std::min(cols, c0 + l.group);

@@ -7,6 +7,7 @@
 
 #include "base/cpu_features.h"
 #include "base/half.h"
+#include "base/thread_pool.h"
 #include "kernels/cpu/codebook_kernels_avx512.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/tile_gemm.h"
@@ -187,13 +188,11 @@ template <int K>
 void matvec_avx2(const CodebookView& v, const float* x, float* y) {
   // The AVX-512 row kernel (codebook_kernels_avx512.cpp) when the CPU has it and the level allows.
   const bool use512 = K <= 6 && v.group % 16 == 0 && simd_level() >= SimdLevel::Avx512;
-#pragma omp parallel
-  {
+  parallel_for(v.rows, [&](int64_t r0, int64_t r1) {
     const Unpack8<K> unpack;
     std::vector<float> sc(static_cast<size_t>(v.ngroups));
     std::vector<uint8_t> pad;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < v.rows; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       row_scales(v, r, sc.data());
       if (use512) {
         y[r] = codebook_row_dot_avx512(v, level_table(v, r), padded_row(v, r, pad), sc.data(), x);
@@ -201,7 +200,7 @@ void matvec_avx2(const CodebookView& v, const float* x, float* y) {
       }
       y[r] = row_dot_avx2<K>(v, r, padded_row(v, r, pad), sc.data(), x, unpack);
     }
-  }
+  });
 }
 
 template <int K>
@@ -282,17 +281,15 @@ void codebook_matmul(const CodebookView& v, const float* x, int64_t n, float* y)
 
 void codebook_decode_bf16(const CodebookView& v, int64_t r0, int64_t r1, uint16_t* out) {
   constexpr int64_t kSeg = 1024;  // columns per fp32 staging segment (4 KiB)
-#pragma omp parallel
-  {
+  parallel_for(r1 - r0, [&](int64_t i0, int64_t i1) {
     std::vector<float> buf(kSeg);
-#pragma omp for schedule(static)
-    for (int64_t r = r0; r < r1; ++r)
+    for (int64_t r = r0 + i0; r < r0 + i1; ++r)
       for (int64_t c0 = 0; c0 < v.cols; c0 += kSeg) {
         const int64_t m = std::min(kSeg, v.cols - c0);
         codebook_decode_segment(v, r, c0, m, buf.data());
         f32_to_bf16_n(buf.data(), out + (r - r0) * v.cols + c0, m);
       }
-  }
+  });
 }
 
 }  // namespace upg::kernels

@@ -10,6 +10,7 @@
 
 #include "base/cpu_features.h"
 #include "base/half.h"
+#include "base/thread_pool.h"
 #include "kernels/cpu/codebook_q8_avx512vnni.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -300,14 +301,12 @@ void matmul_fused(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8&
                   const float* gsum, float* y) {
   const int64_t n = x.n;
   const Tok tok{x.perm[K - 2].data(), x.m2.data(), n, 0};
-#pragma omp parallel
-  {
+  parallel_for(v.rows, [&](int64_t r_begin, int64_t r_end) {
     thread_local std::vector<float> sg;
     thread_local std::vector<uint8_t> pad;
     sg.assign(static_cast<size_t>((v.ngroups + 7) / 8 * 8), 0.0f);
     const Unpack<K> up;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < v.rows; ++r) {
+    for (int64_t r = r_begin; r < r_end; ++r) {
       const __m256i tbl = table(T, v, r);
       const uint8_t* row = row_codes<K>(v, r, pad);
       const size_t tb = static_cast<size_t>(r / v.cb_rows);
@@ -321,7 +320,7 @@ void matmul_fused(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8&
         finish<NT>(v, x, gsum, sg.data(), T.a[tb], T.lo[tb], r, 0, acc, y);
       });
     }
-  }
+  });
 }
 
 // n > kFusedMax: tiles of kTile rows unpacked to a buffer once; then segment by segment (a
@@ -333,8 +332,7 @@ void matmul_tiled(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8&
   const int64_t n = x.n, nblk = x.nblk, ng8 = (v.ngroups + 7) / 8 * 8;
   const int64_t passes = (n + kPassNT - 1) / kPassNT, per_pass = (n + passes - 1) / passes;
   const int64_t ntiles = (v.rows + kTile - 1) / kTile;
-#pragma omp parallel
-  {
+  parallel_for(ntiles, [&](int64_t tile_begin, int64_t tile_end) {
     thread_local std::vector<float> sg;
     thread_local std::vector<Q8Block32> wb;
     thread_local std::vector<Acc8> accm;
@@ -343,8 +341,7 @@ void matmul_tiled(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8&
     wb.resize(static_cast<size_t>(kTile * nblk));
     accm.resize(static_cast<size_t>(kTile * n));
     const Unpack<K> up;
-#pragma omp for schedule(static)
-    for (int64_t tile = 0; tile < ntiles; ++tile) {
+    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
       const int64_t r0 = tile * kTile, nr = std::min(kTile, v.rows - r0);
       for (int64_t i = 0; i < nr; ++i) {
         const __m256i tbl = table(T, v, r0 + i);
@@ -374,7 +371,7 @@ void matmul_tiled(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8&
           });
       }
     }
-  }
+  });
 }
 
 #endif  // UPG_CBQ8_AVX2
@@ -554,8 +551,13 @@ Q8ActPointers codebook_q8_act_pointers(const ActQ8& x, const CodebookQ8Tables& t
 void codebook_matmul_q8(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8& x, float* y) {
   if (x.n <= 0 || v.rows <= 0) return;
   if (v.k >= 2 && v.k <= 4 && simd_level() >= SimdLevel::Avx512Vnni) {
+    // The pool's parallel_for is called here, not in the AVX-512 file (codebook_q8_avx512vnni.h).
     const std::vector<float> gsum = group_dsums(v, x, 16);
-    codebook_matmul_q8_avx512vnni(v, T, x, gsum.data(), y);
+    const Q8K3Unpack k3 = codebook_q8_k3_unpack();
+    const Q8ActPointers p = codebook_q8_act_pointers(x, T);
+    parallel_for((v.rows + 1) / 2, [&](int64_t pair_begin, int64_t pair_end) {
+      codebook_matmul_q8_avx512vnni_pairs(v, k3, p, x.n, x.nblk, gsum.data(), y, pair_begin, pair_end);
+    });
     return;
   }
 #ifdef UPG_CBQ8_AVX2

@@ -35,7 +35,8 @@
 //           n = 8 spill a little but beat re-reading a buffer);
 //   n > 8:  tiles of 8 rows unpacked once to a buffer, then column segments whose activations
 //           (<= 16 KiB) stay in L1 across the tile, passes of <= 6 tokens per row.
-// OpenMP over rows (tiles). Without AVX2+FMA+F16C codebook_matmul_q8 runs the reference.
+// The current thread pool (base/thread_pool.h) over rows (tiles). Without AVX2+FMA+F16C
+// codebook_matmul_q8 runs the reference.
 // With AVX-512 VNNI (simd_level() >= Avx512Vnni) it runs codebook_q8_avx512vnni.h instead: the same
 // integers, two rows per 512-bit register, vpdpwssd in place of vpmaddwd + vpaddd.
 // Not supported (codebook_q8_supported false; use codebook_matmul): k = 1 (rare) and k >= 5 (7-bit
@@ -101,7 +102,8 @@ struct Q8ActPointers {
 };
 Q8ActPointers codebook_q8_act_pointers(const ActQ8& x, const CodebookQ8Tables& t);
 
-// y (x.n x rows, row-major) fully overwritten; x.cols == v.cols. Multithreaded (OpenMP, rows).
+// y (x.n x rows, row-major) fully overwritten; x.cols == v.cols. Multithreaded (the current thread
+// pool, rows).
 // Picks the AVX-512 VNNI variant when simd_level() allows it, else AVX2.
 void codebook_matmul_q8(const CodebookView& v, const CodebookQ8Tables& t, const ActQ8& x, float* y);
 // Same integer arithmetic, plain scalar loops, single-threaded (natural column order).

@@ -194,44 +194,39 @@ void pair_pass_nt(const Args& A, const Unpack2<K>& up, int64_t ra, int64_t rb, i
   }
 }
 
+// Row pairs [p_begin, p_end), on the calling thread.
 template <int K>
-void run(const Args& A, const Q8K3Unpack& k3) {
+void run(const Args& A, const Q8K3Unpack& k3, int64_t p_begin, int64_t p_end) {
   const CodebookView& v = *A.v;
-  const int64_t npairs = (v.rows + 1) / 2;
   const int64_t passes = (A.n + kMaxPass - 1) / kMaxPass, per_pass = (A.n + passes - 1) / passes;
   const int64_t per = v.group / 32;
   const bool regular = v.cols % v.group == 0;
   const int per_t = regular && (per == 1 || per == 2 || per == 4 || per == 8) ? static_cast<int>(per) : 0;
-#pragma omp parallel
-  {
-    const Unpack2<K> up(k3);
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < npairs; ++p) {
-      const int64_t ra = 2 * p, rb = 2 * p + 1 < v.rows ? 2 * p + 1 : 2 * p;
-      for (int64_t t0 = 0; t0 < A.n; t0 += per_pass) {
-        const int64_t nt = per_pass < A.n - t0 ? per_pass : A.n - t0;
-        switch (per_t) {
-          case 1: pair_pass_nt<K, 1>(A, up, ra, rb, t0, nt); break;
-          case 2: pair_pass_nt<K, 2>(A, up, ra, rb, t0, nt); break;
-          case 4: pair_pass_nt<K, 4>(A, up, ra, rb, t0, nt); break;
-          case 8: pair_pass_nt<K, 8>(A, up, ra, rb, t0, nt); break;
-          default: pair_pass_nt<K, 0>(A, up, ra, rb, t0, nt); break;
-        }
+  const Unpack2<K> up(k3);
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    const int64_t ra = 2 * p, rb = 2 * p + 1 < v.rows ? 2 * p + 1 : 2 * p;
+    for (int64_t t0 = 0; t0 < A.n; t0 += per_pass) {
+      const int64_t nt = per_pass < A.n - t0 ? per_pass : A.n - t0;
+      switch (per_t) {
+        case 1: pair_pass_nt<K, 1>(A, up, ra, rb, t0, nt); break;
+        case 2: pair_pass_nt<K, 2>(A, up, ra, rb, t0, nt); break;
+        case 4: pair_pass_nt<K, 4>(A, up, ra, rb, t0, nt); break;
+        case 8: pair_pass_nt<K, 8>(A, up, ra, rb, t0, nt); break;
+        default: pair_pass_nt<K, 0>(A, up, ra, rb, t0, nt); break;
       }
     }
   }
 }
 }  // namespace
 
-void codebook_matmul_q8_avx512vnni(const CodebookView& v, const CodebookQ8Tables& T, const ActQ8& x,
-                                   const float* gsum, float* y) {
-  const Q8K3Unpack k3 = codebook_q8_k3_unpack();
-  const Q8ActPointers p = codebook_q8_act_pointers(x, T);
-  Args A{&v, p.perm, p.m2, p.D, gsum, p.u, p.a, p.lo, x.n, x.nblk, (v.ngroups + 15) / 16 * 16, y};
+void codebook_matmul_q8_avx512vnni_pairs(const CodebookView& v, const Q8K3Unpack& k3, const Q8ActPointers& p,
+                                         int64_t n, int64_t nblk, const float* gsum, float* y, int64_t pair_begin,
+                                         int64_t pair_end) {
+  const Args A{&v, p.perm, p.m2, p.D, gsum, p.u, p.a, p.lo, n, nblk, (v.ngroups + 15) / 16 * 16, y};
   switch (v.k) {
-    case 2: return run<2>(A, k3);
-    case 3: return run<3>(A, k3);
-    default: return run<4>(A, k3);
+    case 2: return run<2>(A, k3, pair_begin, pair_end);
+    case 3: return run<3>(A, k3, pair_begin, pair_end);
+    default: return run<4>(A, k3, pair_begin, pair_end);
   }
 }
 

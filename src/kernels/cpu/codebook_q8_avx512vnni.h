@@ -13,7 +13,11 @@
 // vpmaddubsw + vpdpwssd (the vpmaddwd by m_b and the int32 add in one instruction): 2 ALU uops per
 // 64 weights per token against the AVX2 path's 6. Per run of <= 8 blocks of one group and token:
 // vcvtdq2ps + vfmadd by the two rows' group scales. Tokens go in passes of <= 8 (a row pair's
-// codes are unpacked once per pass and stay in L1 between passes). OpenMP over row pairs.
+// codes are unpacked once per pass and stay in L1 between passes). Threads: codebook_matmul_q8
+// splits the row pairs over the current thread pool (base/thread_pool.h) and calls this file's
+// single-threaded function once per chunk; the pool's templates and lambdas stay in codebook_q8.cpp,
+// compiled without AVX-512 (an inline function or template instantiated here could be emitted with
+// AVX-512 instructions and picked by the linker for every caller, AVX2-only machines included).
 #pragma once
 #include <cstdint>
 
@@ -22,9 +26,14 @@
 
 namespace upg::kernels {
 
-// y (x.n x rows) fully overwritten. Requirements: codebook_q8_supported(v); gsum = the tokens'
-// group sums sum_{b in g} d_b bsum_b, [x.n][ng16] with ng16 = ngroups rounded up to 16, zero-padded.
-void codebook_matmul_q8_avx512vnni(const CodebookView& v, const CodebookQ8Tables& t, const ActQ8& x,
-                                   const float* gsum, float* y);
+// Row pairs [pair_begin, pair_end) of the (v.rows + 1) / 2 pairs (rows 2p and 2p + 1; the last pair
+// of an odd row count is row v.rows - 1 alone): those rows of y (n x v.rows) overwritten, on the
+// calling thread. Requirements: codebook_q8_supported(v), 2 <= v.k <= 4; k3 =
+// codebook_q8_k3_unpack(); p = codebook_q8_act_pointers(x, t); n = x.n, nblk = x.nblk; gsum = the
+// tokens' group sums sum_{b in g} d_b bsum_b, [n][ng16] with ng16 = ngroups rounded up to 16,
+// zero-padded.
+void codebook_matmul_q8_avx512vnni_pairs(const CodebookView& v, const Q8K3Unpack& k3, const Q8ActPointers& p,
+                                         int64_t n, int64_t nblk, const float* gsum, float* y, int64_t pair_begin,
+                                         int64_t pair_end);
 
 }  // namespace upg::kernels

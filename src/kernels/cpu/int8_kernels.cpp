@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/half.h"
+#include "base/thread_pool.h"
 #include "kernels/cpu/tile_gemm.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -104,8 +105,9 @@ void int8_matmul(const Int8View& v, const float* x, int64_t n, float* y) {
   if (n <= 0) return;
 #ifdef UPG_I8_AVX2
   if (n == 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < v.rows; ++r) y[r] = row_dot_avx2(v, r, x);
+    parallel_for(v.rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) y[r] = row_dot_avx2(v, r, x);
+    });
     return;
   }
 #endif
@@ -116,17 +118,15 @@ void int8_matmul(const Int8View& v, const float* x, int64_t n, float* y) {
 
 void int8_decode_bf16(const Int8View& v, int64_t r0, int64_t r1, uint16_t* out) {
   constexpr int64_t kSeg = 1024;
-#pragma omp parallel
-  {
+  parallel_for(r1 - r0, [&](int64_t i0, int64_t i1) {
     std::vector<float> buf(kSeg);
-#pragma omp for schedule(static)
-    for (int64_t r = r0; r < r1; ++r)
+    for (int64_t r = r0 + i0; r < r0 + i1; ++r)
       for (int64_t c0 = 0; c0 < v.cols; c0 += kSeg) {
         const int64_t m = std::min(kSeg, v.cols - c0);
         int8_decode_segment(v, r, c0, m, buf.data());
         f32_to_bf16_n(buf.data(), out + (r - r0) * v.cols + c0, m);
       }
-  }
+  });
 }
 
 }  // namespace upg::kernels

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/half.h"
+#include "base/thread_pool.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -110,31 +111,29 @@ void mdcsr_add_matmul_reference(const MdcsrView& v, const float* x, int64_t n, f
 
 void mdcsr_add_matmul(const MdcsrView& v, const float* x, int64_t n, float* y) {
   if (n <= 0) return;
-#pragma omp parallel
-  {
-    std::vector<int32_t> col(static_cast<size_t>(v.cols));
-    std::vector<float> val(static_cast<size_t>(v.cols));
-#pragma omp for schedule(dynamic, 64)
-    for (int64_t r = 0; r < v.rows; ++r) {
+  parallel_for_dynamic(v.rows, 64, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<int32_t> col;  // per thread, kept between calls
+    thread_local std::vector<float> val;
+    if (col.size() < static_cast<size_t>(v.cols)) col.resize(static_cast<size_t>(v.cols)), val.resize(col.size());
+    for (int64_t r = r0; r < r1; ++r) {
       const int64_t cnt = decode_row(v, r, col.data(), val.data());
       for (int64_t t = 0; t < n; ++t) y[t * v.rows + r] += sparse_dot(col.data(), val.data(), cnt, x + t * v.cols);
     }
-  }
+  });
 }
 
 void mdcsr_decode_bf16(const MdcsrView& v, int64_t r0, int64_t r1, uint16_t* out) {
-#pragma omp parallel
-  {
-    std::vector<int32_t> col(static_cast<size_t>(v.cols));
-    std::vector<float> val(static_cast<size_t>(v.cols));
-#pragma omp for schedule(dynamic, 64)
-    for (int64_t r = r0; r < r1; ++r) {
+  parallel_for_dynamic(r1 - r0, 64, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<int32_t> col;  // per thread, kept between calls
+    thread_local std::vector<float> val;
+    if (col.size() < static_cast<size_t>(v.cols)) col.resize(static_cast<size_t>(v.cols)), val.resize(col.size());
+    for (int64_t r = r0 + i0; r < r0 + i1; ++r) {
       uint16_t* o = out + (r - r0) * v.cols;
       std::memset(o, 0, static_cast<size_t>(v.cols) * 2);
       const int64_t cnt = decode_row(v, r, col.data(), val.data());
       for (int64_t k = 0; k < cnt; ++k) o[col[k]] = f32_to_bf16(val[k]);
     }
-  }
+  });
 }
 
 }  // namespace upg::kernels
