@@ -8,17 +8,14 @@ UPG="$1"
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
 M=models/upg-tiny-phi3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0; passes=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. tests/scripts/lib.sh  # $T, pass, fail, summary
 expect_status() {
   local want=$1 what=$2; shift 2
   "$@" >"$T/out" 2>&1
   local got=$?
-  if [ "$got" -eq "$want" ]; then passes=$((passes + 1)); else fail "$what: exit $got, expected $want"; sed 's/^/  | /' "$T/out" | tail -n 15; fi
+  if [ "$got" -eq "$want" ]; then pass; else fail "$what: exit $got, expected $want"; sed 's/^/  | /' "$T/out" | tail -n 15; fi
 }
-has() { if grep -q -- "$1" "$T/out"; then passes=$((passes + 1)); else fail "output lacks '$1'"; sed 's/^/  | /' "$T/out" | tail -n 15; fi; }
+has() { if grep -q -- "$1" "$T/out"; then pass; else fail "output lacks '$1'"; sed 's/^/  | /' "$T/out" | tail -n 15; fi; }
 
 expect_status 0 "bench md" "$UPG" bench "$M" -p 16 -n 4 -b 1,3 -r 2 -t 1
 has "| pp16 | 1 |"
@@ -43,7 +40,7 @@ for r in j["results"]:
     assert r["tokens_per_second"] > 0 and r["stddev"] >= 0
 assert tests[("tg3@d40", 2)]["tokens"] == 6
 PYEOF
-  then passes=$((passes + 1)); else fail "bench json ($kv) lacks fields: $(head -c 600 "$T/out")"; fi
+  then pass; else fail "bench json ($kv) lacks fields: $(head -c 600 "$T/out")"; fi
 done
 
 # The KV memory cap: a cap that fits runs; one below a block, or one a generation outgrows, is a
@@ -80,5 +77,4 @@ if ! command -v nvidia-smi > /dev/null || ! nvidia-smi > /dev/null 2>&1; then
   has "--device cuda"
 fi
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary

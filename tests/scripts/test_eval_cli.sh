@@ -5,11 +5,7 @@
 set -uo pipefail
 UPG="$1"
 PY=/usr/bin/python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0; passes=0
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"  # $T, pass, fail, summary
 # expect_error "needle" cmd...: the command must fail and print needle on stderr.
 expect_error() {
   local needle="$1"; shift
@@ -32,8 +28,7 @@ expect_error "model" "$UPG" eval mmlu
 REFA=../shared/data/models/refA-phi3-26m
 if [ ! -d "$REFA" ]; then
   echo "../shared/data not found: skipping the model-based checks"
-  echo "$passes passed, $fails failed"
-  [ "$fails" -eq 0 ]; exit
+  summary; exit
 fi
 
 # Bad data files: the error names the file.
@@ -73,5 +68,4 @@ check_json "$T/kld.json" "j['kld_mean']['value'] == 0 and j['same_top']['value']
 grep -q "Same top p: 100.000" "$T/out" && pass || fail "same top p not 100%: $(cat "$T/out")"
 expect_error "wiki.test.raw" "$UPG" eval ppl "$REFA" --text /nonexistent/wiki.test.raw
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary

@@ -13,11 +13,7 @@ set -uo pipefail
 GRAPH="${2:-$(dirname "$1")/upg_layers.tsv}"
 cd "$(dirname "$0")/../.."
 [ -f "$GRAPH" ] || { echo "FAIL: $GRAPH not found (written by CMake from cmake/UpgLayers.cmake)"; exit 1; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0; passes=0
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"  # $T, pass, fail, summary
 
 # check_includes SRC_ROOT: prints one line per violation (nothing when the tree keeps the rules).
 check_includes() {
@@ -119,5 +115,4 @@ awk -F'\t' -v graph="$GRAPH" '
   }' "$T/symbols" | sort | c++filt > "$T/symbol_violations" || echo "the symbol check itself failed" >> "$T/symbol_violations"
 if [ -s "$T/symbol_violations" ]; then fail "symbol rules broken:"; sed 's/^/  /' "$T/symbol_violations"; else pass; fi
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary

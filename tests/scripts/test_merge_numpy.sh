@@ -12,11 +12,7 @@ UPG="$(realpath "$1")"
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
 ORACLE=tests/scripts/merge_oracle.py
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0; passes=0
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"  # $T, pass, fail, summary
 # expect_ok WHAT cmd...: must succeed (stdout+stderr in $T/out).
 expect_ok() {
   local what="$1"; shift
@@ -107,5 +103,4 @@ else
   expect_ok "upg run of the converted merge" "$UPG" run "$T/refa_merged.upg" -p "The history of the city" -n 8 --temp 0
 fi
 
-echo "test_merge_numpy: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary test_merge_numpy

@@ -12,11 +12,7 @@ UPG="$(realpath "$1")"
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
 FIX=tests/scripts/make_torch_fixtures.py
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0; passes=0
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"  # $T, pass, fail, summary
 expect_ok() {
   local what="$1"; shift
   if "$@" >"$T/out" 2>&1; then pass; else fail "$what: '$*' failed"; sed 's/^/  | /' "$T/out" | tail -n 20; fi
@@ -102,5 +98,4 @@ else
   echo "note: ../shared/data absent; refA checks skipped"
 fi
 
-echo "test_torch_legacy_cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary test_torch_legacy_cli
