@@ -4,6 +4,7 @@
 #include "codecs/codebook/codebook_codec.h"
 #include "codecs/int8/int8_codec.h"
 #include "codecs/mdcsr/mdcsr_codec.h"
+#include "codecs/trellis/trellis_codec.h"
 
 namespace upg {
 
@@ -20,6 +21,9 @@ const std::vector<CodecInfo>& codec_table() {
        &make<MdcsrCodec>},
       {"codebook", 3.25, 64, "k-bit indices into a level table (fitted/gaussian/prime), f16 scale per group",
        &make<CodebookCodec>},
+      // 3 bits + (12 - 3) bits per row + an f16 scale per 64 weights.
+      {"trellis", 3.25, 64, "bitshift trellis (QTIP-style): L-bit windows of a bit stream, computed Gaussian code, Viterbi-encoded",
+       &make<TrellisCodec>},
   };
   return table;
 }
