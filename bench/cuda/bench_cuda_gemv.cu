@@ -3,8 +3,9 @@
 // codebook 2-6 bits (group 64), int8 (group 128) and dense bf16 in the same tile layout; beside
 // cuBLAS bf16 GEMV (cublasGemmEx, fp32 compute) on the same shape and a device-to-device copy, the
 // measured memory roofline (bytes read + written).
-// Per row: median time of a call, timed as replays of a CUDA graph of `reps` calls (batch 1: x
-// prepared + product; "kernel" = the product alone, y zeroing included when columns are split),
+// Per row: median time of a call, timed as replays of a CUDA graph of `reps` calls (batch 1: the
+// whole matmul; "kernel" = the product alone, the kernel reading fp32 x itself, y zeroing included
+// when columns are split; they differ only for rotated codecs),
 // GB/s of stored bytes read (codes + scales + tables), that as a share of the copy bandwidth, batch-16
 // time, cuBLAS time. Every weight set is copied on the device until the copies exceed 4x the L2 cache,
 // and calls rotate over the copies. Before timing, 16 sampled rows of y are checked against a host

@@ -42,6 +42,8 @@ if command -v nsys > /dev/null; then
   nsys stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv -o "$OUT/nsys" /tmp/upg-decode.nsys-rep >> "$OUT/nsys.log" 2>&1
   ls "$OUT"/nsys* ; head -25 "$OUT"/nsys_cuda_gpu_kern_sum.csv 2>/dev/null
 fi
+echo "=== bench_cuda_gemv (the skinny GEMM alone, Phi-4 shapes)"
+run "$G/bench_cuda_gemv" 200 2>&1 | tee "$OUT/bench_cuda_gemv.md" | tail -25
 if [ -z "${SKIP_TESTS:-}" ]; then
 echo "=== test_cuda_engine"; run "$G/test_cuda_engine" > "$OUT/test_cuda_engine.log" 2>&1; echo "exit $?"
 grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|max rel err|on the GPU|error" "$OUT/test_cuda_engine.log" | head -60

@@ -93,6 +93,8 @@ class Backend : public BackendMemory {
   virtual std::string layout(const WeightMatrix& w) const = 0;
   // y (n x w.rows()) = x (n x w.cols()) w^T; w must have been prepared.
   virtual void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y) = 0;
+  // y (n x w.rows()) += x w^T: a projection added straight into the residual stream.
+  virtual void matmul_add(const WeightMatrix& w, const float* x, int64_t n, float* y) = 0;
   // out (tokens.size() x w.cols()) = rows tokens[i] of w (tokens: host). w need not be prepared.
   virtual void embed(StepContext& ctx, const WeightMatrix& w, std::span<const int32_t> tokens, float* out) = 0;
   // The backend's copy of a host vector (norm weights, biases); made on first use and kept (keyed
@@ -130,6 +132,14 @@ class Backend : public BackendMemory {
   // bound entry t and kv head g < n_kv_heads from x[t * ld + g * head_dim ...].
   virtual void store_kv(StepContext& ctx, int64_t layer, int kv_index, const float* x, int64_t ld,
                         int64_t n_kv_heads) = 0;
+  // The attention inputs of layer `layer` from the fused projection: row t of qkv (ld wide) is
+  // [q: n_heads | k: n_kv_heads | v: n_kv_heads heads of head_dim] for bound entry t (n of them);
+  // q_out (n x n_heads x head_dim) = RoPE(q), and RoPE(k) and v are stored in the cache as store_kv
+  // does. The default does it with copy_columns, rope and store_kv, using k_scratch (n x n_kv_heads x
+  // head_dim floats of backend memory); the CUDA backend in one launch.
+  virtual void attention_input(StepContext& ctx, int64_t layer, const float* qkv, int64_t ld, int64_t n,
+                               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t rotary_dim,
+                               const float* cos, const float* sin, float* q_out, float* k_scratch);
   // out (entries x n_heads x head_dim) = each entry's attention over its sequence's rows [lo, pos]
   // of layer `layer`; q: entries x n_heads x head_dim.
   virtual void attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) = 0;

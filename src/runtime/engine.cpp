@@ -211,24 +211,31 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
         mla_attention(l, batch, views, max_pos);
       } else {
         project(L.qkv, L.qkv_bias, h_.data(), n, qkv_.data(), qkv_out);
-        be.copy_columns(q_.data(), q_out, qkv_.data(), qkv_out, n, q_out);
-        be.copy_columns(k_.data(), kv_out, qkv_.data() + q_out, qkv_out, n, kv_out);
-        be.rope(q_.data(), n, nh, hd, c.rotary_dim, cos_.data(), sin_.data());
-        be.rope(k_.data(), n, nkv, hd, c.rotary_dim, cos_.data(), sin_.data());
-        be.store_kv(*ctx_, static_cast<int64_t>(l), 0, k_.data(), kv_out, nkv);
-        be.store_kv(*ctx_, static_cast<int64_t>(l), 1, qkv_.data() + q_out + kv_out, qkv_out, nkv);
+        be.attention_input(*ctx_, static_cast<int64_t>(l), qkv_.data(), qkv_out, n, nh, nkv, hd, c.rotary_dim,
+                           cos_.data(), sin_.data(), q_.data(), k_.data());
         as.window = L.window;
         be.attention(*ctx_, static_cast<int64_t>(l), as, q_.data(), attn_.data());
       }
       if (observer_) observe(l, LinearInput::AttnOut, attn_.data(), n, L.o->cols());
-      be.matmul(*L.o, attn_.data(), n, tmp_.data());
-      add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
+      // Straight into the residual stream unless a bias or a norm comes between.
+      if (L.o_bias.empty() && L.attn_out_norm.empty()) {
+        be.matmul_add(*L.o, attn_.data(), n, x_.data());
+      } else {
+        be.matmul(*L.o, attn_.data(), n, tmp_.data());
+        add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
+      }
 
       be.rmsnorm(x_.data(), be.vector(L.post_attention_norm), n, H, eps, h_.data());
       if (observer_) observe(l, LinearInput::MlpIn, h_.data(), n, H);
-      if (L.router) moe_mlp(l, h_.data(), n, tmp_.data());
-      else gated_mlp(l, -1, L.mlp, h_.data(), n, tmp_.data(), false);
-      add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
+      if (L.router) {
+        moe_mlp(l, h_.data(), n, tmp_.data());
+        add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
+      } else if (L.mlp_out_norm.empty() && L.mlp.down_bias.empty()) {
+        gated_mlp(l, -1, L.mlp, h_.data(), n, x_.data(), false, true);
+      } else {
+        gated_mlp(l, -1, L.mlp, h_.data(), n, tmp_.data(), false);
+        add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
+      }
     }
   };
   // Small steps (decode) on a backend that records (CUDA graphs): the layer loop is replayed from a

@@ -109,7 +109,7 @@ class Engine {
   // Observes the MLP's input too when observe_input (its activation always).
   // (in and out are backend memory.)
   void gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const float* in, int64_t n, float* out,
-                 bool observe_input);
+                 bool observe_input, bool accumulate = false);
   // Multi-head latent attention of layer `layer` for the batch, from h_ into attn_ (heads x v_head_dim
   // per entry), its latent rows stored in the cache (runtime/engine_mla.cpp).
   void mla_attention(size_t layer, std::span<const BatchEntry> batch, const std::vector<KvLayerView>& views,

@@ -11,7 +11,7 @@
 namespace upg {
 
 void Engine::gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const float* in, int64_t n, float* out,
-                       bool observe_input) {
+                       bool observe_input, bool accumulate) {
   const ModelConfig& c = model_.config();
   const int64_t I = g.intermediate(), H = c.hidden_size;
   mlp_.resize(static_cast<size_t>(n * 2 * I));
@@ -21,7 +21,8 @@ void Engine::gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const fl
   Backend& be = *backend_;
   be.gated_activation(c.block.activation, mlp_.data(), n, I, act_.data());
   if (observer_) observe(layer, LinearInput::MlpAct, act_.data(), n, I, expert);
-  be.matmul(*g.down, act_.data(), n, out);
+  if (accumulate) be.matmul_add(*g.down, act_.data(), n, out);  // out += (the residual stream)
+  else be.matmul(*g.down, act_.data(), n, out);
   if (!g.down_bias.empty()) be.add_bias(out, be.vector(g.down_bias), n, H, H);
 }
 

@@ -80,7 +80,13 @@ void check_matmul(const cu::DeviceMatrix& dm, const std::vector<float>& W, int64
   dm.matmul(dx.as<float>(), n, dy.as<float>(), nullptr, gemm, 17);
   cu::synchronize();
   const std::vector<float> y = from_dev(dy, static_cast<size_t>(n * rows));
-  int bad = 0;
+  // matmul_add on the same x, into a y0 of random values: y0 + x W^T.
+  const std::vector<float> y0 = randn(static_cast<size_t>(n * rows));
+  cu::DeviceBuffer dy0 = to_dev(y0);
+  dm.matmul_add(dx.as<float>(), n, dy0.as<float>(), nullptr, gemm, 17);
+  cu::synchronize();
+  const std::vector<float> y1 = from_dev(dy0, y0.size());
+  int bad = 0, bad_add = 0;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t r = 0; r < rows; ++r) {
       double ref = 0, mag = 0;
@@ -88,12 +94,18 @@ void check_matmul(const cu::DeviceMatrix& dm, const std::vector<float>& W, int64
         ref += static_cast<double>(W[r * cols + c]) * x[i * cols + c];
         mag += std::fabs(static_cast<double>(W[r * cols + c]) * x[i * cols + c]);
       }
-      const double got = y[i * rows + r], tol = 0.0079 * mag + 1e-6;
+      const size_t o = static_cast<size_t>(i * rows + r);
+      const double got = y[o], tol = 0.0079 * mag + 1e-6;
       if (!(std::fabs(got - ref) <= tol) && bad++ < 5)
         ADD_FAILURE() << what << " n=" << n << " y[" << i << "][" << r << "] = " << got << ", want " << ref
                       << " (tol " << tol << ")";
+      const double added = static_cast<double>(y1[o]) - y0[o];
+      if (!(std::fabs(added - ref) <= tol + 1e-6 * std::fabs(y0[o])) && bad_add++ < 5)
+        ADD_FAILURE() << what << " n=" << n << " matmul_add y[" << i << "][" << r << "] = " << y0[o] << " + " << added
+                      << ", want + " << ref << " (tol " << tol << ")";
     }
   EXPECT_EQ(bad, 0) << what << " n=" << n << ": " << bad << " of " << n * rows << " outputs off";
+  EXPECT_EQ(bad_add, 0) << what << " n=" << n << ": matmul_add, " << bad_add << " of " << n * rows << " outputs off";
 }
 
 // The skinny path at n = 1, 3, 16 and the prefill GEMM at n = 17, 40, 100, its scratch holding only
@@ -527,6 +539,60 @@ TEST(CudaKv, StoreBf16MatchesCpuByteForByte) {
         ASSERT_TRUE(diff.first == got.end())
             << "head_dim " << head_dim << " sequence " << s << " block " << b << " byte " << diff.first - got.begin()
             << ": got 0x" << std::hex << int(*diff.first) << ", want 0x" << int(*diff.second);
+      }
+  }
+}
+
+// The fused attention inputs (q roped out, k roped and v stored in bf16) against the CPU's rope and
+// kv_store_row: q within fp32 rounding, the cache's bf16 values within one bf16 step (the roped k
+// may round differently in its last fp32 bit), untouched bytes unchanged.
+TEST(CudaKv, AttentionInputMatchesRopeAndStore) {
+  REQUIRE_CUDA_DEVICE();
+  for (auto [head_dim, rotary] : {std::pair<int64_t, int64_t>{128, 128}, {64, 32}, {6, 4}}) {
+    const int64_t n_kv = 2, nh = 4, block_size = 16, half = rotary / 2;
+    const std::vector<int32_t> pos = {0, 1, 15, 16, 33, 3, 17};
+    const std::vector<int> seq_of = {0, 0, 0, 0, 0, 1, 1};
+    const int64_t n = static_cast<int64_t>(pos.size()), ld = (nh + 2 * n_kv) * head_dim + 3;
+    PagedCache cache(n_kv, head_dim, block_size, sequence_lengths(pos, seq_of), 0x5a);
+    cache.upload();
+    const cu::PagedKv kv = cache.paged(seq_of);
+    const std::vector<float> qkv = randn(static_cast<size_t>(n * ld), 2.f);
+    const std::vector<float> cs = randn(static_cast<size_t>(n * half)), sn = randn(static_cast<size_t>(n * half));
+    cu::DeviceBuffer dqkv = to_dev(qkv), dpos = to_dev(pos), dcs = to_dev(cs), dsn = to_dev(sn);
+    cu::DeviceBuffer dq = poisoned(static_cast<size_t>(n * nh * head_dim));
+    cu::attention_input(kv, dqkv.as<float>(), ld, dpos.as<int32_t>(), n, nh, n_kv, head_dim, rotary, dcs.as<float>(),
+                        dsn.as<float>(), dq.as<float>());
+    // The CPU: copy, rope, store.
+    std::vector<float> q(static_cast<size_t>(n * nh * head_dim)), k(static_cast<size_t>(n * n_kv * head_dim));
+    for (int64_t t = 0; t < n; ++t) {
+      std::memcpy(q.data() + t * nh * head_dim, qkv.data() + t * ld, sizeof(float) * nh * head_dim);
+      std::memcpy(k.data() + t * n_kv * head_dim, qkv.data() + t * ld + nh * head_dim, sizeof(float) * n_kv * head_dim);
+    }
+    kernels::apply_rope(q.data(), n, nh, head_dim, rotary, cs.data(), sn.data());
+    kernels::apply_rope(k.data(), n, n_kv, head_dim, rotary, cs.data(), sn.data());
+    for (int64_t t = 0; t < n; ++t) {
+      const KvLayerView v = cache.view(seq_of[t]);
+      for (int64_t g = 0; g < n_kv; ++g) {
+        kernels::kv_store_row(KvType::BF16, k.data() + (t * n_kv + g) * head_dim, head_dim, v.row(0, g, pos[t]));
+        kernels::kv_store_row(KvType::BF16, qkv.data() + t * ld + (nh + n_kv + g) * head_dim, head_dim,
+                              v.row(1, g, pos[t]));
+      }
+    }
+    cu::synchronize();
+    const std::vector<float> got_q = from_dev(dq, q.size());
+    for (size_t i = 0; i < q.size(); ++i)
+      ASSERT_NEAR(got_q[i], q[i], 1e-5 * (1 + std::fabs(q[i]))) << "head_dim " << head_dim << " q[" << i << "]";
+    for (size_t s = 0; s < cache.host.size(); ++s)
+      for (size_t b = 0; b < cache.host[s].size(); ++b) {
+        std::vector<uint16_t> got(cache.block_bytes / 2), want(cache.block_bytes / 2);
+        cache.dev[s][b].download(got.data(), cache.block_bytes);
+        std::memcpy(want.data(), cache.host[s][b].data(), cache.block_bytes);
+        for (size_t i = 0; i < got.size(); ++i) {
+          if (got[i] == want[i]) continue;
+          const float a = bf16_to_f32(got[i]), w = bf16_to_f32(want[i]);
+          ASSERT_LE(std::fabs(a - w), std::ldexp(std::fabs(w), -7)) << "head_dim " << head_dim << " sequence " << s
+                                                                     << " block " << b << " value " << i;
+        }
       }
   }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "base/cpu_features.h"
 #include "base/error.h"
@@ -58,6 +59,13 @@ void CpuBackend::gated_activation(Activation act, const float* gate_up, int64_t 
 void CpuBackend::add_bias(float* y, const float* bias, int64_t rows, int64_t width, int64_t ld) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < width; ++c) y[r * ld + c] += bias[c];
+}
+
+void CpuBackend::matmul_add(const WeightMatrix& w, const float* x, int64_t n, float* y) {
+  thread_local std::vector<float> product;  // the same sums as matmul then add
+  product.resize(static_cast<size_t>(n * w.rows()));
+  w.matmul(x, n, product.data());
+  add(y, product.data(), n * w.rows());
 }
 
 void CpuBackend::add(float* x, const float* y, int64_t count) {

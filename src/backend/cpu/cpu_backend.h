@@ -24,6 +24,7 @@ class CpuBackend final : public Backend {
   void prepare(const WeightMatrix& w) override {}
   std::string layout(const WeightMatrix& w) const override { return w.codec(); }
   void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y) override { w.matmul(x, n, y); }
+  void matmul_add(const WeightMatrix& w, const float* x, int64_t n, float* y) override;
   void embed(StepContext& ctx, const WeightMatrix& w, std::span<const int32_t> tokens, float* out) override;
   const float* vector(const std::vector<float>& v) override { return v.data(); }
 

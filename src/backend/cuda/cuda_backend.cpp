@@ -134,6 +134,10 @@ void CudaBackend::matmul(const WeightMatrix& w, const float* x, int64_t n, float
   prepared(w).m.matmul(x, n, y, stream(), gemm_.get(), gemm_min_tokens_);
 }
 
+void CudaBackend::matmul_add(const WeightMatrix& w, const float* x, int64_t n, float* y) {
+  prepared(w).m.matmul_add(x, n, y, stream(), gemm_.get(), gemm_min_tokens_);
+}
+
 void CudaBackend::embed(StepContext& ctx, const WeightMatrix& w, std::span<const int32_t> tokens, float* out) {
   // A few rows: decoded on the host by the codec, then copied (the embedding itself stays on the host
   // unless the LM head shares it).
@@ -220,6 +224,15 @@ void CudaBackend::store_kv(StepContext& ctx, int64_t layer, int kv_index, const 
                            int64_t n_kv_heads) {
   CudaStep& c = static_cast<CudaStep&>(ctx);
   cuda::kv_store_bf16(c.paged(layer), kv_index, x, ld, c.pos.as<int32_t>(), c.entries, n_kv_heads, stream());
+}
+
+void CudaBackend::attention_input(StepContext& ctx, int64_t layer, const float* qkv, int64_t ld, int64_t n,
+                                  int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t rotary_dim,
+                                  const float* cos, const float* sin, float* q_out, float*) {
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  UPG_CHECK(n == c.entries, "attention_input: ", n, " rows for ", c.entries, " bound entries");
+  cuda::attention_input(c.paged(layer), qkv, ld, c.pos.as<int32_t>(), n, n_heads, n_kv_heads, head_dim, rotary_dim,
+                        cos, sin, q_out, stream());
 }
 
 void CudaBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) {

@@ -32,6 +32,7 @@ class CudaBackend final : public Backend {
   void prepare(const WeightMatrix& w) override;
   std::string layout(const WeightMatrix& w) const override;
   void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y) override;
+  void matmul_add(const WeightMatrix& w, const float* x, int64_t n, float* y) override;
   void embed(StepContext& ctx, const WeightMatrix& w, std::span<const int32_t> tokens, float* out) override;
   const float* vector(const std::vector<float>& v) override;
 
@@ -54,6 +55,9 @@ class CudaBackend final : public Backend {
                std::span<const int64_t> pos, size_t layer_stride) override;
   void store_kv(StepContext& ctx, int64_t layer, int kv_index, const float* x, int64_t ld,
                 int64_t n_kv_heads) override;
+  void attention_input(StepContext& ctx, int64_t layer, const float* qkv, int64_t ld, int64_t n, int64_t n_heads,
+                       int64_t n_kv_heads, int64_t head_dim, int64_t rotary_dim, const float* cos, const float* sin,
+                       float* q_out, float* k_scratch) override;
   void attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) override;
 
   // CUDA graphs of the engine's layer loop (off with UPG_CUDA_GRAPHS=0): a key is recorded the second

@@ -165,8 +165,11 @@ class DeviceMatrix {
   // per matrix). Rotated codecs rotate x (fast Walsh-Hadamard transform) before the product.
   void matmul(const float* x, int64_t n, float* y, void* stream = nullptr, GemmWorkspace* gemm = nullptr,
               int64_t gemm_min_tokens = 64) const;
-  // The two stages of matmul, for timing: convert x (rotating it first if needed) into the matrix's
-  // scratch in MMA fragment order; then the product from that scratch.
+  // y += x W^T (the residual stream: no separate add, no zeroing).
+  void matmul_add(const float* x, int64_t n, float* y, void* stream = nullptr, GemmWorkspace* gemm = nullptr,
+                  int64_t gemm_min_tokens = 64) const;
+  // The two stages of matmul, for timing: rotate x into the matrix's scratch when the codec rotates
+  // (else remember x); then the product from it.
   void prepare(const float* x, int64_t n, void* stream = nullptr) const;
   void multiply_prepared(int64_t n, float* y, void* stream = nullptr) const;
 
@@ -229,6 +232,14 @@ struct PagedKv {
 // (const in PagedKv only because attention reads them).
 void kv_store_bf16(const PagedKv& kv, int kv_index, const float* x, int64_t ld, const int32_t* pos, int64_t n,
                    int64_t n_kv_heads, void* stream = nullptr);
+
+// The attention inputs of one layer from the fused q/k/v projection: row t of qkv (ld >= (n_heads + 2
+// n_kv_heads) * head_dim) is [q heads | k heads | v heads]; q_out (n x n_heads x head_dim) = rope(q);
+// the keys rope(k) and the values v are stored at pos[t] in bf16 (the same bytes as kv_store_bf16).
+// One launch for what rope + kv_store_bf16 (twice each) and two column copies do.
+void attention_input(const PagedKv& kv, const float* qkv, int64_t ld, const int32_t* pos, int64_t n, int64_t n_heads,
+                     int64_t n_kv_heads, int64_t head_dim, int64_t rotary_dim, const float* cos, const float* sin,
+                     float* q_out, void* stream = nullptr);
 
 // ---- Decode attention over the paged bf16 KV cache ---------------------------------------------
 struct AttentionParams {

@@ -3,6 +3,7 @@
 // of 256 threads per op; an empty op launches nothing.
 #include <algorithm>
 
+#include "kernels/cuda/bf16_bits.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -52,15 +53,6 @@ __global__ void gather_rows_kernel(float* dst, const float* src, const int32_t* 
     const int64_t r = i / width, c = i - r * width;
     dst[i] = src[static_cast<int64_t>(rows[r]) * width + c];
   }
-}
-
-// fp32 -> bf16 exactly as upg::f32_to_bf16 (base/half.h): round to nearest even; a NaN keeps its
-// sign and top mantissa bits, made quiet (cvt.rn.bf16.f32 would give the canonical NaN instead).
-__device__ __forceinline__ uint16_t to_bf16_bits(float f) {
-  uint32_t u = __float_as_uint(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
 }
 
 __global__ void kv_store_bf16_kernel(PagedKv kv, size_t part_offset, const float* __restrict__ x, int64_t ld,

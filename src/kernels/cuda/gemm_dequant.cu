@@ -191,7 +191,8 @@ bool GemmWorkspace::available() const { return impl_->handle != nullptr; }
 std::string GemmWorkspace::why_not() const { return impl_->why_not; }
 size_t GemmWorkspace::device_bytes() const { return impl_->wbuf.size() + impl_->xrot.size() + impl_->xb.size(); }
 
-void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, GemmWorkspace& ws, void* stream) const {
+void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, bool accumulate, GemmWorkspace& ws,
+                              void* stream) const {
   GemmWorkspace::Impl& g = *ws.impl_;
   const CublasLib& l = cublas_lib();
   const int64_t Kp = S * kTileCols;
@@ -223,7 +224,7 @@ void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, GemmWorkspace
   a.S = static_cast<int>(S);
   a.cb_tiles = static_cast<int>(cb_tiles > 0 ? cb_tiles : mtiles);
   a.lut_u4 = static_cast<int>(lut_bytes / 16);
-  const float one = 1.f, zero = 0.f;
+  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
   for (int64_t mt0 = 0; mt0 < mtiles; mt0 += tiles_per_chunk) {
     const int64_t mt1 = std::min(mtiles, mt0 + tiles_per_chunk);
     a.mt0 = static_cast<int>(mt0);
@@ -238,7 +239,7 @@ void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, GemmWorkspace
     // Column-major view: y^T (rows x n, ld rows) = W_chunk (as k x m, transposed) * x^T (k x n).
     check_cublas(l.gemm(g.handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(r1 - r0), static_cast<int>(n),
                         static_cast<int>(cols), &one, g.wbuf.data(), CUDA_R_16BF, static_cast<int>(Kp), g.xb.data(),
-                        CUDA_R_16BF, static_cast<int>(cols), &zero, y + r0, CUDA_R_32F, static_cast<int>(rows),
+                        CUDA_R_16BF, static_cast<int>(cols), &beta, y + r0, CUDA_R_32F, static_cast<int>(rows),
                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
   }

@@ -25,9 +25,9 @@
 // Codebook level tables (for one codebook block): k <= 4: the 4^k pairs bf16x2(level[i & m],
 // level[i >> k]); k = 5, 6: the 2^k levels, bf16 in the low half of a 32-bit word. Each entry is
 // replicated 32 times (entry e, copy l at word 32 e + l) so that lane l always reads its own bank.
-// x is converted once per product into fragment order (prep kernel): for n-tile nt (rows 8 nt ..
-// 8 nt + 7 of x), slice s, uint4 q (0..7) of lane l holds B registers 4q .. 4q + 3, register 2j + h
-// being bf16x2(x[8 nt + g][256 s + 16 j + 2 t + 8 h + {0, 1}]) (zero past n or cols).
+// x is read by the kernel itself in fp32: for n-tile nt (rows 8 nt .. 8 nt + 7 of x) and slice s,
+// lane l's B register (j, h) is bf16x2(x[8 nt + g][256 s + 16 j + 2 t + 8 h + {0, 1}]) (zero past n
+// or cols).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -53,7 +53,8 @@ struct DeviceMatrix::Impl {
   size_t lut_bytes = 0;  // one table
   RotateParams rot;
   DeviceBuffer signs;    // cols floats when rotated
-  mutable DeviceBuffer xrot, xf;  // scratch: rotated x (16 x cols f32), fragments (2 x S x 8 x 32 uint4)
+  mutable DeviceBuffer xrot;  // scratch: rotated x (16 x cols f32)
+  mutable const float* prepared = nullptr;  // what DeviceMatrix::prepare made ready
   std::string layout;
   // Launch configuration per n-tile count (1, 2), worked out on first use (no host queries after).
   struct LaunchCfg {
@@ -65,14 +66,17 @@ struct DeviceMatrix::Impl {
   mutable LaunchCfg cfg[2];
 
   void alloc_scratch();
-  void prepare(const float* x, int64_t n, void* stream) const;
-  void multiply(int64_t n, float* y, void* stream) const;
-  // y = x W^T for any n through ws (gemm_dequant.cu); ws must be available().
-  void gemm(const float* x, int64_t n, float* y, GemmWorkspace& ws, void* stream) const;
+  // x itself, or x rotated into xrot when the codec rotates (n <= 16).
+  const float* source(const float* x, int64_t n, void* stream) const;
+  // y (+)= src W^T, n <= 16, src from source().
+  void multiply(const float* src, int64_t n, float* y, bool accumulate, void* stream) const;
+  // y (+)= x W^T for any n through ws (gemm_dequant.cu); ws must be available().
+  void gemm(const float* x, int64_t n, float* y, bool accumulate, GemmWorkspace& ws, void* stream) const;
+  void product(const float* x, int64_t n, float* y, bool accumulate, void* stream, GemmWorkspace* gemm,
+               int64_t gemm_min_tokens) const;
 };
 
-// Kernel launchers (gemv_mma.cu).
-void launch_prep_x(const float* x, int64_t n, int64_t cols, int64_t S, void* xf, void* stream);
-void launch_tiles_gemm(const DeviceMatrix::Impl& m, int64_t n, float* y, void* stream);
+// Kernel launcher (gemv_mma.cu): y (+)= x W^T, n <= 16, x fp32 (rotated already if the codec rotates).
+void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, float* y, bool accumulate, void* stream);
 
 }  // namespace upg::cuda

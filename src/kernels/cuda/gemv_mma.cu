@@ -2,8 +2,8 @@
 // "tiles" layout of gemv_layout.h (codebook 2-6 bits, int8, bf16), with bf16 tensor-core MMAs.
 //
 // Grid: blockIdx.y = a chunk of W consecutive 256-column slices (one warp per slice), blockIdx.x = a
-// run of `tpb` consecutive 16-row tiles. Each warp keeps its slice of x (B fragments, prepared once per
-// product by prep_x_kernel) in registers for all its tiles; per tile it loads its 128 weights with U
+// run of `tpb` consecutive 16-row tiles. Each warp keeps its slice of x (B fragments, read from fp32 x
+// and rounded to bf16 once per product) in registers for all its tiles; per tile it loads its 128 weights with U
 // coalesced 16-byte loads (the next tile's loads are issued before the current tile's maths when U is
 // small), turns code pairs into bf16x2 A registers through a level-pair table in shared memory
 // (replicated per bank, so lookups never conflict), runs 16 MMAs per n-tile and folds each scale
@@ -23,38 +23,15 @@ namespace upg::cuda {
 
 namespace {
 
-__global__ void prep_x_kernel(const float* __restrict__ x, int n, int cols, int S, int ntiles, uint4* __restrict__ xf) {
-  const int64_t total = static_cast<int64_t>(ntiles) * S * 8 * 32;
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= total) return;
-  const int lane = static_cast<int>(i & 31), q = static_cast<int>((i >> 5) & 7);
-  const int s = static_cast<int>((i >> 8) % S), nt = static_cast<int>((i >> 8) / S);
-  const int g = lane >> 2, t = lane & 3, row = nt * 8 + g;
-  uint32_t r[4];
-#pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    const int R = 4 * q + u, j = R >> 1, h = R & 1;
-    const int k0 = kTileCols * s + 16 * j + 2 * t + 8 * h;
-    float a = 0.f, b = 0.f;
-    if (row < n) {
-      const float* xr = x + static_cast<int64_t>(row) * cols;
-      if (k0 < cols) a = xr[k0];
-      if (k0 + 1 < cols) b = xr[k0 + 1];
-    }
-    const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
-    r[u] = *reinterpret_cast<const uint32_t*>(&v);
-  }
-  xf[i] = make_uint4(r[0], r[1], r[2], r[3]);
-}
-
 struct TilesArgs {
   const uint4* w;
   const void* scales;
   const uint4* lut;  // nb tables of lut_u4 uint4 each
-  const uint4* xf;
+  const float* x;  // n x cols, fp32 (rotated already when the codec is)
   float* y;
-  int rows, S, mtiles, n, tpb, warps, cb_tiles, lut_u4;
-  bool atomic;
+  int rows, cols, S, mtiles, n, tpb, warps, cb_tiles, lut_u4;
+  bool atomic;      // add into y with atomics (the columns are split over blocks)
+  bool accumulate;  // y += x W^T (else y = x W^T; with atomics y was zeroed first)
 };
 
 template <int DEC, int BITS, int NT, int F, bool SF32>
@@ -72,17 +49,25 @@ __global__ void __launch_bounds__(NT == 1 ? 512 : 256) tiles_gemm(TilesArgs args
   const uint32_t lane4 = static_cast<uint32_t>(lane) << 2;
   const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(lut_s));
 
-  // This warp's slice of x: B registers of its 16 k-steps, per n-tile.
+  // This warp's slice of x: B registers of its 16 k-steps, per n-tile, read straight from fp32 x
+  // (register (j, h) = bf16x2 of x[8 nt + g][256 s + 16 j + 2 t + 8 h + {0, 1}], zero past n or cols).
   uint32_t b[NT][16][2];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
-    const bool has = active && nt * 8 + g < args.n;
-    const uint4* p = args.xf + (static_cast<int64_t>(nt) * args.S + s) * 8 * 32 + lane;
+    const int row = nt * 8 + g;
+    const bool has = active && row < args.n;
+    const int k_lane = kTileCols * s + 2 * t;
+    const float* xr = args.x + static_cast<int64_t>(has ? row : 0) * args.cols + k_lane;
 #pragma unroll
-    for (int q = 0; q < 8; ++q) {
-      const uint4 v = has ? p[q * 32] : make_uint4(0, 0, 0, 0);
-      b[nt][2 * q][0] = v.x, b[nt][2 * q][1] = v.y, b[nt][2 * q + 1][0] = v.z, b[nt][2 * q + 1][1] = v.w;
-    }
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int k0 = k_lane + 16 * j + 8 * h;
+        const float lo = has && k0 < args.cols ? xr[16 * j + 8 * h] : 0.f;
+        const float hi = has && k0 + 1 < args.cols ? xr[16 * j + 8 * h + 1] : 0.f;
+        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        b[nt][j][h] = *reinterpret_cast<const uint32_t*>(&v);
+      }
   }
 
   uint32_t wcur[4 * U], wnext[4 * U];
@@ -169,6 +154,7 @@ __global__ void __launch_bounds__(NT == 1 ? 512 : 256) tiles_gemm(TilesArgs args
       for (int wi = 0; wi < args.warps; ++wi) sum += red[(wi * 16 + row) * NC + col];
       float* dst = args.y + static_cast<int64_t>(col) * args.rows + grow;
       if (args.atomic) atomicAdd(dst, sum);
+      else if (args.accumulate) *dst += sum;
       else *dst = sum;
     }
   }
@@ -194,15 +180,7 @@ int pick_warps(int64_t S, int max_w) {
 
 }  // namespace
 
-void launch_prep_x(const float* x, int64_t n, int64_t cols, int64_t S, void* xf, void* stream) {
-  const int ntiles = n > 8 ? 2 : 1;
-  const int64_t total = static_cast<int64_t>(ntiles) * S * 8 * 32;
-  prep_x_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, as_stream(stream)>>>(
-      x, static_cast<int>(n), static_cast<int>(cols), static_cast<int>(S), ntiles, static_cast<uint4*>(xf));
-  UPG_CUDA_LAUNCHED("prep_x_kernel");
-}
-
-void launch_tiles_gemm(const DeviceMatrix::Impl& m, int64_t n, float* y, void* stream) {
+void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, float* y, bool accumulate, void* stream) {
   UPG_CHECK(n >= 1 && n <= 16, "tiles_gemm: n = ", n, " must be 1..16");
   const int NT = n > 8 ? 2 : 1;
   DeviceMatrix::Impl::LaunchCfg& c = m.cfg[NT - 1];
@@ -235,7 +213,8 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, int64_t n, float* y, void* s
   a.w = m.w.as<const uint4>();
   a.scales = m.scales.data();
   a.lut = m.lut.as<const uint4>();
-  a.xf = m.xf.as<const uint4>();
+  a.x = x;
+  a.cols = static_cast<int>(m.cols);
   a.y = y;
   a.rows = static_cast<int>(m.rows);
   a.S = static_cast<int>(m.S);
@@ -246,7 +225,8 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, int64_t n, float* y, void* s
   a.cb_tiles = static_cast<int>(m.cb_tiles > 0 ? m.cb_tiles : m.mtiles);
   a.lut_u4 = static_cast<int>(m.lut_bytes / 16);
   a.atomic = kchunks > 1;
-  if (a.atomic)
+  a.accumulate = accumulate;
+  if (a.atomic && !accumulate)
     UPG_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(n) * m.rows * sizeof(float), as_stream(stream)));
   const dim3 grid(static_cast<unsigned>((m.mtiles + tpb - 1) / tpb), static_cast<unsigned>(kchunks));
   fn<<<grid, threads, smem, as_stream(stream)>>>(a);

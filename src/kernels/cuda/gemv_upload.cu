@@ -119,19 +119,30 @@ void build_dense(DeviceMatrix::Impl& m, Get get_bf16) {
 
 void DeviceMatrix::Impl::alloc_scratch() {
   xrot = DeviceBuffer(rot.on ? static_cast<size_t>(16) * cols * sizeof(float) : 0);
-  xf = DeviceBuffer(static_cast<size_t>(2) * S * 8 * 32 * 16);
 }
 
-void DeviceMatrix::Impl::prepare(const float* x, int64_t n, void* stream) const {
-  const float* src = x;
-  if (rot.on) {
-    hadamard_rotate(x, xrot.as<float>(), n, cols, signs.as<const float>(), rot.block, stream);
-    src = xrot.as<const float>();
+const float* DeviceMatrix::Impl::source(const float* x, int64_t n, void* stream) const {
+  if (!rot.on) return x;
+  hadamard_rotate(x, xrot.as<float>(), n, cols, signs.as<const float>(), rot.block, stream);
+  return xrot.as<const float>();
+}
+
+void DeviceMatrix::Impl::multiply(const float* src, int64_t n, float* y, bool accumulate, void* stream) const {
+  launch_tiles_gemm(*this, src, n, y, accumulate, stream);
+}
+
+void DeviceMatrix::Impl::product(const float* x, int64_t n, float* y, bool accumulate, void* stream,
+                                 GemmWorkspace* gemm_ws, int64_t gemm_min_tokens) const {
+  UPG_CHECK(n >= 1, "DeviceMatrix::matmul: n = ", n);
+  if (gemm_ws && n > 16 && n >= gemm_min_tokens && gemm_ws->available()) {
+    gemm(x, n, y, accumulate, *gemm_ws, stream);
+    return;
   }
-  launch_prep_x(src, n, cols, S, xf.data(), stream);
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t m = std::min<int64_t>(16, n - i);
+    multiply(source(x + i * cols, m, stream), m, y + i * rows, accumulate, stream);
+  }
 }
-
-void DeviceMatrix::Impl::multiply(int64_t n, float* y, void* stream) const { launch_tiles_gemm(*this, n, y, stream); }
 
 DeviceMatrix DeviceMatrix::upload(const CodebookHost& w) {
   DeviceMatrix out;
@@ -276,21 +287,19 @@ size_t DeviceMatrix::device_bytes() const { return impl_->w.size() + impl_->scal
 
 void DeviceMatrix::matmul(const float* x, int64_t n, float* y, void* stream, GemmWorkspace* gemm,
                           int64_t gemm_min_tokens) const {
-  UPG_CHECK(n >= 1, "DeviceMatrix::matmul: n = ", n);
-  if (gemm && n > 16 && n >= gemm_min_tokens && gemm->available()) {
-    impl_->gemm(x, n, y, *gemm, stream);
-    return;
-  }
-  for (int64_t i = 0; i < n; i += 16) {
-    const int64_t m = std::min<int64_t>(16, n - i);
-    impl_->prepare(x + i * impl_->cols, m, stream);
-    impl_->multiply(m, y + i * impl_->rows, stream);
-  }
+  impl_->product(x, n, y, false, stream, gemm, gemm_min_tokens);
+}
+void DeviceMatrix::matmul_add(const float* x, int64_t n, float* y, void* stream, GemmWorkspace* gemm,
+                              int64_t gemm_min_tokens) const {
+  impl_->product(x, n, y, true, stream, gemm, gemm_min_tokens);
 }
 void DeviceMatrix::prepare(const float* x, int64_t n, void* stream) const {
   UPG_CHECK(n >= 1 && n <= 16, "DeviceMatrix::prepare: n = ", n, " must be 1..16");
-  impl_->prepare(x, n, stream);
+  impl_->prepared = impl_->source(x, n, stream);
 }
-void DeviceMatrix::multiply_prepared(int64_t n, float* y, void* stream) const { impl_->multiply(n, y, stream); }
+void DeviceMatrix::multiply_prepared(int64_t n, float* y, void* stream) const {
+  UPG_CHECK(impl_->prepared, "DeviceMatrix::multiply_prepared: prepare() first");
+  impl_->multiply(impl_->prepared, n, y, false, stream);
+}
 
 }  // namespace upg::cuda
