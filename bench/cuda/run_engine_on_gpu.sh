@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the lent GPU machine, which lacks the Debian libraries of the full build: runs binaries built on
 # the Debian build machine (with nvcc there) from a bundle made by bench/cuda/make_gpu_bundle.sh:
-# test_cuda_kernels, test_cuda_engine (GPU against CPU; refA from the bundle), compute-sanitizer on
-# part of it, then `upg synth` of the Phi-4 shape at 3.2 bpw and `upg bench --device cuda`.
+# test_cuda_kernels; `upg synth` of the Phi-4 shape at 3.2 bpw and `upg bench --device cuda` (also
+# without CUDA graphs, and with the earlier GEMV launch rule); bench_cuda_gemv; then test_cuda_engine
+# (GPU against CPU; refA from the bundle) and compute-sanitizer memcheck on part of both tests.
 # The bundle's own loader and libraries are used (the host's glibc may be older than Debian 12's).
 # Usage: [SKIP_TESTS=1] bench/cuda/run_engine_on_gpu.sh BUNDLE.tar.xz OUT_DIR
 set -uo pipefail
@@ -29,11 +30,11 @@ echo "=== synth phi-4 3.2 bpw"
 t0=$(date +%s); run "$G/upg" synth --config "$G/microsoft_phi-4.config.json" --bpw 3.2 -o /tmp/phi4-3.2.upg > "$OUT/synth.log" 2>&1
 echo "exit $? in $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/synth.log"
 echo "=== upg bench --device cuda"
-run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 512 -n 128 -b 1,4,16 -r 3 2>&1 | tee "$OUT/bench_phi4.md"
+run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 512 -n 128 -b 1,4,16 -r ${REPS:-3} 2>&1 | tee "$OUT/bench_phi4.md"
 echo "=== decode without CUDA graphs (UPG_CUDA_GRAPHS=0), then graph nodes per recorded step"
 UPG_CUDA_GRAPHS=0 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 128 -b 1 -r 2 2>&1 | tee "$OUT/bench_phi4_nographs.md"
 UPG_CUDA_VERBOSE=1 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 16 -b 1,16 -r 1 2>&1 | grep -E "recorded|tg" | tee "$OUT/graph_nodes.txt"
-echo "=== a 4,096-token context (memory)"
+[ -z "${SKIP_LONG:-}" ] && echo "=== a 4,096-token context (memory)" &&
 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 32 -b 1 -r 1 -d 4096 2>&1 | tee "$OUT/bench_phi4_d4096.md"
 if command -v nsys > /dev/null; then
   echo "=== nsys: where a decode step's time goes"
@@ -44,6 +45,11 @@ if command -v nsys > /dev/null; then
 fi
 echo "=== bench_cuda_gemv (the skinny GEMM alone, Phi-4 shapes)"
 run "$G/bench_cuda_gemv" 200 2>&1 | tee "$OUT/bench_cuda_gemv.md" | tail -25
+echo "=== with a barrier per tile (UPG_CUDA_GEMV_FLUSH=1), then also the earlier launch rule (UPG_CUDA_GEMV_TPB=0)"
+UPG_CUDA_GEMV_FLUSH=1 UPG_CUDA_GEMV_TPB=0 run "$G/bench_cuda_gemv" 200 2>&1 | tee "$OUT/bench_cuda_gemv_old.md" | tail -22
+for v in "UPG_CUDA_GEMV_FLUSH=1 UPG_CUDA_GEMV_TPB=0"; do
+  echo "$v:"; env $v "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 128 -b 1 -r 2 2>&1 | grep tg128
+done | tee "$OUT/bench_phi4_gemv_variants.md"
 if [ -z "${SKIP_TESTS:-}" ]; then
 echo "=== test_cuda_engine"; run "$G/test_cuda_engine" > "$OUT/test_cuda_engine.log" 2>&1; echo "exit $?"
 grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|max rel err|on the GPU|error" "$OUT/test_cuda_engine.log" | head -60

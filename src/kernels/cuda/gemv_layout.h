@@ -62,6 +62,7 @@ struct DeviceMatrix::Impl {
     int warps = 0;
     int64_t tpb = 0, kchunks = 0;
     size_t smem = 0;
+    int period = 1;  // row tiles per reduction of the warps' partial sums
   };
   mutable LaunchCfg cfg[2];
 

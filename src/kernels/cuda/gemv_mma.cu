@@ -14,6 +14,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/gemv_layout.h"
@@ -30,6 +31,7 @@ struct TilesArgs {
   const float* x;  // n x cols, fp32 (rotated already when the codec is)
   float* y;
   int rows, cols, S, mtiles, n, tpb, warps, cb_tiles, lut_u4;
+  int period;       // row tiles whose partial sums are reduced together (one barrier per period)
   bool atomic;      // add into y with atomics (the columns are split over blocks)
   bool accumulate;  // y += x W^T (else y = x W^T; with atomics y was zeroed first)
 };
@@ -40,7 +42,7 @@ __global__ void __launch_bounds__(NT == 1 ? 512 : 256) tiles_gemm(TilesArgs args
   constexpr bool kPrefetch = U <= 6;
   constexpr int NWIN = F > 0 ? 16 / F : 1;
   __shared__ __align__(16) uint32_t lut_s[lut_words<DEC, BITS>()];
-  extern __shared__ float red_s[];  // [2][warps][16][NT * 8]
+  extern __shared__ float red_s[];  // [2][period][warps][16][NT * 8]
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int s = blockIdx.y * args.warps + warp;
@@ -137,30 +139,44 @@ __global__ void __launch_bounds__(NT == 1 ? 512 : 256) tiles_gemm(TilesArgs args
         }
       }
     }
-    // Partial sums of the block's warps meet in shared memory.
+    // Partial sums of the block's warps meet in shared memory: the tiles of a group of `period`
+    // consecutive tiles in slots of their own, reduced (and written to y) after one barrier per
+    // group; groups alternate between two halves of the buffer, so no second barrier is needed.
     constexpr int NC = NT * 8;
-    float* red = red_s + (it & 1) * args.warps * 16 * NC;
+    const int slot = it % args.period, half = (it / args.period) & 1;
+    const int slot_floats = args.warps * 16 * NC;
+    float* red = red_s + (half * args.period + slot) * slot_floats;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       float* r0 = red + (warp * 16 + g) * NC + nt * 8 + 2 * t;
       float* r1 = red + (warp * 16 + g + 8) * NC + nt * 8 + 2 * t;
       r0[0] = acc[nt][0], r0[1] = acc[nt][1], r1[0] = acc[nt][2], r1[1] = acc[nt][3];
     }
-    __syncthreads();
-    for (int i = threadIdx.x; i < 16 * NC; i += blockDim.x) {
-      const int row = i / NC, col = i % NC, grow = mt * kTileRows + row;
-      if (col >= args.n || grow >= args.rows) continue;
-      float sum = 0.f;
-      for (int wi = 0; wi < args.warps; ++wi) sum += red[(wi * 16 + row) * NC + col];
-      float* dst = args.y + static_cast<int64_t>(col) * args.rows + grow;
-      if (args.atomic) atomicAdd(dst, sum);
-      else if (args.accumulate) *dst += sum;
-      else *dst = sum;
+    if (slot == args.period - 1 || mt + 1 == mt1) {  // block-uniform
+      __syncthreads();
+      const float* group = red_s + half * args.period * slot_floats;
+      const int first = mt - slot;
+      for (int i = threadIdx.x; i < (slot + 1) * 16 * NC; i += blockDim.x) {
+        const int q = i / (16 * NC), row = (i / NC) % 16, col = i % NC, grow = (first + q) * kTileRows + row;
+        if (col >= args.n || grow >= args.rows) continue;
+        float sum = 0.f;
+        for (int wi = 0; wi < args.warps; ++wi) sum += group[q * slot_floats + (wi * 16 + row) * NC + col];
+        float* dst = args.y + static_cast<int64_t>(col) * args.rows + grow;
+        if (args.atomic) atomicAdd(dst, sum);
+        else if (args.accumulate) *dst += sum;
+        else *dst = sum;
+      }
     }
   }
 }
 
 using KernelFn = void (*)(TilesArgs);
+
+// Shared memory for the warps' partial sums: the period is chosen so that they and the level table
+// take about kReduceBudget; kSmemCap bounds any launch (the largest slot, 16 warps x 16 rows x 16
+// columns, twice).
+constexpr size_t kReduceBudget = size_t{40} << 10;
+constexpr size_t kSmemCap = size_t{64} << 10;
 
 template <int NT>
 KernelFn pick(const DeviceMatrix::Impl& m) {
@@ -188,21 +204,40 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, f
     const KernelFn fn = NT == 1 ? pick<1>(m) : pick<2>(m);
     const int warps = pick_warps(m.S, NT == 1 ? 16 : 8);
     const int64_t kchunks = (m.S + warps - 1) / warps;
-    const size_t smem = static_cast<size_t>(2) * warps * 16 * NT * 8 * sizeof(float);
+    // Tiles per reduction group: as many as fit beside the level table in about 40 KB (at least one).
+    const size_t slot_bytes = static_cast<size_t>(warps) * 16 * NT * 8 * sizeof(float);
+    const size_t table = m.dec == Dec::Codebook ? m.lut_bytes : 0;
+    int64_t period = std::clamp<int64_t>(static_cast<int64_t>((table < kReduceBudget ? kReduceBudget - table : 0) /
+                                                              (2 * slot_bytes)), 1, 8);
+    // UPG_CUDA_GEMV_FLUSH: a fixed period instead (1: a barrier per tile, the earlier kernel), to compare.
+    if (const char* e = std::getenv("UPG_CUDA_GEMV_FLUSH")) period = std::clamp<long>(std::atol(e), 1, 8);
+    while (period > 1 && 2 * period * slot_bytes > kSmemCap) --period;
+    const size_t smem = 2 * static_cast<size_t>(period) * slot_bytes;
     // The attribute is per kernel function, shared by every matrix using it: set it to the most any
     // launch here asks for, never to this matrix's smem (a smaller matrix would lower it below what
     // a larger one launched with, and that launch would fail with "invalid argument").
-    constexpr size_t kSmemCap = static_cast<size_t>(2) * 16 * 16 * 2 * 8 * sizeof(float);
-    static_assert(kSmemCap >= static_cast<size_t>(2) * 16 * 16 * 1 * 8 * sizeof(float));
     UPG_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemCap)));
     int dev = 0, sms = 0, per_sm = 0;
     UPG_CUDA_CHECK(cudaGetDevice(&dev));
     UPG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     UPG_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, warps * 32, smem));
     const int64_t resident = std::max<int64_t>(1, static_cast<int64_t>(per_sm) * sms);
-    // Row tiles per block: enough blocks for about two waves, each at least one tile.
-    c.tpb = std::clamp<int64_t>((m.mtiles * kchunks) / (2 * resident), 1, 64);
-    c.warps = warps, c.kchunks = kchunks, c.smem = smem;
+    // Row tiles per block: the count whose blocks fill the resident slots best, by a model of the
+    // time as waves x (tiles per block + a start-up of about two tiles: x's fragments, the level
+    // table, the first loads). A last wave that is mostly empty costs as much as a full one.
+    c.tpb = 1;
+    int64_t best = -1;
+    for (int64_t tpb = 1; tpb <= 64; ++tpb) {
+      const int64_t blocks = (m.mtiles + tpb - 1) / tpb * kchunks, waves = (blocks + resident - 1) / resident;
+      const int64_t cost = waves * (std::min(tpb, m.mtiles) + 2);
+      if (best < 0 || cost < best) best = cost, c.tpb = tpb;
+    }
+    // UPG_CUDA_GEMV_TPB: a fixed count instead, or 0 for the earlier rule (about two waves), to compare.
+    if (const char* e = std::getenv("UPG_CUDA_GEMV_TPB")) {
+      const long v = std::atol(e);
+      c.tpb = v > 0 ? std::min<int64_t>(v, 64) : std::clamp<int64_t>((m.mtiles * kchunks) / (2 * resident), 1, 64);
+    }
+    c.warps = warps, c.kchunks = kchunks, c.smem = smem, c.period = static_cast<int>(period);
     c.fn = reinterpret_cast<const void*>(fn);
   }
   const KernelFn fn = reinterpret_cast<KernelFn>(const_cast<void*>(c.fn));
@@ -224,6 +259,7 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, f
   a.warps = warps;
   a.cb_tiles = static_cast<int>(m.cb_tiles > 0 ? m.cb_tiles : m.mtiles);
   a.lut_u4 = static_cast<int>(m.lut_bytes / 16);
+  a.period = c.period;
   a.atomic = kchunks > 1;
   a.accumulate = accumulate;
   if (a.atomic && !accumulate)
