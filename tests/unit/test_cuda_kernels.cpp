@@ -252,15 +252,21 @@ TEST(CudaOps, HadamardRotation) {
 TEST(CudaOps, RmsNormRopeActivations) {
   REQUIRE_CUDA_DEVICE();
   // RMSNorm
-  for (auto [rows, dim] : {std::pair<int64_t, int64_t>{1, 5120}, {7, 300}, {16, 3072}}) {
+  // float4 path with 1024, 96 and 768 threads, several float4 per thread (9000), the scalar path
+  // (301: not a multiple of 4), and in place (out = x).
+  for (auto [rows, dim] : {std::pair<int64_t, int64_t>{1, 5120}, {7, 300}, {16, 3072}, {2, 9000}, {3, 301}}) {
     const std::vector<float> x = randn(static_cast<size_t>(rows * dim), 3.f), w = randn(static_cast<size_t>(dim));
     std::vector<float> ref(x.size());
     kernels::rmsnorm(x.data(), w.data(), rows, dim, 1e-5f, ref.data());
     cu::DeviceBuffer dx = to_dev(x), dw = to_dev(w), dout = poisoned(x.size());
     cu::rmsnorm(dx.as<float>(), dw.as<float>(), rows, dim, 1e-5f, dout.as<float>());
+    cu::rmsnorm(dx.as<float>(), dw.as<float>(), rows, dim, 1e-5f, dx.as<float>());
     cu::synchronize();
-    const auto got = from_dev(dout, x.size());
-    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(got[i], ref[i], 2e-5f * (1 + std::fabs(ref[i]))) << i;
+    const auto got = from_dev(dout, x.size()), in_place = from_dev(dx, x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_NEAR(got[i], ref[i], 2e-5f * (1 + std::fabs(ref[i]))) << "rows " << rows << " dim " << dim << " at " << i;
+      ASSERT_EQ(in_place[i], got[i]) << "in place, rows " << rows << " dim " << dim << " at " << i;
+    }
   }
   // RoPE, full and partial rotary
   for (auto [rot_dim, head_dim] : {std::pair<int64_t, int64_t>{128, 128}, {64, 96}}) {
