@@ -47,4 +47,19 @@ std::vector<Candidate> default_candidates() {
   return v;
 }
 
+std::vector<Candidate> trellis_candidates() {
+  std::vector<Candidate> v = default_candidates();
+  // Rotated, like QTIP: the rotation makes the weights near-Gaussian, as the computed code is.
+  for (int k : {2, 3, 4})
+    for (int g : {64, 128})
+      v.push_back(parse_codec_spec("trellis:bits=" + std::to_string(k) + ",group=" + std::to_string(g) + ",rotate=true"));
+  return v;
+}
+
+std::vector<Candidate> named_candidates(const std::string& name) {
+  if (name == "default") return default_candidates();
+  if (name == "trellis") return trellis_candidates();
+  throw Error(str_cat("unknown candidate set '", name, "' (known: default, trellis)"));
+}
+
 }  // namespace upg

@@ -22,5 +22,11 @@ Candidate parse_codec_spec(const std::string& spec);
 // The candidates of bit allocation for a weight matrix: codebook with k = 2..6 bits at several
 // group sizes, int8 (group 128) and bf16.
 std::vector<Candidate> default_candidates();
+// default_candidates() plus the trellis codec (codecs/trellis) at 2, 3, 4 bits, groups 64 and 128,
+// rotated. Not the default yet: trellis matrices have no int8-activation CPU path and no CUDA
+// kernel (the GPU decodes them to bf16 at upload), so they trade speed for quality.
+std::vector<Candidate> trellis_candidates();
+// "default" or "trellis"; throws Error listing them otherwise.
+std::vector<Candidate> named_candidates(const std::string& name);
 
 }  // namespace upg

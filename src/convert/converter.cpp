@@ -60,18 +60,26 @@ class Encoder {
                                                 : W[i];
       e.bytes = W.size() * (dt == TensorDType::F32 ? 4 : 2);
     } else {
-      const bool use_gptq = o_.gptq && h && h->full() && c.codec == "codebook" && !c.params.contains("outliers");
+      const bool use_gptq = o_.gptq && h && h->full() && (c.codec == "codebook" || c.codec == "trellis") &&
+                            !c.params.contains("outliers");
       if (use_gptq) {
-        // The factor depends only on H (and the rotation): shared by q/k/v, gate/up and all candidates.
+        // The factor depends only on H, the rotation and the column order: shared by q/k/v, gate/up
+        // and all candidates. The trellis codec's LDLQ runs in natural order (no act-order).
+        const bool trellis = c.codec == "trellis";
         const RotateOpt rot = read_rotate(c.params, c.codec, cols, /*encoding=*/true);
-        const std::string key = rot.on ? str_cat(rot.seed, "/", rot.block) : "";
+        const std::string key = str_cat(trellis ? "natural" : "", rot.on ? str_cat(rot.seed, "/", rot.block) : "");
         if (u_stats_ != h) {
           u_.clear();
           u_stats_ = h;
         }
         auto it = u_.find(key);
-        if (it == u_.end()) it = u_.emplace(key, make_gptq_factor(*h, rot, gptq_)).first;
-        e.enc = gptq_codebook(W.data(), rows, cols, *h, c.params, gptq_, &e.decoded, &it->second);
+        if (it == u_.end()) {
+          GptqOptions fo = gptq_;
+          if (trellis) fo.act_order = false;
+          it = u_.emplace(key, make_gptq_factor(*h, rot, fo)).first;
+        }
+        e.enc = trellis ? ldlq_trellis(W.data(), rows, cols, *h, c.params, gptq_, &e.decoded, &it->second)
+                        : gptq_codebook(W.data(), rows, cols, *h, c.params, gptq_, &e.decoded, &it->second);
       } else {
         e.enc = make_codec(c.codec)->encode(W.data(), rows, cols, c.params, h ? h->diag().data() : nullptr);
         e.decoded = decode_encoded(*e.enc, rows, cols);
@@ -106,7 +114,7 @@ class Encoder {
   const ConvertOptions& o_;
   const CalibrationStats* cal_;
   const InputStats* u_stats_ = nullptr;
-  std::map<std::string, GptqFactor> u_;  // GPTQ factors of u_stats_ by rotation ("" = none)
+  std::map<std::string, GptqFactor> u_;  // GPTQ factors of u_stats_ by column order and rotation ("" = act-order, none)
   GptqOptions gptq_;
 };
 

@@ -1,6 +1,7 @@
 #include "convert/gptq.h"
 
 #include <cmath>
+#include <functional>
 
 #include "base/error.h"
 #include "base/half.h"
@@ -160,29 +161,21 @@ std::vector<float> decode_encoded(const EncodedTensor& enc, int64_t rows, int64_
   return out;
 }
 
-namespace {
-
-// With the codes fixed, the group scales of each row that minimise that row's output error
-// (w - q) H (w - q)^T, q = sum_g s_g B_g (B_g: the row's levels in group g, zero elsewhere): the
-// normal equations G s = b with G_gh = B_g H B_h^T and b_g = B_g H w^T, solved by Cholesky (with a
-// tiny ridge); then rounded to f16. A row whose system is singular keeps its scales.
-void refit_group_scales(const float* W, int64_t rows, int64_t cols, const float* H, const CodebookLayout& l,
-                        const std::vector<float>& levels, const std::vector<uint8_t>& codes, std::vector<float>& scales) {
-  const int nl = 1 << l.k;
-  const int64_t cb = l.cb_rows == 0 ? rows : l.cb_rows, ng = l.ngroups;
+void refit_group_scales(const float* W, int64_t rows, int64_t cols, const float* H, int64_t group,
+                        const std::function<void(int64_t, float*)>& unit_row, std::vector<float>& scales) {
+  const int64_t ng = (cols + group - 1) / group;
 #pragma omp parallel
   {
     std::vector<double> t(static_cast<size_t>(cols)), G(static_cast<size_t>(ng * ng)), b(static_cast<size_t>(ng));
     std::vector<float> lv(static_cast<size_t>(cols));
 #pragma omp for schedule(dynamic, 8)
     for (int64_t r = 0; r < rows; ++r) {
-      const float* L = levels.data() + (r / cb) * nl;
-      for (int64_t j = 0; j < cols; ++j) lv[j] = L[codes[r * cols + j]];
+      unit_row(r, lv.data());
       const float* w = W + r * cols;
       for (int64_t g = 0; g < ng; ++g) {
         // t = H B_g^T (H symmetric: rows of H over the group's columns).
         std::fill(t.begin(), t.end(), 0.0);
-        const int64_t c0 = g * l.group, c1 = std::min(cols, c0 + l.group);
+        const int64_t c0 = g * group, c1 = std::min(cols, c0 + group);
         for (int64_t j = c0; j < c1; ++j) {
           if (lv[j] == 0.f) continue;
           const float* hj = H + j * cols;
@@ -195,7 +188,7 @@ void refit_group_scales(const float* W, int64_t rows, int64_t cols, const float*
         for (int64_t i = 0; i < cols; ++i) bw += t[i] * w[i];
         b[g] = bw;
         for (int64_t h2 = 0; h2 < ng; ++h2) {
-          const int64_t d0 = h2 * l.group, d1 = std::min(cols, d0 + l.group);
+          const int64_t d0 = h2 * group, d1 = std::min(cols, d0 + group);
           double sgh = 0;
           for (int64_t i = d0; i < d1; ++i) sgh += t[i] * lv[i];
           G[g * ng + h2] = sgh;
@@ -238,7 +231,22 @@ void refit_group_scales(const float* W, int64_t rows, int64_t cols, const float*
   }
 }
 
-}  // namespace
+PassInput pass_input(const float* W, int64_t rows, int64_t cols, const InputStats& h, const GptqFactor& f) {
+  PassInput in;
+  in.W = W;
+  in.d = h.diag().data();
+  if (!f.rotate.on) return in;
+  in.Wr.assign(W, W + rows * cols);
+  const std::vector<float> signs = rotation_signs(f.rotate.seed, cols);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) rotate_row(in.Wr.data() + r * cols, cols, signs.data(), f.rotate.block);
+  const float* Hr = f.stats(h);
+  in.dr.resize(cols);
+  for (int64_t j = 0; j < cols; ++j) in.dr[j] = std::max(0.0f, Hr[j * cols + j]);
+  in.W = in.Wr.data();
+  in.d = in.dr.data();
+  return in;
+}
 
 GptqFactor make_gptq_factor(const InputStats& h, const RotateOpt& rot, const GptqOptions& o) {
   UPG_CHECK(h.full(), "gptq: needs the full input statistics");
@@ -286,20 +294,9 @@ EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const In
   CodecParams core = params.is_object() ? params : CodecParams::object();
   core.erase("rotate");
   // The whole pass runs in the rotated basis: W R with R^T H R (whose diagonal is the importance).
-  std::vector<float> Wr, dr;
-  const float* Wp = W;
-  const float* dp = h.diag().data();
-  if (rot.on) {
-    Wr.assign(W, W + rows * cols);
-    const std::vector<float> signs = rotation_signs(rot.seed, cols);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) rotate_row(Wr.data() + r * cols, cols, signs.data(), rot.block);
-    const float* Hr = factor->stats(h);
-    dr.resize(cols);
-    for (int64_t j = 0; j < cols; ++j) dr[j] = std::max(0.0f, Hr[j * cols + j]);
-    Wp = Wr.data();
-    dp = dr.data();
-  }
+  const PassInput in = pass_input(W, rows, cols, h, *factor);
+  const float* Wp = in.W;
+  const float* dp = in.d;
   // Static grid: the codec's importance-weighted encoder fixes levels and group scales.
   EncodedTensor rtn = make_codec("codebook")->encode(Wp, rows, cols, core, dp);
   const CodebookLayout l = read_codebook_layout(rtn.params, rows, cols);
@@ -335,7 +332,11 @@ EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const In
       }
     }
   }
-  if (o.refit_scales) refit_group_scales(Wp, rows, cols, factor->stats(h), l, levels, codes, scales);
+  if (o.refit_scales)
+    refit_group_scales(Wp, rows, cols, factor->stats(h), l.group, [&](int64_t r, float* lv) {
+      const float* L = levels.data() + (r / cb) * nl;
+      for (int64_t j = 0; j < cols; ++j) lv[j] = L[codes[r * cols + j]];
+    }, scales);
   EncodedTensor out = codebook_from_codes(rtn.params, rows, cols, codes.data(), scales.data(), levels.data());
   if (rot.on) out.params["rotate"] = {{"seed", rot.seed}, {"block", rot.block}};
   if (decoded) *decoded = decode_encoded(out, rows, cols);  // in the original basis

@@ -17,6 +17,7 @@
 // H is dampened by 1% of its mean diagonal; columns never activated (H_ii = 0) get H_ii = 1.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "codecs/codec.h"
@@ -37,6 +38,7 @@ struct GptqOptions {
   // After the pass, re-solve each row's group scales for the chosen codes by least squares in the
   // output error (the scales the pass assumed were fitted to the weights before any error moved).
   bool refit_scales = true;
+  int64_t trellis_block = 64;  // columns per LDLQ block of the trellis codec
 };
 
 // What a GPTQ pass needs besides the weight, shared by every tensor with the same input and every
@@ -50,6 +52,15 @@ struct GptqFactor {
   const float* stats(const InputStats& h) const { return rotate.on ? H_rot.data() : h.matrix().data(); }
 };
 GptqFactor make_gptq_factor(const InputStats& h, const RotateOpt& rot, const GptqOptions& o);
+
+// What a pass reads: W R and the diagonal of R^T H R (the importance in the rotated basis) when the
+// factor has a rotation, else W and diag H themselves (W, d point into the caller's data then).
+struct PassInput {
+  std::vector<float> Wr, dr;
+  const float* W = nullptr;
+  const float* d = nullptr;
+};
+PassInput pass_input(const float* W, int64_t rows, int64_t cols, const InputStats& h, const GptqFactor& f);
 
 // U: the upper Cholesky factor of (H + damp)^-1, cols x cols row-major (lower part zero).
 // Throws Error when the dampened H is not positive definite.
@@ -68,6 +79,25 @@ std::vector<float> rotated_statistics(const InputStats& h, const RotateOpt& rot)
 EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const InputStats& h,
                             const CodecParams& params, const GptqOptions& o = {},
                             std::vector<float>* decoded = nullptr, const GptqFactor* factor = nullptr);
+
+// With the codes fixed, the group scales of each row that minimise that row's output error
+// (w - q) H (w - q)^T, q = sum_g s_g B_g (B_g: the row's unit values in group g, zero elsewhere):
+// the normal equations G s = b with G_gh = B_g H B_h^T and b_g = B_g H w^T, solved by Cholesky
+// (with a tiny ridge); then rounded to f16. A row whose system is singular keeps its scales.
+// unit_row(r, out) writes row r's unit values (the decoded weight divided by its group scale).
+void refit_group_scales(const float* W, int64_t rows, int64_t cols, const float* H, int64_t group,
+                        const std::function<void(int64_t, float*)>& unit_row, std::vector<float>& scales);
+
+// LDLQ (QuIP/QTIP's block form of GPTQ) with the trellis codec: each row's columns in blocks of
+// o.trellis_block, in natural order (the trellis stream follows the columns, so no act-order;
+// rotation is what makes the order harmless). A block's states come from one Viterbi search
+// (continuing the row's chain, looking 8 columns past the block) under the weights 1 / U_jj^2, its
+// error e (e U_blk = W_blk - Q_blk) moves onto the later columns as GPTQ's does; the scales start
+// from the codec's rule and are refit in the output error at the end. factor: made with act_order
+// off (identity perm) or null. h not full: the codec's importance-weighted encoder.
+EncodedTensor ldlq_trellis(const float* W, int64_t rows, int64_t cols, const InputStats& h, const CodecParams& params,
+                           const GptqOptions& o = {}, std::vector<float>* decoded = nullptr,
+                           const GptqFactor* factor = nullptr);
 
 // Dequantizes an encoded tensor with its codec (rows x cols fp32).
 std::vector<float> decode_encoded(const EncodedTensor& enc, int64_t rows, int64_t cols);

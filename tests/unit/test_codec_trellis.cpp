@@ -241,3 +241,23 @@ TEST(TrellisCodec, RejectsBadParamsArraysAndWeights) {
   std::vector<float> sc = {1.0f};
   expect_error([&] { trellis_from_states(l, 1, 3, st.data(), sc.data()); }, "does not follow");
 }
+
+// docs/CODECS.md's worked example: bytes A5 3C 80, K = 3, L = 12, three weights.
+TEST(TrellisCodec, DocumentedExampleDecodes) {
+  EncodedTensor t;
+  t.codec = "trellis";
+  t.params = {{"bits", 3}, {"state_bits", 12}, {"group", 64}};
+  Array q = make_array(DType::U8, {1, 3});
+  q.bytes = {0xA5, 0x3C, 0x80};
+  Array s = make_array(DType::F16, {1, 1});
+  store_le<uint16_t>(s.bytes.data(), 0, f32_to_f16(0.01f));
+  t.arrays["qweight"] = q;
+  t.arrays["scales"] = s;
+  auto o = open_encoded(t, 1, 3);
+  const std::vector<float> W = decode_all(*o->m);
+  EXPECT_EQ(trellis::code(2643), 0.8828125f);
+  EXPECT_EQ(f16_to_f32(f32_to_f16(0.01f)), 0.01000213623046875f);
+  EXPECT_EQ(W[0], 0.01000213623046875f * 0.8828125f);
+  EXPECT_EQ(W[1], 0.01000213623046875f * trellis::code(670));
+  EXPECT_EQ(W[2], 0.01000213623046875f * trellis::code(1266));
+}

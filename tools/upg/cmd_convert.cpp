@@ -23,7 +23,7 @@ namespace upg::cli {
 namespace {
 
 struct ConvertCliOptions {
-  std::string in, out, out_pos, codec, calib, to = "upg";
+  std::string in, out, out_pos, codec, calib, to = "upg", candidates = "default";
   double shard_gb = 5.0;
   double bpw = 0;
   int64_t calib_tokens = 64 * 256, calib_window = 256, probe_windows = 8;
@@ -62,6 +62,8 @@ void run_convert(const ConvertCliOptions& c_in) {
   if (c.to == "safetensors") return run_to_safetensors(c, c.out);
   ConvertOptions o;
   o.bpw = c.bpw;
+  o.candidates = named_candidates(c.candidates);
+  UPG_CHECK(c.candidates == "default" || c.bpw > 0, "convert: --candidates applies to --bpw (allocation)");
   if (!c.codec.empty()) {
     UPG_CHECK(c.bpw == 0, "convert: give either --bpw (allocation) or --codec (one codec), not both");
     o.codec = c.codec;
@@ -117,6 +119,10 @@ void add_convert_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--bpw", o->bpw, "Whole-file budget in bits per parameter (needs --calib)");
   cmd->add_option("--codec", o->codec, "One codec for every matrix: NAME[:key=value,...], e.g. codebook:bits=3,group=64");
+  cmd->add_option("--candidates", o->candidates,
+                  "Encodings the allocation (--bpw) chooses among: default (codebook 2-6 bits, int8, bf16), or trellis "
+                  "(those plus the trellis codec at 2-4 bits: lower error, slower matmuls, decoded to bf16 on a GPU)")
+      ->check(CLI::IsMember({"default", "trellis"}));
   cmd->add_option("--calib", o->calib, "Calibration text file (plain text; not the evaluation text)");
   cmd->add_option("--calib-tokens", o->calib_tokens, "Calibration tokens used (default 16384)")->check(CLI::PositiveNumber);
   cmd->add_option("--calib-window", o->calib_window, "Tokens per calibration window (default 256)")

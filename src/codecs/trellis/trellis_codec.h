@@ -53,7 +53,11 @@ CodecParams trellis_params(const TrellisLayout& l);
 EncodedTensor trellis_from_states(const TrellisLayout& l, int64_t rows, int64_t cols, const uint32_t* states,
                                   const float* scales);
 
-// The encoder's initial group scale: this many times the group's importance-weighted RMS.
+// The encoder's initial group scale: this many times the group's importance-weighted RMS over the
+// code's RMS (1.1547).
 float trellis_initial_scale_factor(int k);
+// Those scales for every row and group (rows x ngroups, f16-representable); importance may be null.
+std::vector<float> trellis_initial_scales(const TrellisLayout& l, const float* W, int64_t rows, int64_t cols,
+                                          const float* importance);
 
 }  // namespace upg

@@ -50,6 +50,28 @@ float trellis_initial_scale_factor(int k) {
   return f[std::clamp(k, 1, 4)];
 }
 
+std::vector<float> trellis_initial_scales(const TrellisLayout& l, const float* W, int64_t rows, int64_t cols,
+                                          const float* importance) {
+  std::vector<float> scales(static_cast<size_t>(rows * l.ngroups));
+  const float alpha = trellis_initial_scale_factor(l.k);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < l.ngroups; ++g) {
+      const float* w = W + r * cols;
+      const int64_t c0 = g * l.group, c1 = std::min(cols, c0 + l.group);
+      double hw = 0, hs = 0, ww = 0;
+      for (int64_t j = c0; j < c1; ++j) {
+        const double h = importance ? std::max(0.0f, importance[j]) : 1.0;
+        hw += h * w[j] * w[j];
+        hs += h;
+        ww += double(w[j]) * w[j];
+      }
+      const double ms = hs > 0 && hw > 0 ? hw / hs : ww / double(c1 - c0);
+      scales[r * l.ngroups + g] = f16_to_f32(f32_to_f16(static_cast<float>(alpha * std::sqrt(ms) / 1.1547)));
+    }
+  return scales;
+}
+
 EncodedTensor trellis_from_states(const TrellisLayout& l, int64_t rows, int64_t cols, const uint32_t* states,
                                   const float* scales) {
   const uint32_t smask = (1u << l.l) - 1, cmask = (1u << (l.l - l.k)) - 1;
@@ -81,8 +103,7 @@ EncodedTensor TrellisCodec::encode_core(const float* W, int64_t rows, int64_t co
   for (int64_t i = 0; i < rows * cols; ++i)
     UPG_CHECK(std::isfinite(W[i]), kName, ": weight (", i / cols, ", ", i % cols, ") is not finite");
   std::vector<uint32_t> states(static_cast<size_t>(rows * cols));
-  std::vector<float> scales(static_cast<size_t>(rows * l.ngroups));
-  const float alpha = trellis_initial_scale_factor(l.k);
+  std::vector<float> scales = trellis_initial_scales(l, W, rows, cols, importance);
 #pragma omp parallel
   {
     trellis::ViterbiScratch scratch;
@@ -93,17 +114,6 @@ EncodedTensor TrellisCodec::encode_core(const float* W, int64_t rows, int64_t co
       const float* w = W + r * cols;
       float* sc = scales.data() + r * l.ngroups;
       uint32_t* st = states.data() + r * cols;
-      for (int64_t g = 0; g < l.ngroups; ++g) {
-        const int64_t c0 = g * l.group, c1 = std::min(cols, c0 + l.group);
-        double hw = 0, hs = 0, ww = 0;
-        for (int64_t j = c0; j < c1; ++j) {
-          hw += h[j] * double(w[j]) * w[j];
-          hs += h[j];
-          ww += double(w[j]) * w[j];
-        }
-        const double ms = hs > 0 && hw > 0 ? hw / hs : ww / double(c1 - c0);
-        sc[g] = f16_to_f32(f32_to_f16(static_cast<float>(alpha * std::sqrt(ms) / 1.1547)));
-      }
       for (int64_t pass = 0; pass < l.passes; ++pass) {
         for (int64_t j = 0; j < cols; ++j) {
           const float s = sc[j / l.group];

@@ -14,6 +14,11 @@
 #include "base/error.h"
 #include "codecs/trellis/trellis_code.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define UPG_VITERBI_AVX2 1
+#endif
+
 namespace upg::trellis {
 
 const std::vector<float>& code_table(int L) {
@@ -29,6 +34,66 @@ const std::vector<float>& code_table(int L) {
 }
 
 namespace {
+
+// m[q] = min over h of cost[h * P + q] and back[q] = the first h reaching it; returns min_q m[q].
+template <int64_t B>
+float min_over_predecessors(const float* cost, int64_t P, float* m, int32_t* arg, uint8_t* back) {
+  int64_t q = 0;
+  float mn = std::numeric_limits<float>::infinity();
+#ifdef UPG_VITERBI_AVX2
+  __m256 vmn = _mm256_set1_ps(mn);
+  for (; q + 8 <= P; q += 8) {
+    __m256 vm = _mm256_loadu_ps(cost + q), va = _mm256_setzero_ps();
+    for (int64_t h = 1; h < B; ++h) {
+      const __m256 v = _mm256_loadu_ps(cost + h * P + q);
+      const __m256 lt = _mm256_cmp_ps(v, vm, _CMP_LT_OQ);
+      vm = _mm256_blendv_ps(vm, v, lt);
+      va = _mm256_blendv_ps(va, _mm256_set1_ps(static_cast<float>(h)), lt);
+    }
+    _mm256_storeu_ps(m + q, vm);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(arg + q), _mm256_cvttps_epi32(va));
+    vmn = _mm256_min_ps(vmn, vm);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmn);
+  for (float v : lanes) mn = std::min(mn, v);
+#endif
+  for (; q < P; ++q) {
+    float best = cost[q];
+    int32_t a = 0;
+    for (int64_t h = 1; h < B; ++h)
+      if (cost[h * P + q] < best) {
+        best = cost[h * P + q];
+        a = static_cast<int32_t>(h);
+      }
+    m[q] = best;
+    arg[q] = a;
+    mn = std::min(mn, best);
+  }
+  for (int64_t i = 0; i < P; ++i) back[i] = static_cast<uint8_t>(arg[i]);
+  return mn;
+}
+
+// next[s] = (m[s >> K] - mn) + u * (t - c[s])^2 for every state s.
+template <int K>
+void add_errors(const float* m, float mn, const float* c, float t, float u, int64_t S, float* next) {
+  int64_t s = 0;
+#ifdef UPG_VITERBI_AVX2
+  if (S >= 16) {
+    const __m256 vt = _mm256_set1_ps(t), vu = _mm256_set1_ps(u), vmn = _mm256_set1_ps(mn);
+    // Lane i of the 8 states from s takes m[(s >> K) + (i >> K)].
+    const __m256i lane_q = _mm256_srli_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), K);
+    for (; s + 8 <= S; s += 8) {
+      __m256 vm;
+      if constexpr (K >= 3) vm = _mm256_set1_ps(m[s >> K]);
+      else vm = _mm256_permutevar8x32_ps(_mm256_loadu_ps(m + (s >> K)), lane_q);
+      const __m256 d = _mm256_sub_ps(vt, _mm256_loadu_ps(c + s));
+      _mm256_storeu_ps(next + s, _mm256_fmadd_ps(_mm256_mul_ps(vu, d), d, _mm256_sub_ps(vm, vmn)));
+    }
+  }
+#endif
+  for (; s < S; ++s) next[s] = (m[s >> K] - mn) + u * (t - c[s]) * (t - c[s]);
+}
 
 template <int K>
 double search(int L, const float* t, const float* u, int64_t n, int64_t prev, uint32_t* states, ViterbiScratch& w) {
@@ -57,30 +122,10 @@ double search(int L, const float* t, const float* u, int64_t n, int64_t prev, ui
   }
   double offset = 0;  // what the renormalisation took out of every cost
   for (int64_t j = 1; j < n; ++j) {
-    std::memcpy(m, cost, sizeof(float) * P);
-    std::fill(arg, arg + P, 0);
-    for (int64_t h = 1; h < B; ++h) {
-      const float* ch = cost + h * P;
-      for (int64_t q = 0; q < P; ++q) {
-        const bool lt = ch[q] < m[q];
-        m[q] = lt ? ch[q] : m[q];
-        arg[q] = lt ? static_cast<int32_t>(h) : arg[q];
-      }
-    }
     uint8_t* back = w.back.data() + j * P;
-    float mn = kInf;
-    for (int64_t q = 0; q < P; ++q) {
-      back[q] = static_cast<uint8_t>(arg[q]);
-      mn = std::min(mn, m[q]);
-    }
+    const float mn = min_over_predecessors<B>(cost, P, m, arg, back);
     offset += mn;
-    const float tj = t[j], uj = u[j];
-    for (int64_t q = 0; q < P; ++q) {
-      const float mq = m[q] - mn;
-      const float* cq = c + q * B;
-      float* nq = next + q * B;
-      for (int64_t x = 0; x < B; ++x) nq[x] = mq + uj * (tj - cq[x]) * (tj - cq[x]);
-    }
+    add_errors<K>(m, mn, c, t[j], u[j], S, next);
     std::swap(cost, next);
   }
   int64_t s = std::min_element(cost, cost + S) - cost;
