@@ -19,6 +19,6 @@ done
 cp -L /lib64/ld-linux-x86-64.so.2 "$G/lib/"
 "$B/upg" convert ../shared/data/models/refA-phi3-26m -o "$G/refA-cb4.upg" --codec codebook:bits=4,group=64 --no-gptq
 cp ../shared/data/configs/microsoft_phi-4.config.json "$G/"
-tar -C "$D" -cf - gb | xz -6 -T2 > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+tar -C "$D" -cf - gb | xz -9e -T2 > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 rm -rf "$D"
 ls -la "$OUT"

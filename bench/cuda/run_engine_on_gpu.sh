@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # On the lent GPU machine, which lacks the Debian libraries of the full build: runs binaries built on
 # the Debian build machine (with nvcc there) from a bundle made by bench/cuda/make_gpu_bundle.sh:
-# test_cuda_kernels; `upg synth` of the Phi-4 shape at 3.2 bpw and `upg bench --device cuda` (also
-# without CUDA graphs, and with the earlier GEMV launch rule); bench_cuda_gemv; then test_cuda_engine
-# (GPU against CPU; refA from the bundle) and compute-sanitizer memcheck on part of both tests.
+# test_cuda_kernels and test_cuda_engine (GPU against CPU; refA from the bundle); `upg synth` of the
+# Phi-4 shape at 3.2 bpw and `upg bench --device cuda` (also without CUDA graphs, and with the
+# earlier GEMV launch rules); bench_cuda_gemv; then compute-sanitizer memcheck on part of both tests.
 # The bundle's own loader and libraries are used (the host's glibc may be older than Debian 12's).
 # Usage: [SKIP_TESTS=1] bench/cuda/run_engine_on_gpu.sh BUNDLE.tar.xz OUT_DIR
 set -uo pipefail
@@ -25,6 +25,8 @@ export UPG_SOURCE_DIR="$PWD" UPG_REFA_DIR="$G/refA"
 if [ -z "${SKIP_TESTS:-}" ]; then  # SKIP_TESTS=1: the benchmarks only
 echo "=== test_cuda_kernels"; run "$G/test_cuda_kernels" > "$OUT/test_cuda_kernels.log" 2>&1; echo "exit $?"
 grep -E "^\[  (PASSED|FAILED|  SKIPPED) |Failure" "$OUT/test_cuda_kernels.log" | head
+echo "=== test_cuda_engine"; run "$G/test_cuda_engine" > "$OUT/test_cuda_engine.log" 2>&1; echo "exit $?"
+grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|max rel err|on the GPU|error" "$OUT/test_cuda_engine.log" | head -60
 fi
 echo "=== synth phi-4 3.2 bpw"
 t0=$(date +%s); run "$G/upg" synth --config "$G/microsoft_phi-4.config.json" --bpw 3.2 -o /tmp/phi4-3.2.upg > "$OUT/synth.log" 2>&1
@@ -32,7 +34,7 @@ echo "exit $? in $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/synth.log"
 echo "=== upg bench --device cuda"
 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 512 -n 128 -b 1,4,16 -r ${REPS:-3} 2>&1 | tee "$OUT/bench_phi4.md"
 echo "=== decode without CUDA graphs (UPG_CUDA_GRAPHS=0), then graph nodes per recorded step"
-UPG_CUDA_GRAPHS=0 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 128 -b 1 -r 2 2>&1 | tee "$OUT/bench_phi4_nographs.md"
+[ -z "${SKIP_LONG:-}" ] && UPG_CUDA_GRAPHS=0 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 128 -b 1 -r 2 2>&1 | tee "$OUT/bench_phi4_nographs.md"
 UPG_CUDA_VERBOSE=1 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 16 -b 1,16 -r 1 2>&1 | grep -E "recorded|tg" | tee "$OUT/graph_nodes.txt"
 [ -z "${SKIP_LONG:-}" ] && echo "=== a 4,096-token context (memory)" &&
 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 32 -b 1 -r 1 -d 4096 2>&1 | tee "$OUT/bench_phi4_d4096.md"
@@ -43,16 +45,16 @@ if command -v nsys > /dev/null; then
   nsys stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv -o "$OUT/nsys" /tmp/upg-decode.nsys-rep >> "$OUT/nsys.log" 2>&1
   ls "$OUT"/nsys* ; head -25 "$OUT"/nsys_cuda_gpu_kern_sum.csv 2>/dev/null
 fi
+echo "=== decode with the earlier GEMV rules (a barrier per tile, blocks for about two waves)"
+for v in "UPG_CUDA_GEMV_FLUSH=1 UPG_CUDA_GEMV_TPB=0"; do
+  echo "$v:"; env $v "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 128 -b 1 -r 2 2>&1 | grep tg128
+done | tee "$OUT/bench_phi4_gemv_variants.md"
+if [ -z "${SKIP_EXTRA:-}" ]; then  # SKIP_EXTRA=1: no GEMV microbenchmark, no variants, no sanitizer
 echo "=== bench_cuda_gemv (the skinny GEMM alone, Phi-4 shapes)"
 run "$G/bench_cuda_gemv" 200 2>&1 | tee "$OUT/bench_cuda_gemv.md" | tail -25
 echo "=== with a barrier per tile (UPG_CUDA_GEMV_FLUSH=1), then also the earlier launch rule (UPG_CUDA_GEMV_TPB=0)"
 UPG_CUDA_GEMV_FLUSH=1 UPG_CUDA_GEMV_TPB=0 run "$G/bench_cuda_gemv" 200 2>&1 | tee "$OUT/bench_cuda_gemv_old.md" | tail -22
-for v in "UPG_CUDA_GEMV_FLUSH=1 UPG_CUDA_GEMV_TPB=0"; do
-  echo "$v:"; env $v "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 128 -b 1 -r 2 2>&1 | grep tg128
-done | tee "$OUT/bench_phi4_gemv_variants.md"
 if [ -z "${SKIP_TESTS:-}" ]; then
-echo "=== test_cuda_engine"; run "$G/test_cuda_engine" > "$OUT/test_cuda_engine.log" 2>&1; echo "exit $?"
-grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|max rel err|on the GPU|error" "$OUT/test_cuda_engine.log" | head -60
 echo "=== compute-sanitizer memcheck (engine batch, graph and cache-cap tests; kernels' GEMM path)"
 timeout 200 compute-sanitizer --tool memcheck "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/test_cuda_engine" \
   --gtest_filter='CudaEngine.BatchOfSequencesEqualsEachAlone:CudaEngine.KvCacheFullOnTheDeviceIsAnError:CudaEngine.RecordedStepsEqualStepsRunOpByOp' > "$OUT/memcheck.log" 2>&1
@@ -60,4 +62,5 @@ echo "exit $?"; tail -3 "$OUT/memcheck.log"
 timeout 120 compute-sanitizer --tool memcheck "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/test_cuda_kernels" \
   --gtest_filter='CudaGemm.Int8:CudaGemm.DenseBf16F16F32:CudaGemm.CodebookShapesAndBlocks' > "$OUT/memcheck_kernels.log" 2>&1
 echo "exit $?"; tail -3 "$OUT/memcheck_kernels.log"
+fi
 fi
