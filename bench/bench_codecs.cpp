@@ -64,6 +64,10 @@ const Config kConfigs[] = {
     {"cb4_g64", "codebook", R"({"bits":4,"group":64,"lloyd_iters":1})"},
     {"cb3_g64_rot", "codebook", R"({"bits":3,"group":64,"lloyd_iters":1,"rotate":true})"},
     {"cb3_g64_out1", "codebook", R"({"bits":3,"group":64,"lloyd_iters":1,"outliers":{"fraction":0.01}})"},
+    // One Viterbi pass (the search takes ~30 s per config here on 2 cores; the speed does not depend on it).
+    {"trellis2_g64", "trellis", R"({"bits":2,"group":64,"passes":1})"},
+    {"trellis3_g64", "trellis", R"({"bits":3,"group":64,"passes":1})"},
+    {"trellis4_g64", "trellis", R"({"bits":4,"group":64,"passes":1})"},
 };
 constexpr int64_t kRows = 5120, kCols = 5120;
 

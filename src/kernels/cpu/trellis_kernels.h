@@ -10,11 +10,15 @@
 // scale. With AVX-512 F+BW (trellis_kernels_avx512.cpp) the same takes 16 weights per step from one
 // 16-byte broadcast. The last chunks of a row (whose loads would pass the row's end) and segments
 // not starting at a multiple of 8 take the scalar loop.
-//   matmul: tiles decoded to fp32 and multiplied by kernels::gemm_tile_nt (tile_gemm.h), every n.
+//   matmul, n <= kFusedTokens (decode, small batches): each row decoded once in registers and
+//   multiplied into up to 4 tokens at a time (FMA), threads over rows; larger n: tiles decoded to
+//   fp32 and multiplied by kernels::gemm_tile_nt (tile_gemm.h).
 #pragma once
 #include <cstdint>
 
 namespace upg::kernels {
+
+constexpr int64_t kFusedTokens = 8;
 
 struct TrellisView {
   int k = 3, l = 12;               // bits per weight, state bits
