@@ -6,8 +6,8 @@
 // right; reported, not failed):
 //   - every dense tiny golden of tests/golden/ (every dense architecture and block option),
 //   - refA (../shared/data, or $UPG_REFA_DIR) as stored (bf16) and converted with every codec the
-//     converter emits (codebook 2-4 bits with and without rotation, int8, mdcsr and outliers, which
-//     the GPU decodes to bf16 at upload),
+//     converter emits (codebook 2-4 bits with and without rotation, int8; mdcsr, trellis and
+//     outliers, which the GPU decodes to bf16 at upload),
 //   - a batch of several sequences (prefill and decode mixed, starting and ending mid-batch) against
 //     each sequence run alone on the GPU.
 // Skipped, with the reason, where there is no CUDA device (CI builds it without a GPU).
@@ -167,20 +167,21 @@ TEST(CudaEngine, RefAEveryCodec) {
   for (const char* spec : {"codebook:bits=2,group=64", "codebook:bits=3,group=64", "codebook:bits=4,group=64",
                            "codebook:bits=3,group=64,levels=gaussian,rotate=true",
                            "codebook:bits=4,group=128,levels=gaussian,rotate=true", "int8", "int8:rotate=true",
-                           "mdcsr"}) {
+                           "mdcsr", "trellis:bits=3,group=64,rotate=true,passes=1"}) {
     ConvertOptions o;
     o.codec = spec;
     o.gptq = false;
     const std::string out = (tmp / "m.upg").string();
     convert_model(refa, out, o);
     compare_model(out, std::string("refA ") + spec);
-    // What the GPU holds: the codec's own layout, or bf16 decoded at upload for mdcsr.
+    // What the GPU holds: the codec's own layout, or bf16 decoded at upload (mdcsr, trellis).
     auto gpu = load_on(out, "cuda");
     Engine eng(*gpu);
     const std::string how = gpu->backend()->layout(*gpu->layers()[0].o);
     std::printf("    o_proj on the GPU: %s\n", how.c_str());
     const std::string codec = std::string(spec).substr(0, std::string(spec).find(':'));
-    const std::string want = codec == "mdcsr" ? "decoded from mdcsr" : codec + "-tiles";
+    const std::string want =
+        codec == "mdcsr" || codec == "trellis" ? "decoded from " + codec : codec + "-tiles";
     if (codec == "codebook") {
       EXPECT_EQ(how.rfind("codebook", 0), 0u) << how;
     } else {
