@@ -29,6 +29,16 @@ has "bits per weight:"
 has "ratio vs BF16:"
 has "format:   upg 2.0"
 
+# convert with the trellis codec, then verify against the original; --candidates errors
+expect_status 0 "convert --codec trellis" "$UPG" convert "$HF" -o "$T/trellis.upg" --codec trellis:bits=4,group=64,passes=1
+has "bits per parameter"
+expect_status 0 "verify trellis --against" "$UPG" verify "$T/trellis.upg" --against "$HF" --max-err 0.25
+expect_status 1 "convert --candidates trellis without --bpw" "$UPG" convert "$HF" -o "$T/x.upg" --candidates trellis
+has "applies to --bpw"
+expect_status 105 "convert --candidates unknown" "$UPG" convert "$HF" -o "$T/x.upg" --candidates nope
+has "candidates"
+[ ! -e "$T/x.upg" ] || fail "a refused convert left $T/x.upg behind"
+
 # verify, alone and against the original
 expect_status 0 "verify" "$UPG" verify "$FIX"
 has "OK: "
