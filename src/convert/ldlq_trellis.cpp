@@ -7,7 +7,6 @@
 #include "codecs/codec_registry.h"
 #include "codecs/codec_util.h"
 #include "codecs/compose.h"
-#include "codecs/trellis/trellis_code.h"
 #include "codecs/trellis/trellis_codec.h"
 #include "codecs/trellis/viterbi.h"
 #include "convert/gptq.h"
@@ -45,6 +44,7 @@ EncodedTensor ldlq_trellis(const float* W, int64_t rows, int64_t cols, const Inp
   const PassInput in = pass_input(W, rows, cols, h, *factor);
   std::vector<float> scales = trellis_initial_scales(l, in.W, rows, cols, in.d);
   const float* U = factor->U.data();
+  const float* code = trellis::code_table(l.l).data();  // code(s) of every state
   const int64_t T = std::max<int64_t>(1, o.trellis_block), look = 8;
   std::vector<uint32_t> states(static_cast<size_t>(rows * cols));
 #pragma omp parallel
@@ -70,7 +70,7 @@ EncodedTensor ldlq_trellis(const float* W, int64_t rows, int64_t cols, const Inp
         // e U_blk = W_blk - Q_blk (U_blk upper triangular): forward substitution.
         for (int64_t i = 0; i < n; ++i) {
           const int64_t j = b0 + i;
-          double acc = w[j] - sc[j / l.group] * trellis::code(out[j]);
+          double acc = w[j] - sc[j / l.group] * code[out[j]];
           for (int64_t k = 0; k < i; ++k) acc -= e[k] * U[(b0 + k) * cols + j];
           e[i] = static_cast<float>(acc / U[j * cols + j]);
         }
@@ -85,7 +85,7 @@ EncodedTensor ldlq_trellis(const float* W, int64_t rows, int64_t cols, const Inp
   }
   if (o.refit_scales)
     refit_group_scales(in.W, rows, cols, factor->stats(h), l.group, [&](int64_t r, float* lv) {
-      for (int64_t j = 0; j < cols; ++j) lv[j] = trellis::code(states[r * cols + j]);
+      for (int64_t j = 0; j < cols; ++j) lv[j] = code[states[r * cols + j]];
     }, scales);
   EncodedTensor out = trellis_from_states(l, rows, cols, states.data(), scales.data());
   if (rot.on) out.params["rotate"] = {{"seed", rot.seed}, {"block", rot.block}};

@@ -13,7 +13,7 @@
 #include "codecs/codebook/codebook_codec.h"
 #include "codecs/codec_registry.h"
 #include "codecs/codec_util.h"
-#include "codecs/trellis/trellis_code.h"
+#include "kernels/trellis_code.h"
 #include "codecs/trellis/trellis_codec.h"
 #include "codecs/trellis/viterbi.h"
 #include "kernels/cpu/trellis_kernels.h"

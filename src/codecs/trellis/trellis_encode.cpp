@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "codecs/codec_util.h"
-#include "codecs/trellis/trellis_code.h"
+#include "kernels/trellis_code.h"
 #include "codecs/trellis/trellis_codec.h"
 #include "codecs/trellis/viterbi.h"
 

@@ -4,7 +4,7 @@
 
 #include "base/thread_pool.h"
 #include "codecs/codec_util.h"
-#include "codecs/trellis/trellis_code.h"
+#include "kernels/trellis_code.h"
 #include "codecs/trellis/trellis_codec.h"
 #include "kernels/cpu/tile_gemm.h"
 #include "kernels/cpu/trellis_kernels.h"

@@ -12,7 +12,7 @@
 #include <mutex>
 
 #include "base/error.h"
-#include "codecs/trellis/trellis_code.h"
+#include "kernels/trellis_code.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>

@@ -8,7 +8,7 @@
 #include "base/cpu_features.h"
 #include "base/half.h"
 #include "base/thread_pool.h"
-#include "codecs/trellis/trellis_code.h"
+#include "kernels/trellis_code.h"
 #include "kernels/cpu/tile_gemm.h"
 #include "kernels/cpu/trellis_kernels_avx512.h"
 

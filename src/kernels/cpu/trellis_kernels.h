@@ -1,6 +1,6 @@
 // CPU kernels for the trellis codec (layout: codecs/trellis/trellis_codec.h): each row one MSB-first
 // bit stream, weight j's L-bit state at stream bit j*K, value = f16 group scale * code(state)
-// (codecs/trellis/trellis_code.h: one multiply-add and a byte sum).
+// (kernels/trellis_code.h: one multiply-add and a byte sum).
 //
 // The AVX2 path decodes 8 weights per step: since G and the segment start are multiples of 8, the
 // 8 states of a chunk lie in the K bytes at chunk * K plus at most 3 more; one 8-byte broadcast

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "base/half.h"
-#include "codecs/trellis/trellis_code.h"
+#include "kernels/trellis_code.h"
 
 namespace upg::kernels {
 

@@ -1,4 +1,5 @@
-// The computed code of the trellis codec (trellis_codec.h): an L-bit state s maps to
+// The computed code of the trellis codec (codecs/trellis/trellis_codec.h), shared by its encoder,
+// its reference decoder and the kernels (hence in the kernels layer): an L-bit state s maps to
 //   x = (34038481 * s + 76625530) mod 2^32,  code(s) = (byte0(x) + byte1(x) + byte2(x) + byte3(x) - 510) / 128,
 // a sum of four roughly uniform bytes, so the values of all states are close to Gaussian (mean 0,
 // standard deviation 1.15, range [-3.98, 3.98]); one multiply-add and a byte sum to decode, no table
