@@ -84,9 +84,16 @@ void add_errors(const float* m, float mn, const float* c, float t, float u, int6
     // Lane i of the 8 states from s takes m[(s >> K) + (i >> K)].
     const __m256i lane_q = _mm256_srli_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), K);
     for (; s + 8 <= S; s += 8) {
+      // Only the 8 >> K entries from m[s >> K] are read (the last ones end exactly at m[P - 1]).
       __m256 vm;
-      if constexpr (K >= 3) vm = _mm256_set1_ps(m[s >> K]);
-      else vm = _mm256_permutevar8x32_ps(_mm256_loadu_ps(m + (s >> K)), lane_q);
+      if constexpr (K >= 3) {
+        vm = _mm256_set1_ps(m[s >> K]);
+      } else if constexpr (K == 2) {
+        const __m128 two = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(m + (s >> K))));
+        vm = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), lane_q);
+      } else {
+        vm = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(m + (s >> K))), lane_q);
+      }
       const __m256 d = _mm256_sub_ps(vt, _mm256_loadu_ps(c + s));
       _mm256_storeu_ps(next + s, _mm256_fmadd_ps(_mm256_mul_ps(vu, d), d, _mm256_sub_ps(vm, vmn)));
     }
