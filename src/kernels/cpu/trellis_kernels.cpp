@@ -40,17 +40,35 @@ inline uint32_t state_at(const uint8_t* row, int64_t row_bytes, int64_t bit, int
 }
 
 #ifdef UPG_TRELLIS_AVX2
-// 8 weights from the chunk whose first state starts at byte `src` (bit offset 0); needs 8 readable bytes.
-inline __m256 chunk8(const uint8_t* src, __m256i ctrl, __m256i shl, __m128i shr, float scale) {
-  const __m256i b = _mm256_broadcastsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src)));
-  __m256i s = _mm256_shuffle_epi8(b, ctrl);
-  s = _mm256_srl_epi32(_mm256_sllv_epi32(s, shl), shr);
-  const __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(s, _mm256_set1_epi32(static_cast<int>(trellis::kCodeMul))),
-                                     _mm256_set1_epi32(static_cast<int>(trellis::kCodeAdd)));
-  const __m256i sum = _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
-  const __m256 c = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, _mm256_set1_epi32(510)));
-  return _mm256_mul_ps(c, _mm256_set1_ps(scale * trellis::kCodeUnit));
-}
+// 8 weights (code * scale) from the chunk whose first state starts at byte `src` (bit offset 0);
+// needs 8 readable bytes. The shuffle control and shifts depend only on K and L.
+struct Chunk8 {
+  __m256i vctrl, vshl;
+  __m128i vshr;
+  explicit Chunk8(const TrellisView& v) {
+    alignas(32) uint8_t ctrl[32];
+    alignas(32) int32_t shl[8];
+    for (int i = 0; i < 8; ++i) {
+      const int o = (i * v.k) >> 3;
+      for (int b = 0; b < 4; ++b) ctrl[4 * i + b] = static_cast<uint8_t>(o + 3 - b);
+      shl[i] = (i * v.k) & 7;
+    }
+    // Lane 1 indexes its own copy of the 16 bytes: the same control values.
+    vctrl = _mm256_load_si256(reinterpret_cast<const __m256i*>(ctrl));
+    vshl = _mm256_load_si256(reinterpret_cast<const __m256i*>(shl));
+    vshr = _mm_cvtsi32_si128(32 - v.l);
+  }
+  __m256 weights(const uint8_t* src, float scale) const {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src)));
+    __m256i s = _mm256_shuffle_epi8(b, vctrl);
+    s = _mm256_srl_epi32(_mm256_sllv_epi32(s, vshl), vshr);
+    const __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(s, _mm256_set1_epi32(static_cast<int>(trellis::kCodeMul))),
+                                       _mm256_set1_epi32(static_cast<int>(trellis::kCodeAdd)));
+    const __m256i sum = _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
+    const __m256 c = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, _mm256_set1_epi32(510)));
+    return _mm256_mul_ps(c, _mm256_set1_ps(scale * trellis::kCodeUnit));
+  }
+};
 #endif
 
 }  // namespace
@@ -68,19 +86,9 @@ void trellis_decode_segment(const TrellisView& v, int64_t r, int64_t c0, int64_t
   if (c0 % 8 == 0) {
     const uint8_t* row = v.q + r * v.row_bytes;
     if (simd_level() >= SimdLevel::Avx512) j = trellis_decode_chunks_avx512(v, r, j, end, out + (j - c0));
-    alignas(32) uint8_t ctrl[32];
-    alignas(32) int32_t shl[8];
-    for (int i = 0; i < 8; ++i) {
-      const int o = (i * v.k) >> 3;
-      for (int b = 0; b < 4; ++b) ctrl[4 * i + b] = static_cast<uint8_t>(o + 3 - b);
-      shl[i] = (i * v.k) & 7;
-    }
-    // Lane 1 indexes its own copy of the 16 bytes: the same control values.
-    const __m256i vctrl = _mm256_load_si256(reinterpret_cast<const __m256i*>(ctrl));
-    const __m256i vshl = _mm256_load_si256(reinterpret_cast<const __m256i*>(shl));
-    const __m128i vshr = _mm_cvtsi32_si128(32 - v.l);
+    const Chunk8 ch(v);
     for (; j + 8 <= end && (j * v.k) / 8 + 8 <= v.row_bytes; j += 8)
-      _mm256_storeu_ps(out + (j - c0), chunk8(row + (j * v.k) / 8, vctrl, vshl, vshr, row_scale(v, r, j)));
+      _mm256_storeu_ps(out + (j - c0), ch.weights(row + (j * v.k) / 8, row_scale(v, r, j)));
   }
 #endif
   if (j < end) trellis_decode_segment_scalar(v, r, j, end - j, out + (j - c0));
@@ -112,21 +120,12 @@ void rows_dot(const TrellisView& v, int64_t r, const float* sc, const float* x, 
   if (simd_level() >= SimdLevel::Avx512) {
     j = trellis_rows_dot_avx512(v, r, sc, x, v.cols, nt, acc);
   } else {
-    alignas(32) uint8_t ctrl[32];
-    alignas(32) int32_t shl[8];
-    for (int i = 0; i < 8; ++i) {
-      const int o = (i * v.k) >> 3;
-      for (int b = 0; b < 4; ++b) ctrl[4 * i + b] = static_cast<uint8_t>(o + 3 - b);
-      shl[i] = (i * v.k) & 7;
-    }
-    const __m256i vctrl = _mm256_load_si256(reinterpret_cast<const __m256i*>(ctrl));
-    const __m256i vshl = _mm256_load_si256(reinterpret_cast<const __m256i*>(shl));
-    const __m128i vshr = _mm_cvtsi32_si128(32 - v.l);
+    const Chunk8 ch(v);
     const uint8_t* row = v.q + r * v.row_bytes;
     __m256 va[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (; j + 8 <= v.cols && (j * v.k) / 8 + 8 <= v.row_bytes; j += 8) {
-      // chunk8 with the unit scale already in sc (so scale 128 * sc * (1/128) = sc): pass sc * 128.
-      const __m256 w = chunk8(row + (j * v.k) / 8, vctrl, vshl, vshr, sc[j / v.group] * 128.0f);
+      // sc already holds scale / 128 (exact): weights() multiplies by 1/128 again, so pass sc * 128.
+      const __m256 w = ch.weights(row + (j * v.k) / 8, sc[j / v.group] * 128.0f);
       for (int t = 0; t < nt; ++t) va[t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * v.cols + j), va[t]);
     }
     for (int t = 0; t < nt; ++t) {
