@@ -248,6 +248,12 @@ PassInput pass_input(const float* W, int64_t rows, int64_t cols, const InputStat
   return in;
 }
 
+void check_factor(const GptqFactor& f, const RotateOpt& rot, int64_t cols, const char* who) {
+  UPG_CHECK(f.rotate.on == rot.on && f.rotate.seed == rot.seed && (!rot.on || f.rotate.block == rot.block) &&
+                f.U.size() == static_cast<size_t>(cols * cols),
+            who, ": the factor was made for another rotation or size");
+}
+
 GptqFactor make_gptq_factor(const InputStats& h, const RotateOpt& rot, const GptqOptions& o) {
   UPG_CHECK(h.full(), "gptq: needs the full input statistics");
   const int64_t n = h.cols();
@@ -287,10 +293,7 @@ EncodedTensor gptq_codebook(const float* W, int64_t rows, int64_t cols, const In
     own = make_gptq_factor(h, rot, o);
     factor = &own;
   }
-  UPG_CHECK(factor->rotate.on == rot.on && factor->rotate.seed == rot.seed &&
-                (!rot.on || factor->rotate.block == rot.block) &&
-                factor->U.size() == static_cast<size_t>(cols * cols),
-            "gptq: the factor was made for another rotation or size");
+  check_factor(*factor, rot, cols, "gptq");
   CodecParams core = params.is_object() ? params : CodecParams::object();
   core.erase("rotate");
   // The whole pass runs in the rotated basis: W R with R^T H R (whose diagonal is the importance).

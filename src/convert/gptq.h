@@ -52,6 +52,8 @@ struct GptqFactor {
   const float* stats(const InputStats& h) const { return rotate.on ? H_rot.data() : h.matrix().data(); }
 };
 GptqFactor make_gptq_factor(const InputStats& h, const RotateOpt& rot, const GptqOptions& o);
+// Throws Error "<who>: the factor was made for another rotation or size" unless f fits rot and cols.
+void check_factor(const GptqFactor& f, const RotateOpt& rot, int64_t cols, const char* who);
 
 // What a pass reads: W R and the diagonal of R^T H R (the importance in the rotated basis) when the
 // factor has a rotation, else W and diag H themselves (W, d point into the caller's data then).

@@ -30,10 +30,7 @@ EncodedTensor ldlq_trellis(const float* W, int64_t rows, int64_t cols, const Inp
     own = make_gptq_factor(h, rot, natural);
     factor = &own;
   }
-  UPG_CHECK(factor->rotate.on == rot.on && factor->rotate.seed == rot.seed &&
-                (!rot.on || factor->rotate.block == rot.block) &&
-                factor->U.size() == static_cast<size_t>(cols * cols),
-            "ldlq: the factor was made for another rotation or size");
+  check_factor(*factor, rot, cols, "ldlq");
   for (int64_t j = 0; j < cols; ++j)
     UPG_CHECK(factor->perm[j] == j, "ldlq: the trellis codec needs a factor in natural column order (act-order off)");
   CodecParams core = params.is_object() ? params : CodecParams::object();
