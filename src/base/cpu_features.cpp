@@ -3,6 +3,12 @@
 #include <atomic>
 #include <cstdlib>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "base/error.h"
 
 namespace upg {
@@ -21,6 +27,14 @@ const CpuFeatures& cpu_features() {
     c.avx512vnni = __builtin_cpu_supports("avx512vnni");
     c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
 #endif
+#if defined(__x86_64__) && defined(__linux__)
+    unsigned a = 0, b = 0, cx = 0, d = 0;
+    if (__get_cpuid_count(7, 0, &a, &b, &cx, &d) && (d >> 24 & 1) && (d >> 25 & 1)) {
+      // Tile data is off for a process until it asks (ARCH_REQ_XCOMP_PERM = 0x1023, feature 18 =
+      // XTILEDATA); the grant is process-wide. A kernel without the call, or a refusal: no AMX.
+      c.amx_int8 = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    }
+#endif
     return c;
   }();
   return f;
@@ -31,20 +45,22 @@ const char* simd_level_name(SimdLevel l) {
     case SimdLevel::Avx2: return "avx2";
     case SimdLevel::Avx512: return "avx512";
     case SimdLevel::Avx512Vnni: return "avx512vnni";
+    case SimdLevel::Amx: return "amx";
   }
   return "?";
 }
 
 SimdLevel parse_simd_level(const std::string& s) {
-  for (SimdLevel l : {SimdLevel::Avx2, SimdLevel::Avx512, SimdLevel::Avx512Vnni})
+  for (SimdLevel l : {SimdLevel::Avx2, SimdLevel::Avx512, SimdLevel::Avx512Vnni, SimdLevel::Amx})
     if (s == simd_level_name(l)) return l;
-  throw Error(str_cat("unknown SIMD level '", s, "' (known: avx2, avx512, avx512vnni)"));
+  throw Error(str_cat("unknown SIMD level '", s, "' (known: avx2, avx512, avx512vnni, amx)"));
 }
 
 SimdLevel cpu_simd_level() {
   const CpuFeatures& f = cpu_features();
   if (!(f.avx512f && f.avx512bw && f.avx512vl)) return SimdLevel::Avx2;
-  return f.avx512vnni ? SimdLevel::Avx512Vnni : SimdLevel::Avx512;
+  if (!f.avx512vnni) return SimdLevel::Avx512;
+  return f.amx_int8 ? SimdLevel::Amx : SimdLevel::Avx512Vnni;
 }
 
 namespace {

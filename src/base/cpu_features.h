@@ -3,7 +3,7 @@
 // kernels with AVX-512 variants pick them at run time when the CPU has the extensions.
 //
 // The level can be capped (never raised above what the CPU has) by the environment variable
-// UPG_SIMD=avx2|avx512|avx512vnni, read once, or by set_simd_cap() (tests force each path in turn).
+// UPG_SIMD=avx2|avx512|avx512vnni|amx, read once, or by set_simd_cap() (tests force each path in turn).
 #pragma once
 #include <optional>
 #include <string>
@@ -13,6 +13,9 @@ namespace upg {
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  // AMX-TILE + AMX-INT8 in CPUID and the kernel granted this process the tile data state
+  // (arch_prctl ARCH_REQ_XCOMP_PERM, asked once here; Linux 5.16 or later).
+  bool amx_int8 = false;
 };
 const CpuFeatures& cpu_features();
 
@@ -20,9 +23,10 @@ enum class SimdLevel {
   Avx2 = 0,        // AVX2 + FMA + F16C: the baseline
   Avx512 = 1,      // + AVX-512 F, BW, VL
   Avx512Vnni = 2,  // + AVX-512 VNNI
+  Amx = 3,         // + AMX-INT8 tiles usable by this process (Sapphire Rapids and later)
 };
 const char* simd_level_name(SimdLevel l);
-// "avx2", "avx512", "avx512vnni"; throws Error listing them otherwise.
+// "avx2", "avx512", "avx512vnni", "amx"; throws Error listing them otherwise.
 SimdLevel parse_simd_level(const std::string& s);
 
 // The best level the CPU supports.

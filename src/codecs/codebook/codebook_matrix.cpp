@@ -8,6 +8,7 @@
 #include "codecs/codebook/codebook_codec.h"
 #include "codecs/codec_util.h"
 #include "base/cpu_features.h"
+#include "kernels/cpu/codebook_i8.h"
 #include "kernels/cpu/codebook_kernels.h"
 #include "kernels/cpu/codebook_q8.h"
 
@@ -33,6 +34,7 @@ class CodebookMatrix : public WeightMatrix {
       UPG_CHECK(std::isfinite(levels_[i]), kName, ": array 'codebook' entry ", i, " is not finite");
     }
     if (kernels::codebook_q8_supported(view())) q8_ = Q8{kernels::codebook_q8_tables(view())};
+    if (kernels::codebook_i8_supported(view())) i8_ = kernels::codebook_i8_tables(view());
   }
 
   // Reference: extracts each code bit by bit.
@@ -59,7 +61,16 @@ class CodebookMatrix : public WeightMatrix {
   // the fp32 tiles; passes of 8 tokens beat one of 16). Otherwise, or with int8 activations off,
   // fp32: fused decode + FMA for n = 1, decoded tiles + one GEMM kernel for n > 1
   // (kernels/cpu/codebook_kernels.h, tested against decode_rows).
+  // Prompts and batches of kI8Tokens or more tokens on a CPU with AMX: the tile path of
+  // kernels/cpu/codebook_i8.h (tested bit for bit against its reference in test_codebook_i8).
   void matmul(const float* x, int64_t n, float* y) const override {
+    if (i8_ && n >= kI8Tokens && int8_activations() && simd_level() >= SimdLevel::Amx) {
+      thread_local kernels::ActI8 act;
+      kernels::quantize_act_i8(x, n, cols_, l_.k, act);
+      if (act.finite) kernels::codebook_matmul_i8(view(), *i8_, act, y);
+      else kernels::codebook_matmul(view(), x, n, y);  // NaN / Inf propagate
+      return;
+    }
     if (q8_ && int8_activations()) {
       thread_local kernels::ActQ8 act;  // reused: no allocation per call
       for (int64_t t0 = 0; t0 < n; t0 += kQ8Tokens) {
@@ -94,6 +105,8 @@ class CodebookMatrix : public WeightMatrix {
   };
   std::optional<Q8> q8_;
   static constexpr int64_t kQ8Tokens = 8;
+  std::optional<kernels::CodebookI8Tables> i8_;  // signed tables of the AMX path
+  static constexpr int64_t kI8Tokens = 16;
 
   kernels::CodebookView view() const {
     kernels::CodebookView v;

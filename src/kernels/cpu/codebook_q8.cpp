@@ -544,6 +544,8 @@ Q8K3Unpack codebook_q8_k3_unpack() {
   return {P.k3_shuf, P.k3_s1, P.k3_s2, P.k3_sel};
 }
 
+const uint8_t* codebook_q8_pi(int k) { return perms().pi[static_cast<size_t>(k - 2)].data(); }
+
 Q8ActPointers codebook_q8_act_pointers(const ActQ8& x, const CodebookQ8Tables& t) {
   return {x.perm[t.k - 2].data(), x.m2.data(), x.D.data(), t.u.data(), t.a.data(), t.lo.data()};
 }

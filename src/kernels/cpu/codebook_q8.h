@@ -93,6 +93,8 @@ struct Q8K3Unpack {
   const uint8_t* sel;
 };
 Q8K3Unpack codebook_q8_k3_unpack();
+// pi_k (k = 2, 3, 4): byte p of an unpacked block holds the code of column pi_k[p] of the block.
+const uint8_t* codebook_q8_pi(int k);
 struct Q8ActPointers {
   const Q8Block32* perm;  // x.perm[t.k - 2]
   const uint32_t* m2;

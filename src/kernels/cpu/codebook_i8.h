@@ -1,0 +1,68 @@
+// Prompt / batch path of the codebook codec on AMX tiles: int8 levels times int8 activations in
+// chunks of 64 columns, one tile multiply (TDPBSSD) per chunk. The file layout is unchanged; only
+// the 2^k-entry level tables are converted, once, when the matrix is opened.
+//
+// Integers (k = 2, 3, 4; cols and the group G multiples of 64, so a chunk never straddles groups):
+//   levels of table block B:  v[c] = round(L[c] / alpha_B) in [-127, 127], alpha_B = max|L| / 127
+//   activations, per token t and chunk c (columns 64c .. 64c + 63):
+//                             d[t][c] = max|x| / 127, q = round(x / d) in [-127, 127] (0 when d = 0)
+//   C[r][t][c] = sum over the chunk of v[code] q        (exact int32: |C| <= 64 * 127 * 127)
+//   y[t][r] = alpha_B(r) * acc,  acc = fma(float(C), s[r][g(c)] * d[t][c], acc) for c = 0, 1, ...
+// in exactly that fp32 order, so the AMX kernel and the scalar reference agree bit for bit.
+// Accuracy: w^ = s alpha v, |w^ - w| <= |s| alpha / 2; x^ = q d, |x^ - x| <= d / 2 (+ one rounding
+// of x / d), so |y - W x| <= sum_j (|s_j| alpha / 2 |x_j| + |w^_j| d_j / 2) + fp32 rounding.
+// alpha / 2 = max|L| / 254: at most the step of codebook_q8.h's unsigned tables for symmetric
+// levels, twice it for one-sided ones; both far below the codec's own level spacing.
+//
+// Kernel (codebook_i8_amx.h): per 32 rows, the codes are unpacked once (the AVX-512 unpack of
+// codebook_q8_unpack_avx512.h, bytes in the order pi_k of codebook_q8.h, one vpshufb through the
+// row's 16-byte signed table) into a buffer of A tiles (16 rows x 64 bytes per chunk); the tokens'
+// quantized activations are packed once per call into B tiles (16 rows of 4 columns x 16 tokens,
+// the VNNI order TDPBSSD wants, columns permuted by pi_k to match). Then for every pair of 16-token
+// tiles and chunk: 2 A + 2 B tile loads, 4 TDPBSSD into 4 fresh int32 tiles, stored and folded into
+// fp32 sums (vcvtdq2ps, vmulps, vfmadd per 16 outputs). Threads: ThreadPool over 32-row tiles.
+// Used when simd_level() >= SimdLevel::Amx (AMX-INT8 and the kernel's permission, base/
+// cpu_features.h); the reference runs anywhere.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/codebook_kernels.h"
+
+namespace upg::kernels {
+
+// Signed level tables: per table block, v[16] (entries 2^k..15 repeat the table) and alpha.
+struct CodebookI8Tables {
+  int k = 0;
+  int64_t nblocks = 0;
+  std::vector<int8_t> v;    // [nblocks][16]
+  std::vector<float> alpha;  // [nblocks]
+  float max_level_err = 0;   // max |alpha v - L| / max|L| over all tables (<= 1/254)
+};
+
+// k in {2, 3, 4}, cols % 64 == 0, group % 64 == 0, cb_rows > 0.
+bool codebook_i8_supported(const CodebookView& v);
+CodebookI8Tables codebook_i8_tables(const CodebookView& v);
+
+// n tokens quantized in chunks of 64 columns, for codes of k bits.
+struct ActI8 {
+  int64_t n = 0, cols = 0, nch = 0, ntt = 0;  // nch = cols / 64, ntt = ceil(n / 16)
+  int k = 0;
+  bool finite = true;              // false: some x was NaN or Inf (that token was quantized as 0)
+  std::vector<int8_t> q;           // [n][cols], natural column order
+  std::vector<float> d;            // [nch][ntt * 16] chunk scales, 0 for the padding tokens
+  std::vector<int8_t> tiles;       // [nch][ntt] B tiles of 1 KiB: byte (kk, t, i) at 64 kk + 4 t + i =
+                                   // q[16 tt + t][64 c + 32 (p / 32) + pi_k[p % 32]], p = 4 kk + i
+};
+
+// x: n x cols fp32, cols % 64 == 0. A token holding NaN or Inf is quantized as zeros and out.finite
+// set to false: the caller must then take the fp32 path. Multithreaded (tokens); reuse `out`.
+void quantize_act_i8(const float* x, int64_t n, int64_t cols, int k, ActI8& out);
+
+// y (x.n x rows, row-major) fully overwritten; x.cols == v.cols, x.k == v.k, T from v. On AMX
+// (simd_level() >= SimdLevel::Amx) the tile kernel, multithreaded; otherwise the reference.
+void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y);
+// The same integers and the same fp32 order, plain loops, single-threaded.
+void codebook_matmul_i8_reference(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y);
+
+}  // namespace upg::kernels
