@@ -226,7 +226,7 @@ void all_args(benchmark::internal::Benchmark* b, bool with_n) {
   for (int c = 0; c < static_cast<int>(std::size(kCodecs)); ++c)
     for (int s = 0; s < static_cast<int>(std::size(kShapes)); ++s) {
       if (with_n)
-        for (int64_t n : {1, 16}) b->Args({c, s, n});
+        for (int64_t n : {1, 16, 128}) b->Args({c, s, n});
       else
         b->Args({c, s});
     }

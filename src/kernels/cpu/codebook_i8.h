@@ -18,9 +18,12 @@
 // codebook_q8_unpack_avx512.h, bytes in the order pi_k of codebook_q8.h, one vpshufb through the
 // row's 16-byte signed table) into a buffer of A tiles (16 rows x 64 bytes per chunk); the tokens'
 // quantized activations are packed once per call into B tiles (16 rows of 4 columns x 16 tokens,
-// the VNNI order TDPBSSD wants, columns permuted by pi_k to match). Then for every pair of 16-token
-// tiles and chunk: 2 A + 2 B tile loads, 4 TDPBSSD into 4 fresh int32 tiles, stored and folded into
-// fp32 sums (vcvtdq2ps, vmulps, vfmadd per 16 outputs). Threads: ThreadPool over 32-row tiles.
+// the VNNI order TDPBSSD wants, columns permuted by pi_k to match). Tokens go in passes of up to
+// 128 (their B tiles stay in L2 across row tiles, their fp32 sums in L1). A step = one chunk x one
+// 16-token tile: 2 TDPBSSD (rows 0-15, 16-31) into fresh int32 tiles, stored, and folded into the
+// fp32 sums (vcvtdq2ps, vmulps, vfmadd per 16 outputs); the C tiles alternate between two pairs so
+// that a step's tile work overlaps the previous step's fold. y is written with one masked scatter
+// of 16 tokens per row. Threads: the current ThreadPool over 32-row tiles.
 // Used when simd_level() >= SimdLevel::Amx (AMX-INT8 and the kernel's permission, base/
 // cpu_features.h); the reference runs anywhere.
 #pragma once
