@@ -36,8 +36,15 @@ struct TilesArgs {
   bool accumulate;  // y += x W^T (else y = x W^T; with atomics y was zeroed first)
 };
 
-template <int DEC, int BITS, int NT, int F, bool SF32>
-__global__ void __launch_bounds__(NT == 1 ? 512 : 256) tiles_gemm(TilesArgs args) {
+// REGS: registers per thread at most. One n-tile: 96 (the compiler would use 128, allowed for
+// blocks of up to 512 threads; at 96 a block of 8-10 warps leaves room for a second, and the 2-4-bit
+// codebook and int8 kernels need no spills). Measured on an H100 (bench_cuda_gemv, 2026-12-06):
+// 96 against 128, kernel time: 17920x5120 3-bit 0.0229 vs 0.0266 ms, 4-bit 0.0267 vs 0.0328,
+// int8 0.0424 vs 0.0476; 5120x5120 within 1-7% either way; 5120x17920 3-bit 0.0265 vs 0.0255. 80
+// and 64 were no better (64 spills 60-80 bytes and was slower everywhere).
+// UPG_CUDA_GEMV_REGS=128 picks the uncapped variant (to compare).
+template <int DEC, int BITS, int NT, int F, bool SF32, int REGS>
+__global__ void __maxnreg__(REGS) tiles_gemm(TilesArgs args) {
   constexpr int U = units<DEC, BITS>();
   constexpr bool kPrefetch = U <= 6;
   constexpr int NWIN = F > 0 ? 16 / F : 1;
@@ -178,10 +185,25 @@ using KernelFn = void (*)(TilesArgs);
 constexpr size_t kReduceBudget = size_t{40} << 10;
 constexpr size_t kSmemCap = size_t{64} << 10;
 
+bool uncapped_env() {
+  static const bool v = [] {
+    const char* e = std::getenv("UPG_CUDA_GEMV_REGS");
+    return e && std::atoi(e) == 128;
+  }();
+  return v;
+}
+
 template <int NT>
 KernelFn pick(const DeviceMatrix::Impl& m) {
-  return dispatch_tiles(m, [](auto dec, auto bits, auto fold, auto sf32) -> KernelFn {
-    return tiles_gemm<decltype(dec)::value, decltype(bits)::value, NT, decltype(fold)::value, decltype(sf32)::value>;
+  const bool uncapped = uncapped_env();
+  return dispatch_tiles(m, [uncapped](auto dec, auto bits, auto fold, auto sf32) -> KernelFn {
+    constexpr int D = decltype(dec)::value, B = decltype(bits)::value, F = decltype(fold)::value;
+    constexpr bool S = decltype(sf32)::value;
+    if constexpr (NT == 1) {
+      return uncapped ? tiles_gemm<D, B, NT, F, S, 128> : tiles_gemm<D, B, NT, F, S, 96>;
+    } else {
+      return tiles_gemm<D, B, NT, F, S, 255>;
+    }
   });
 }
 
