@@ -38,8 +38,8 @@ inline float scale_at(const CodebookView& v, int64_t r, int64_t g) {
 }  // namespace
 
 bool codebook_i8_supported(const CodebookView& v) {
-  return v.k >= 2 && v.k <= 4 && v.cols > 0 && v.cols % kChunk == 0 && v.group > 0 && v.group % kChunk == 0 &&
-         v.cb_rows > 0 && v.row_bytes == v.cols * v.k / 8 && v.ngroups == (v.cols + v.group - 1) / v.group;
+  // The q8 path's conditions (k 2..4, packed rows, one scale per group) with 64-column chunks.
+  return codebook_q8_supported(v) && v.cols % kChunk == 0 && v.group % kChunk == 0;
 }
 
 CodebookI8Tables codebook_i8_tables(const CodebookView& v) {
