@@ -1,6 +1,7 @@
 #include <cmath>
 #include <random>
 
+#include "base/cpu_features.h"
 #include "base/error.h"
 #include "base/half.h"
 #include "base/mapped_file.h"
@@ -47,4 +48,29 @@ TEST(MappedFile, MissingFileNamesThePath) {
 
 TEST(MappedFile, DirectoryIsRejected) {
   EXPECT_THROW(MappedFile f("/tmp"), Error);
+}
+
+// SIMD levels: names round-trip, an unknown name is refused with the list, a cap never raises the
+// level above the CPU's, and each level implies the features of the ones below it.
+TEST(CpuFeatures, SimdLevelsNamesCapsAndOrder) {
+  using upg::SimdLevel;
+  for (SimdLevel l : {SimdLevel::Avx2, SimdLevel::Avx512, SimdLevel::Avx512Vnni, SimdLevel::Amx})
+    EXPECT_EQ(upg::parse_simd_level(upg::simd_level_name(l)), l);
+  try {
+    upg::parse_simd_level("sse2");
+    FAIL() << "no error for an unknown level";
+  } catch (const upg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("avx2, avx512, avx512vnni, amx"), std::string::npos) << e.what();
+  }
+  const SimdLevel hw = upg::cpu_simd_level();
+  const upg::CpuFeatures& f = upg::cpu_features();
+  if (hw >= SimdLevel::Avx512) EXPECT_TRUE(f.avx512f && f.avx512bw && f.avx512vl);
+  if (hw >= SimdLevel::Avx512Vnni) EXPECT_TRUE(f.avx512vnni);
+  EXPECT_EQ(hw >= SimdLevel::Amx, f.amx_int8 && f.avx512vnni && f.avx512f && f.avx512bw && f.avx512vl);
+  for (SimdLevel cap : {SimdLevel::Avx2, SimdLevel::Avx512, SimdLevel::Avx512Vnni, SimdLevel::Amx}) {
+    upg::set_simd_cap(cap);
+    EXPECT_EQ(upg::simd_level(), cap < hw ? cap : hw);
+  }
+  upg::set_simd_cap(std::nullopt);
+  std::printf("this CPU: %s\n", upg::simd_level_name(hw));
 }
