@@ -22,19 +22,6 @@ namespace {
 
 constexpr int64_t kChunk = 64;
 
-inline uint32_t code_at(const uint8_t* row, int k, int64_t j) {
-  const int64_t bit = j * k;
-  uint32_t w = row[bit >> 3];
-  if ((bit & 7) + k > 8) w |= static_cast<uint32_t>(row[(bit >> 3) + 1]) << 8;
-  return (w >> (bit & 7)) & ((1u << k) - 1u);
-}
-
-inline float scale_at(const CodebookView& v, int64_t r, int64_t g) {
-  uint16_t h;
-  std::memcpy(&h, v.scales + 2 * (r * v.ngroups + g), 2);
-  return f16_to_f32(h);
-}
-
 }  // namespace
 
 bool codebook_i8_supported(const CodebookView& v) {
@@ -171,14 +158,13 @@ void codebook_matmul_i8_reference(const CodebookView& v, const CodebookI8Tables&
   for (int64_t r = 0; r < v.rows; ++r) {
     const int64_t tb = r / v.cb_rows;
     const int8_t* lv = T.v.data() + 16 * tb;
-    const uint8_t* row = v.q + r * v.row_bytes;
     for (int64_t t = 0; t < x.n; ++t) {
       float acc = 0.0f;
       for (int64_t c = 0; c < x.nch; ++c) {
         int32_t C = 0;
         const int8_t* q = x.q.data() + t * x.cols + c * kChunk;
-        for (int j = 0; j < kChunk; ++j) C += lv[code_at(row, v.k, c * kChunk + j)] * q[j];
-        const float sd = scale_at(v, r, c / per) * x.d[static_cast<size_t>(c * x.ntt * 16 + t)];
+        for (int j = 0; j < kChunk; ++j) C += lv[codebook_code_at(v, r, c * kChunk + j)] * q[j];
+        const float sd = codebook_scale_at(v, r, c / per) * x.d[static_cast<size_t>(c * x.ntt * 16 + t)];
         acc = std::fmaf(static_cast<float>(C), sd, acc);
       }
       y[t * v.rows + r] = T.alpha[static_cast<size_t>(tb)] * acc;

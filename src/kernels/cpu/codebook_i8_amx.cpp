@@ -26,12 +26,6 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-inline float f16(const uint8_t* p) {
-  unsigned short h;
-  __builtin_memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
 struct Scratch {
   int8_t* a;    // [nch][32 rows][64] unpacked signed levels (A tiles), 64-aligned
   float* s;     // [nch][32] group scales of the chunk's rows (0 past the last row)

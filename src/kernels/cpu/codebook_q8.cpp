@@ -66,19 +66,6 @@ const Perms& perms() {
   return p;
 }
 
-inline uint32_t code_at(const uint8_t* row, int64_t row_bytes, int k, int64_t j) {
-  const int64_t bit = j * k, byte = bit >> 3;
-  uint32_t w = row[byte];
-  if (byte + 1 < row_bytes) w |= static_cast<uint32_t>(row[byte + 1]) << 8;
-  return (w >> (bit & 7)) & ((1u << k) - 1);
-}
-
-inline float scale_at(const CodebookView& v, int64_t r, int64_t g) {
-  uint16_t h;
-  std::memcpy(&h, v.scales + 2 * (r * v.ngroups + g), 2);
-  return f16_to_f32(h);
-}
-
 // gsum[t][g] = sum over the blocks b of group g of d_b * bsum_b (the level offset's term); rows
 // zero-padded to a multiple of `pad` groups.
 std::vector<float> group_dsums(const CodebookView& v, const ActQ8& x, int64_t pad = 8) {
@@ -519,7 +506,6 @@ void codebook_matmul_q8_reference(const CodebookView& v, const CodebookQ8Tables&
   for (int64_t r = 0; r < v.rows; ++r) {
     const int64_t tb = r / v.cb_rows;
     const uint8_t* u = T.u.data() + 16 * tb;
-    const uint8_t* row = v.q + r * v.row_bytes;
     for (int64_t t = 0; t < x.n; ++t) {
       float main = 0.0f, corr = 0.0f;
       for (int64_t g = 0; g < v.ngroups; ++g) {
@@ -527,10 +513,10 @@ void codebook_matmul_q8_reference(const CodebookView& v, const CodebookQ8Tables&
         for (int64_t b = g * per; b < std::min(x.nblk, (g + 1) * per); ++b) {
           const int8_t* q = x.q.data() + t * x.cols + b * kBlock;
           int32_t S = 0;
-          for (int j = 0; j < kBlock; ++j) S += u[code_at(row, v.row_bytes, v.k, b * kBlock + j)] * q[j];
+          for (int j = 0; j < kBlock; ++j) S += u[codebook_code_at(v, r, b * kBlock + j)] * q[j];
           I += int64_t{x.m[static_cast<size_t>(t * x.nblk + b)]} * S;
         }
-        const float s = scale_at(v, r, g);
+        const float s = codebook_scale_at(v, r, g);
         main += s * static_cast<float>(I);
         corr += s * gsum[static_cast<size_t>(t * ng8 + g)];
       }
@@ -542,6 +528,20 @@ void codebook_matmul_q8_reference(const CodebookView& v, const CodebookQ8Tables&
 Q8K3Unpack codebook_q8_k3_unpack() {
   const Perms& P = perms();
   return {P.k3_shuf, P.k3_s1, P.k3_s2, P.k3_sel};
+}
+
+uint32_t codebook_code_at(const CodebookView& v, int64_t r, int64_t j) {
+  const uint8_t* row = v.q + r * v.row_bytes;
+  const int64_t bit = j * v.k, byte = bit >> 3;
+  uint32_t w = row[byte];
+  if (byte + 1 < v.row_bytes) w |= static_cast<uint32_t>(row[byte + 1]) << 8;
+  return (w >> (bit & 7)) & ((1u << v.k) - 1);
+}
+
+float codebook_scale_at(const CodebookView& v, int64_t r, int64_t g) {
+  uint16_t h;
+  std::memcpy(&h, v.scales + 2 * (r * v.ngroups + g), 2);
+  return f16_to_f32(h);
 }
 
 const uint8_t* codebook_q8_pi(int k) { return perms().pi[static_cast<size_t>(k - 2)].data(); }

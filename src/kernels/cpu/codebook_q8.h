@@ -93,6 +93,10 @@ struct Q8K3Unpack {
   const uint8_t* sel;
 };
 Q8K3Unpack codebook_q8_k3_unpack();
+// Code j of row r, and the scale of group g of row r (f16 to fp32): the scalar references of this
+// path and of codebook_i8.h read the layout through these.
+uint32_t codebook_code_at(const CodebookView& v, int64_t r, int64_t j);
+float codebook_scale_at(const CodebookView& v, int64_t r, int64_t g);
 // pi_k (k = 2, 3, 4): byte p of an unpacked block holds the code of column pi_k[p] of the block.
 const uint8_t* codebook_q8_pi(int k);
 struct Q8ActPointers {

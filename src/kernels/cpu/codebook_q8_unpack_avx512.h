@@ -1,7 +1,7 @@
-// The AVX-512 unpack of codebook codes to bytes shared by the AVX-512 VNNI kernel
-// (codebook_q8_avx512vnni.cpp) and the AMX kernel (codebook_i8_amx.cpp): two blocks of 32 k-bit
-// codes (k = 2, 3, 4) to 64 bytes, block A in the low 256 bits and block B in the high 256 bits,
-// each in the order pi_k of codebook_q8.h (the AVX2 unpack applied to both halves at once).
+// What the AVX-512 VNNI kernel (codebook_q8_avx512vnni.cpp) and the AMX kernel (codebook_i8_amx.cpp)
+// share: the unpack of two blocks of 32 k-bit codes (k = 2, 3, 4) to 64 bytes, block A in the low
+// 256 bits and block B in the high 256 bits, each in the order pi_k of codebook_q8.h (the AVX2
+// unpack applied to both halves at once), and an f16 scale read from unaligned bytes.
 // Include this header only from files compiled with AVX-512 flags: everything in it has internal
 // linkage (an anonymous namespace), so no AVX-512 code can be merged into files built for AVX2.
 #pragma once
@@ -16,6 +16,12 @@
 
 namespace upg::kernels {
 namespace {
+
+inline float f16(const uint8_t* p) {
+  unsigned short h;
+  __builtin_memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
 
 // The 32 codes of one block of row A (low 256 bits) and of row B (high 256 bits), unpacked to
 // bytes in the order pi_K: the AVX2 unpack of codebook_q8.cpp on both halves at once.
