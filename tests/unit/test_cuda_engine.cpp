@@ -191,8 +191,11 @@ TEST(CudaEngine, RefAEveryCodec) {
   fs::remove_all(tmp);
 }
 
-TEST(CudaEngine, BatchOfSequencesEqualsEachAlone) {
-  REQUIRE_CUDA_DEVICE();
+namespace {
+
+// Three sequences run alone, then together in steps that mix prefill and decode; `tol`: the largest
+// relative logit error allowed between the two.
+void batch_equals_each_alone(double tol) {
   const fs::path dir = fs::path(test::source_dir()) / "tests" / "golden" / "phi4_gqa_bf16";
   auto gpu = load_on(dir.string(), "cuda");
   const int64_t V = gpu->config().vocab_size;
@@ -215,7 +218,7 @@ TEST(CudaEngine, BatchOfSequencesEqualsEachAlone) {
       if (!x.logits) continue;
       const auto& ref = x.seq == a ? la : x.seq == b ? lb : lc;
       const double err = row_err(logits.data() + row * V, ref.data() + x.pos * V, V);
-      EXPECT_LT(err, 1e-3) << "sequence " << x.seq << " position " << x.pos;
+      EXPECT_LT(err, tol) << "sequence " << x.seq << " position " << x.pos;
       ++row;
     }
   };
@@ -230,6 +233,24 @@ TEST(CudaEngine, BatchOfSequencesEqualsEachAlone) {
   check({{b, pb[5], 5, true}, {a, pa[10], 10, true}});
   check({{a, pa[11], 11, true}, {b, pb[6], 6, true}});
   check({{b, pb[7], 7, true}});
+}
+
+}  // namespace
+
+// With every step on the decode attention kernel, a token's logits are the same bits whatever batch
+// it came in (1e-3 only allows for the reductions of the GEMV paths). The tensor-core prompt kernel
+// (runs of 2+ tokens of a sequence) sums in another order than the decode kernel (single tokens):
+// the two agree to fp32 rounding (test_cuda_kernels), but a last-bit difference in an attention output
+// can move a bf16 rounding of the next layer's activations, a relative logit difference of a few
+// 1e-3, the level of the bf16 KV cache's own error; so a bf16 tolerance there.
+TEST(CudaEngine, BatchOfSequencesEqualsEachAlone) {
+  REQUIRE_CUDA_DEVICE();
+  {
+    ::setenv("UPG_CUDA_PROMPT_ATTENTION", "0", 1);
+    batch_equals_each_alone(1e-3);
+    ::unsetenv("UPG_CUDA_PROMPT_ATTENTION");
+  }
+  batch_equals_each_alone(1e-2);
 }
 
 // CUDA graphs: decode steps replayed from recordings give the logits of the same steps run op by op

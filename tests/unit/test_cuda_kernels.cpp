@@ -383,6 +383,7 @@ struct PagedCache {
   std::vector<std::vector<uint8_t*>> host_ptrs;         // [sequence][block]
   std::vector<std::vector<cu::DeviceBuffer>> dev;       // [sequence][block]
   cu::DeviceBuffer table;
+  std::vector<const uint8_t*> table_host;  // the last paged() table
 
   // seq_len[s]: positions of sequence s; fill: the bytes of every block before anything is stored.
   PagedCache(int64_t n_kv_, int64_t head_dim_, int64_t block_size_, const std::vector<int64_t>& seq_len_, uint8_t fill)
@@ -420,6 +421,7 @@ struct PagedCache {
       for (size_t i = 0; i < dev[seq_of[e]].size(); ++i)
         t[e * max_blocks + i] = dev[seq_of[e]][i].as<const uint8_t>();
     table = to_dev(t);
+    table_host = t;
     return cu::PagedKv{table.as<const uint8_t* const>(), max_blocks, block_size, head_dim,
                        row_bytes, head_stride, kv_offset, layer_offset};
   }
@@ -478,6 +480,37 @@ void run_attention(const AttnCase& c) {
   for (size_t i = 0; i < got.size(); ++i)
     ASSERT_NEAR(got[i], ref[i], 2e-4f) << "heads " << c.n_heads << "/" << c.n_kv << " hd " << c.head_dim << " entry "
                                        << i / (c.n_heads * c.head_dim) << " i " << i;
+
+  // The tensor-core prompt kernel on the same entries (Q and the softmax weights as bf16 hi + lo
+  // pairs): the decode kernel's tolerance, and a mean error at the level of fp32 rounding.
+  if (!cu::prompt_attention_supported(ap, kv)) {
+    EXPECT_TRUE(c.head_dim > 128 || c.head_dim % 16 != 0) << "head_dim " << c.head_dim << " should be supported";
+    return;
+  }
+  const std::vector<int32_t> tiles = cu::prompt_attention_tiles(cache.table_host.data(), nent, cache.max_blocks);
+  ASSERT_FALSE(tiles.empty());
+  int64_t covered = 0;
+  for (size_t i = 0; i < tiles.size(); i += 2) {
+    ASSERT_EQ(tiles[i], covered);
+    ASSERT_TRUE(tiles[i + 1] >= 1 && tiles[i + 1] <= cu::kPromptTileTokens);
+    for (int32_t e = tiles[i]; e < tiles[i] + tiles[i + 1]; ++e) ASSERT_EQ(seq_of[e], seq_of[tiles[i]]);
+    covered += tiles[i + 1];
+  }
+  ASSERT_EQ(covered, nent);
+  const int64_t ntiles = static_cast<int64_t>(tiles.size() / 2);
+  cu::DeviceBuffer dtiles = to_dev(tiles), pout = poisoned(q.size());
+  cu::prompt_attention(ap, kv, dq.as<float>(), dpos.as<int32_t>(), dtiles.as<int32_t>(), ntiles, nent, max_pos,
+                       pout.as<float>(), ws.data());
+  cu::synchronize();
+  const auto pgot = from_dev(pout, q.size());
+  double sum_err = 0;
+  for (size_t i = 0; i < pgot.size(); ++i) {
+    ASSERT_NEAR(pgot[i], ref[i], 2e-4f) << "prompt kernel: heads " << c.n_heads << "/" << c.n_kv << " hd "
+                                        << c.head_dim << " entry " << i / (c.n_heads * c.head_dim) << " i " << i
+                                        << " splits " << cu::prompt_attention_splits(ap, ntiles, max_pos);
+    sum_err += std::fabs(pgot[i] - ref[i]);
+  }
+  EXPECT_LT(sum_err / static_cast<double>(pgot.size()), 2e-5) << "prompt kernel: mean error, hd " << c.head_dim;
 }
 
 }  // namespace
@@ -500,6 +533,28 @@ TEST(CudaAttention, DecodeEntriesSharingASequence) {
   run_attention({40, 10, 128, 16, 0, 0.f, {2047, 1000, 5, 2046, 900, 1}, {0, 0, 0, 0, 1, 1}});
   // Sliding window + soft-cap, sequences interleaved in the batch.
   run_attention({4, 2, 256, 16, 100, 30.f, {850, 40, 900, 99, 100}, {0, 1, 0, 1, 1}});
+}
+
+TEST(CudaAttention, PromptTilesOfLongRuns) {
+  REQUIRE_CUDA_DEVICE();
+  // A 300-token prompt (19 tiles, the last partial) beside a decode token; Phi-4 heads.
+  std::vector<int32_t> pos;
+  std::vector<int> seq;
+  for (int32_t p = 0; p < 300; ++p) pos.push_back(p), seq.push_back(0);
+  pos.push_back(40), seq.push_back(1);
+  run_attention({40, 10, 128, 16, 0, 0.f, pos, seq});
+  // A chunk of 20 tokens continuing a 3000-token context (split over the positions), group 8, hd 64.
+  pos.clear(), seq.clear();
+  for (int32_t p = 3000; p < 3020; ++p) pos.push_back(p), seq.push_back(0);
+  run_attention({16, 2, 64, 32, 0, 0.f, pos, seq});
+  // Window + soft-cap, hd 96 without GQA, two prompts interleaved in runs of 5, positions out of order.
+  pos.clear(), seq.clear();
+  for (int32_t i = 0; i < 60; ++i) pos.push_back(i % 5 == 3 ? 200 - i : 300 + i), seq.push_back((i / 5) % 2);
+  run_attention({6, 6, 96, 16, 50, 30.f, pos, seq});
+  // Block size 1, head_dim 16, group 1: the smallest shapes.
+  pos.clear(), seq.clear();
+  for (int32_t p = 0; p < 37; ++p) pos.push_back(p), seq.push_back(0);
+  run_attention({3, 3, 16, 1, 0, 0.f, pos, seq});
 }
 
 TEST(CudaKv, StoreBf16MatchesCpuByteForByte) {

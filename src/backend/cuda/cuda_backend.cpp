@@ -29,9 +29,12 @@ struct CudaStep : StepContext {
   int64_t entries = 0, max_blocks = 0, max_pos = 0;
   KvLayerView geom{};
   size_t layer_stride = 0;
-  cuda::DeviceBuffer table, pos, rows, workspace;
+  cuda::DeviceBuffer table, pos, rows, workspace, tiles;
   std::vector<const uint8_t*> table_host;
-  std::vector<int32_t> pos_host;
+  std::vector<int32_t> pos_host, tiles_host;  // tiles: cuda::prompt_attention_tiles of the table
+  // The prompt kernel when the entries come in runs of one sequence (2+ tokens a tile on average).
+  bool prompt_tiles() const { return !tiles_host.empty() && entries >= static_cast<int64_t>(tiles_host.size()); }
+  int64_t ntiles() const { return static_cast<int64_t>(tiles_host.size() / 2); }
   std::vector<float> embed_host;
   std::map<std::vector<uint64_t>, cuda::Graph> graphs;  // full key -> recorded layer loop
   std::map<std::vector<uint64_t>, int> seen;            // full key -> times run without a graph
@@ -55,11 +58,14 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   on_device();
   name_ = str_cat("cuda:", device, " (", cuda::device_name(device), ")");
   stream_ = std::make_unique<cuda::Stream>();
-  gemm_ = std::make_unique<cuda::GemmWorkspace>();
+  size_t scratch = size_t{64} << 20;  // bf16 rows decoded per cuBLAS product (UPG_CUDA_GEMM_SCRATCH_MB)
+  if (const char* e = std::getenv("UPG_CUDA_GEMM_SCRATCH_MB")) scratch = static_cast<size_t>(std::max(1L, std::atol(e))) << 20;
+  gemm_ = std::make_unique<cuda::GemmWorkspace>(scratch);
   if (!gemm_->available())
     std::fprintf(stderr, "upg: %s: %s; prompts take the slower matrix-vector path\n", name_.c_str(),
                  gemm_->why_not().c_str());
   if (const char* e = std::getenv("UPG_CUDA_GRAPHS")) graphs_ = std::string(e) != "0";
+  if (const char* e = std::getenv("UPG_CUDA_PROMPT_ATTENTION")) prompt_attention_ = std::string(e) != "0";
   if (const char* e = std::getenv("UPG_CUDA_GEMM_MIN_TOKENS")) gemm_min_tokens_ = std::max(17L, std::atol(e));
 }
 
@@ -218,6 +224,11 @@ void CudaBackend::bind_kv(StepContext& ctx, std::span<const KvLayerView> layer0,
   reserve(c.pos, c.pos_host.size() * sizeof(int32_t));
   cuda::copy_to_device(c.table.data(), c.table_host.data(), c.table_host.size() * sizeof(const uint8_t*), stream());
   cuda::copy_to_device(c.pos.data(), c.pos_host.data(), c.pos_host.size() * sizeof(int32_t), stream());
+  c.tiles_host = cuda::prompt_attention_tiles(c.table_host.data(), c.entries, c.max_blocks);
+  if (c.prompt_tiles()) {
+    reserve(c.tiles, c.tiles_host.size() * sizeof(int32_t));
+    cuda::copy_to_device(c.tiles.data(), c.tiles_host.data(), c.tiles_host.size() * sizeof(int32_t), stream());
+  }
 }
 
 void CudaBackend::store_kv(StepContext& ctx, int64_t layer, int kv_index, const float* x, int64_t ld,
@@ -240,6 +251,11 @@ void CudaBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec
   const cuda::AttentionParams p{s.n_heads, s.n_kv_heads, s.head_dim, s.window, s.scale, s.softcap};
   const size_t ws = cuda::decode_attention_workspace(p, c.entries, c.max_pos);
   reserve(c.workspace, ws);
+  if (c.prompt_tiles() && cuda::prompt_attention_supported(p, c.paged(layer)) && prompt_attention_) {
+    cuda::prompt_attention(p, c.paged(layer), q, c.pos.as<int32_t>(), c.tiles.as<int32_t>(), c.ntiles(), c.entries,
+                           c.max_pos, out, ws ? c.workspace.data() : nullptr, stream());
+    return;
+  }
   cuda::decode_attention(p, c.paged(layer), q, c.pos.as<int32_t>(), c.entries, c.max_pos, out,
                          ws ? c.workspace.data() : nullptr, stream());
 }
@@ -251,7 +267,8 @@ std::vector<uint64_t> full_key(const CudaStep& c, std::span<const uint64_t> key)
   const auto u = [](const void* p) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)); };
   k.insert(k.end(), {static_cast<uint64_t>(c.entries), static_cast<uint64_t>(c.max_blocks),
                      static_cast<uint64_t>(cuda::decode_attention_splits(c.max_pos)), c.layer_stride, u(c.table.data()),
-                     u(c.pos.data()), u(c.workspace.data()), c.workspace.size()});
+                     u(c.pos.data()), u(c.workspace.data()), c.workspace.size(),
+                     static_cast<uint64_t>(c.prompt_tiles() ? c.ntiles() : 0), u(c.tiles.data())});
   return k;
 }
 }  // namespace

@@ -82,6 +82,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::GemmWorkspace> gemm_;  // prompt processing: W decoded to bf16, cuBLAS
   int64_t gemm_min_tokens_ = 64;               // products of fewer tokens take the skinny path
   bool graphs_ = true;
+  bool prompt_attention_ = true;               // UPG_CUDA_PROMPT_ATTENTION=0: every step on the decode kernel
   mutable std::mutex mu_;  // prepare() / vector() may come from several engines
   std::mutex step_mu_;     // exclusive(): one step at a time
   std::unordered_map<const WeightMatrix*, std::unique_ptr<Prepared>> mats_;

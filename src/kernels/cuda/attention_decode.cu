@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cuda/attention_paged.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -34,13 +35,6 @@ struct AttnArgs {
   int64_t window;
   float scale, softcap;
 };
-
-__device__ __forceinline__ const __nv_bfloat162* kv_row(const PagedKv& kv, int seq, int part, int head, int64_t p) {
-  const uint8_t* blk = kv.blocks[static_cast<int64_t>(seq) * kv.max_blocks + p / kv.block_size];
-  const uint8_t* r = blk + kv.layer_offset + static_cast<size_t>(part) * kv.kv_offset +
-                     static_cast<size_t>(head) * kv.head_stride + static_cast<size_t>(p % kv.block_size) * kv.row_bytes;
-  return reinterpret_cast<const __nv_bfloat162*>(r);
-}
 
 template <int E2>  // bf16 pairs per lane: ceil(head_dim / 64)
 __global__ void __launch_bounds__(kWarps * 32) attn_decode_kernel(AttnArgs a) {
@@ -164,6 +158,12 @@ int pick_splits(int64_t max_pos) {
 
 }  // namespace
 
+void attention_combine(const float* ws, int64_t rows, int splits, int head_dim, float* out, void* stream) {
+  if (rows <= 0) return;
+  attn_combine_kernel<<<static_cast<unsigned>(rows), 128, 0, as_stream(stream)>>>(ws, splits, head_dim, out);
+  UPG_CUDA_LAUNCHED("attn_combine_kernel");
+}
+
 int decode_attention_splits(int64_t max_pos) { return pick_splits(max_pos); }
 
 size_t decode_attention_workspace(const AttentionParams& p, int64_t nseq, int64_t max_pos) {
@@ -210,9 +210,7 @@ void decode_attention(const AttentionParams& p, const PagedKv& kv, const float* 
   }
   UPG_CUDA_LAUNCHED("attn_decode_kernel");
   if (a.splits > 1) {
-    attn_combine_kernel<<<static_cast<unsigned>(nseq * p.n_heads), 128, 0, as_stream(stream)>>>(
-        a.ws, a.splits, a.head_dim, out);
-    UPG_CUDA_LAUNCHED("attn_combine_kernel");
+    attention_combine(a.ws, nseq * p.n_heads, a.splits, a.head_dim, out, stream);
   }
 }
 

@@ -260,4 +260,25 @@ int decode_attention_splits(int64_t max_pos);
 void decode_attention(const AttentionParams& p, const PagedKv& kv, const float* q, const int32_t* pos,
                       int64_t nseq, int64_t max_pos, float* out, void* workspace, void* stream = nullptr);
 
+// ---- Prompt attention on tensor cores (attention_prompt.cu) ------------------------------------
+// The same result as decode_attention (to fp32 rounding: Q and the softmax weights go to the tensor
+// cores as two bf16 terms each) for entries that come in runs of one sequence (a prompt's tokens): each
+// tile of up to kPromptTileTokens entries sharing one row of the block table reads every K and V row
+// once for all its tokens and all the query heads of a kv head.
+constexpr int kPromptTileTokens = 16;
+// The tiles, from the host copy of the table (entries x max_blocks pointers): (first entry, count)
+// pairs, consecutive entries with equal table rows grouped; empty when some block pointer is not
+// 16-byte aligned (then use decode_attention).
+std::vector<int32_t> prompt_attention_tiles(const uint8_t* const* table_host, int64_t entries, int64_t max_blocks);
+// head_dim a multiple of 16 up to 128, groups of at most 8 query heads, 16-byte aligned row offsets.
+bool prompt_attention_supported(const AttentionParams& p, const PagedKv& kv);
+// How many ranges the positions are split into (<= decode_attention_splits(max_pos), so the workspace
+// is decode_attention_workspace(p, nseq, max_pos)); it depends on ntiles and max_pos only.
+int prompt_attention_splits(const AttentionParams& p, int64_t ntiles, int64_t max_pos);
+// tiles: device, ntiles (first, count) int32 pairs covering entries 0 .. nseq - 1; the rest as
+// decode_attention.
+void prompt_attention(const AttentionParams& p, const PagedKv& kv, const float* q, const int32_t* pos,
+                      const int32_t* tiles, int64_t ntiles, int64_t nseq, int64_t max_pos, float* out, void* workspace,
+                      void* stream = nullptr);
+
 }  // namespace upg::cuda
