@@ -2,7 +2,10 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <random>
 
+#include "base/cpu_features.h"
 #include "base/error.h"
 #include "codec_test_util.h"
 #include "codecs/codebook/codebook_codec.h"
@@ -157,6 +160,40 @@ TEST(CodecCodebook, FittedBeatsFixedAndImportanceHelps) {
     const double plain = err({{"bits", bits}, {"levels", "fitted"}}, nullptr);
     EXPECT_LT(fitted, gauss * 1.01) << bits;
     EXPECT_LT(fitted, plain) << bits;
+  }
+}
+
+// A token's product does not depend on the other tokens of the call, bit for bit, at every SIMD level
+// this CPU has: each int8-activation path quantizes a token alone and sums in a fixed order, and one
+// path serves every token count (on AMX machines the tile path, on the others the int8 blocks of
+// codebook_q8.h), so a sequence's logits do not depend on the batch it came in (a server's load).
+TEST(CodecCodebook, ProductOfATokenDoesNotDependOnTheOthers) {
+  auto codec = make_codec("codebook");
+  const int64_t rows = 48, cols = 256, ntok = 40;
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(ntok * cols));
+  for (int64_t t = 0; t < ntok; ++t)
+    for (int64_t j = 0; j < cols; ++j) x[t * cols + j] = nd(rng) * (0.1f + static_cast<float>(t % 5));
+  for (int bits : {2, 3, 4}) {
+    auto W = gaussian_matrix(rows, cols, 30 + bits);
+    EncodedTensor t = codec->encode(W.data(), rows, cols, {{"bits", bits}, {"group", 64}});
+    auto views = t.views();
+    auto m = codec->open(views, rows, cols, t.params);
+    for (int lvl = static_cast<int>(cpu_simd_level()); lvl >= 0; --lvl) {
+      set_simd_cap(static_cast<SimdLevel>(lvl));
+      std::vector<float> all(static_cast<size_t>(ntok * rows)), part(all.size());
+      m->matmul(x.data(), ntok, all.data());
+      for (int64_t n : {1, 2, 7, 15, 16, 17, 33}) {
+        for (int64_t t0 = 0; t0 + n <= ntok; t0 += std::max<int64_t>(n, 11)) {
+          m->matmul(x.data() + t0 * cols, n, part.data());
+          ASSERT_EQ(0, std::memcmp(part.data(), all.data() + t0 * rows, static_cast<size_t>(n * rows) * sizeof(float)))
+              << bits << " bits, " << simd_level_name(static_cast<SimdLevel>(lvl)) << ": tokens " << t0 << " .. "
+              << t0 + n - 1 << " alone differ from the same tokens in a call of " << ntok;
+        }
+      }
+    }
+    set_simd_cap(std::nullopt);
   }
 }
 

@@ -2,6 +2,7 @@
 // CPU kernels of kernels/cpu/codebook_kernels.h. Layout: see codebook_codec.h.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -61,10 +62,15 @@ class CodebookMatrix : public WeightMatrix {
   // the fp32 tiles; passes of 8 tokens beat one of 16). Otherwise, or with int8 activations off,
   // fp32: fused decode + FMA for n = 1, decoded tiles + one GEMM kernel for n > 1
   // (kernels/cpu/codebook_kernels.h, tested against decode_rows).
-  // Prompts and batches of kI8Tokens or more tokens on a CPU with AMX: the tile path of
-  // kernels/cpu/codebook_i8.h (tested bit for bit against its reference in test_codebook_i8).
+  // On a CPU with AMX, every product (kI8Tokens = 1: decode too): the tile path of
+  // kernels/cpu/codebook_i8.h (tested bit for bit against its reference in test_codebook_i8). One
+  // path for every token count keeps a token's product independent of the batch it came in (test
+  // CodecCodebook.ProductOfATokenDoesNotDependOnTheOthers): with the int8 path below for fewer than
+  // 16 tokens, the two paths' different activation scales (blocks of 32 with 12-bit multipliers,
+  // chunks of 64) made a server's greedy streams depend on its load. Decode costs about the same
+  // either way (bench_kernels, 3-bit 17920 x 5120, 1 token: 2.00-2.06 ms both).
   void matmul(const float* x, int64_t n, float* y) const override {
-    if (i8_ && n >= kI8Tokens && int8_activations() && simd_level() >= SimdLevel::Amx) {
+    if (i8_ && n >= i8_min_tokens() && int8_activations() && simd_level() >= SimdLevel::Amx) {
       thread_local kernels::ActI8 act;
       kernels::quantize_act_i8(x, n, cols_, l_.k, act);
       if (act.finite) kernels::codebook_matmul_i8(view(), *i8_, act, y);
@@ -106,7 +112,15 @@ class CodebookMatrix : public WeightMatrix {
   std::optional<Q8> q8_;
   static constexpr int64_t kQ8Tokens = 8;
   std::optional<kernels::CodebookI8Tables> i8_;  // signed tables of the AMX path
-  static constexpr int64_t kI8Tokens = 16;
+  static constexpr int64_t kI8Tokens = 1;
+  // UPG_CPU_I8_MIN_TOKENS overrides kI8Tokens (measurements; 16 was the threshold before).
+  static int64_t i8_min_tokens() {
+    static const int64_t v = [] {
+      const char* e = std::getenv("UPG_CPU_I8_MIN_TOKENS");
+      return e ? std::max<int64_t>(1, std::atol(e)) : kI8Tokens;
+    }();
+    return v;
+  }
 
   kernels::CodebookView view() const {
     kernels::CodebookView v;

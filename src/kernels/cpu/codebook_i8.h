@@ -1,4 +1,5 @@
-// Prompt / batch path of the codebook codec on AMX tiles: int8 levels times int8 activations in
+// The codebook codec's products on AMX tiles (every token count: prompts, batches and decode; one
+// path for all keeps a token's product independent of its batch): int8 levels times int8 activations in
 // chunks of 64 columns, one tile multiply (TDPBSSD) per chunk. The file layout is unchanged; only
 // the 2^k-entry level tables are converted, once, when the matrix is opened.
 //

@@ -145,13 +145,6 @@ struct Unpack {  // 32 codes of the block at p -> 32 bytes in the order pi_K
   }
 };
 
-inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // Row r's group scales as fp32 (ngroups values, then zeros up to a multiple of 8).
 void row_scales(const CodebookView& v, int64_t r, float* sg) {
   const uint8_t* s = v.scales + r * v.ngroups * 2;
@@ -238,13 +231,11 @@ inline void finish(const CodebookView& v, const ActQ8& x, const float* gsum, con
     for (int64_t g = 0; g < ng8; g += 8) cr = _mm256_fmadd_ps(_mm256_loadu_ps(sg + g), _mm256_loadu_ps(gs + g), cr);
     acc[j] = _mm256_fmadd_ps(acc[j], _mm256_set1_ps(a * x.D[static_cast<size_t>(t0 + j)]), _mm256_mul_ps(cr, _mm256_set1_ps(lo)));
   }
-  if constexpr (NT == 1) {
-    y[t0 * v.rows + r] = hsum8(acc[0]);
-  } else {
-    alignas(32) float out[8];
-    _mm256_store_ps(out, hsum_many<NT>(acc));
-    for (int j = 0; j < NT; ++j) y[(t0 + j) * v.rows + r] = out[j];
-  }
+  // One reduction tree for every NT (a one-token pass used another): a token's sum does not depend on how
+  // many tokens share the pass.
+  alignas(32) float out[8];
+  _mm256_store_ps(out, hsum_many<NT>(acc));
+  for (int j = 0; j < NT; ++j) y[(t0 + j) * v.rows + r] = out[j];
 }
 
 template <class F>
