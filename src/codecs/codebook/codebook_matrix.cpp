@@ -67,8 +67,9 @@ class CodebookMatrix : public WeightMatrix {
   // path for every token count keeps a token's product independent of the batch it came in (test
   // CodecCodebook.ProductOfATokenDoesNotDependOnTheOthers): with the int8 path below for fewer than
   // 16 tokens, the two paths' different activation scales (blocks of 32 with 12-bit multipliers,
-  // chunks of 64) made a server's greedy streams depend on its load. Decode costs about the same
-  // either way (bench_kernels, 3-bit 17920 x 5120, 1 token: 2.00-2.06 ms both).
+  // chunks of 64) made a server's greedy streams depend on its load. Decode cost: about equal for
+  // 3-bit matrices streamed from memory, up to ~10-20% slower for some shapes or cache-resident
+  // models (measurements in docs/PERFORMANCE.md, "One path for every token count").
   void matmul(const float* x, int64_t n, float* y) const override {
     if (i8_ && n >= i8_min_tokens() && int8_activations() && simd_level() >= SimdLevel::Amx) {
       thread_local kernels::ActI8 act;
