@@ -64,6 +64,11 @@ struct EncodedTensor {
   EncodedArrays views() const;
 };
 
+// A block of a matrix: rows [r0, r1) x columns [c0, c1) (tensor parallelism splits matrices into them).
+struct MatrixBlock {
+  int64_t r0 = 0, r1 = 0, c0 = 0, c1 = 0;
+};
+
 // A WeightMatrix's stored form (WeightMatrix::stored()): what Codec::open was given.
 struct StoredTensor {
   std::string codec;
@@ -89,6 +94,17 @@ class Codec {
   std::unique_ptr<WeightMatrix> open(const EncodedArrays& arrays, int64_t rows, int64_t cols,
                                      const CodecParams& params) const;
 
+  // The block `b` of a stored tensor (rows x cols; arrays and params as open() takes them) as a
+  // tensor of this codec in its own right, its arrays copied: opening it gives that block of the
+  // weights, decode_rows equal bit for bit to the same block of the whole matrix's. Any row range
+  // is allowed; the column range must start on a multiple of column_alignment() and end on one or
+  // at cols (throws Error naming the codec, the range and the alignment otherwise). Does not
+  // validate the arrays beyond what it reads: open the whole tensor first.
+  EncodedTensor slice(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                      const MatrixBlock& b) const;
+  // The multiple column ranges of slice() start on: the group (scales), the rotation block.
+  int64_t column_alignment(int64_t cols, const CodecParams& params) const;
+
  protected:
   // Encodes/opens the plain matrix (no rotation, no outliers). `params` for encode_core are the
   // user's params; the codec returns its resolved params.
@@ -96,6 +112,10 @@ class Codec {
                                     const CodecParams& params, const float* importance) const = 0;
   virtual std::unique_ptr<WeightMatrix> open_core(const EncodedArrays& arrays, int64_t rows,
                                                   int64_t cols, const CodecParams& params) const = 0;
+  // slice() and column_alignment() of the plain matrix (params without "rotate"/"outliers").
+  virtual EncodedTensor slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols,
+                                   const CodecParams& params, const MatrixBlock& b) const = 0;
+  virtual int64_t column_alignment_core(int64_t cols, const CodecParams& params) const = 0;
   // Codecs that are themselves sparse (mdcsr) do not take the shared options.
   virtual bool supports_shared_options() const { return true; }
 

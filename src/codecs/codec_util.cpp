@@ -70,6 +70,17 @@ Array make_array(DType t, std::vector<int64_t> shape) {
   return a;
 }
 
+Array slice_array_2d(const ArrayView& a, int64_t r0, int64_t r1, int64_t e0, int64_t e1) {
+  UPG_CHECK(a.shape.size() == 2 && 0 <= r0 && r0 <= r1 && r1 <= a.shape[0] && 0 <= e0 && e0 <= e1 &&
+                e1 <= a.shape[1],
+            "slice of a ", shape_str(a.shape), " array: rows [", r0, ", ", r1, ") x [", e0, ", ", e1, ") is outside it");
+  Array out = make_array(a.dtype, {r1 - r0, e1 - e0});
+  const size_t es = dtype_size(a.dtype), width = static_cast<size_t>(a.shape[1]) * es, n = static_cast<size_t>(e1 - e0) * es;
+  for (int64_t r = r0; r < r1; ++r)
+    std::memcpy(out.bytes.data() + static_cast<size_t>(r - r0) * n, a.data + static_cast<size_t>(r) * width + e0 * es, n);
+  return out;
+}
+
 static const ArrayView& find_array(const EncodedArrays& arrays, const std::string& codec,
                                    const std::string& name, DType dtype) {
   auto it = arrays.find(name);

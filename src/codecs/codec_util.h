@@ -33,6 +33,9 @@ Array make_array(DType t, std::vector<int64_t> shape);
 int64_t shape_numel(const std::vector<int64_t>& shape);
 std::string shape_str(const std::vector<int64_t>& shape);
 
+// Rows [r0, r1) of a 2-D array (shape [rows, width]), elements [e0, e1) of each, copied (Codec::slice).
+Array slice_array_2d(const ArrayView& a, int64_t r0, int64_t r1, int64_t e0, int64_t e1);
+
 // Returns arrays[name] after checking dtype, shape and byte size; throws Error
 // "<codec>: array '<name>' ..." naming what was expected and found.
 const ArrayView& require_array(const EncodedArrays& arrays, const std::string& codec,

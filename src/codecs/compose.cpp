@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "base/thread_pool.h"
 #include "codecs/codec_util.h"
@@ -59,6 +60,7 @@ RotateOpt read_rotate(const CodecParams& p, const std::string& codec, int64_t co
   o.block = param_int(r, codec + " rotate", "block", default_rotation_block(cols), 1, cols);
   UPG_CHECK((o.block & (o.block - 1)) == 0 && cols % o.block == 0, codec, ": param 'rotate.block' = ",
             o.block, " must be a power of two dividing cols (", cols, ")");
+  o.first = param_int(r, codec + " rotate", "first_column", 0, 0, INT64_MAX - cols);
   return o;
 }
 
@@ -90,9 +92,9 @@ class SumMatrix : public WeightMatrix {
 // W = W_rot R^T: matmul rotates x (n x cols, into a scratch copy) and calls the inner matrix.
 class RotatedMatrix : public WeightMatrix {
  public:
-  RotatedMatrix(std::unique_ptr<WeightMatrix> inner, uint64_t seed, int64_t block)
+  RotatedMatrix(std::unique_ptr<WeightMatrix> inner, const RotateOpt& rot)
       : WeightMatrix(inner->rows(), inner->cols()), inner_(std::move(inner)),
-        signs_(rotation_signs(seed, cols_)), block_(block) {}
+        signs_(rotation_signs(rot.seed, cols_, rot.first)), block_(rot.block) {}
   void matmul(const float* x, int64_t n, float* y) const override {
     std::vector<float> xr(x, x + n * cols_);
     parallel_for(n, [&](int64_t t0, int64_t t1) {
@@ -231,8 +233,48 @@ std::unique_ptr<WeightMatrix> Codec::open_shared(const EncodedArrays& arrays, in
     }
     m = std::make_unique<SumMatrix>(std::move(m), std::move(sp));
   }
-  if (rot.on) m = std::make_unique<RotatedMatrix>(std::move(m), rot.seed, rot.block);
+  if (rot.on) m = std::make_unique<RotatedMatrix>(std::move(m), rot);
   return m;
+}
+
+int64_t Codec::column_alignment(int64_t cols, const CodecParams& params) const {
+  const CodecParams p = params.is_object() ? params : CodecParams::object();
+  if (!supports_shared_options()) return column_alignment_core(cols, p);
+  int64_t a = column_alignment_core(cols, strip_shared(p));
+  const RotateOpt rot = read_rotate(p, name(), cols, false);
+  if (rot.on) a = std::lcm(a, rot.block);  // a slice keeps whole rotation blocks
+  return a;
+}
+
+EncodedTensor Codec::slice(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                           const MatrixBlock& b) const {
+  check_dims(name(), rows, cols);
+  UPG_CHECK(params.is_null() || params.is_object(), name(), ": params must be a JSON object, found ", params.dump());
+  const CodecParams p = params.is_object() ? params : CodecParams::object();
+  UPG_CHECK(0 <= b.r0 && b.r0 < b.r1 && b.r1 <= rows && 0 <= b.c0 && b.c0 < b.c1 && b.c1 <= cols, name(),
+            ": slice rows [", b.r0, ", ", b.r1, ") x columns [", b.c0, ", ", b.c1, ") is not a non-empty block of the ",
+            rows, " x ", cols, " matrix");
+  const int64_t align = column_alignment(cols, p);
+  UPG_CHECK(b.c0 % align == 0 && (b.c1 % align == 0 || b.c1 == cols), name(), ": a slice's columns must start and end on ",
+            "multiples of ", align, " (its group and rotation block) or at the last column, not [", b.c0, ", ", b.c1, ")");
+  EncodedTensor t;
+  if (!supports_shared_options()) {
+    t = slice_core(arrays, rows, cols, p, b);
+  } else {
+    t = slice_core(arrays, rows, cols, strip_shared(p), b);
+    if (p.contains("outliers")) {
+      EncodedArrays sub;
+      for (const auto& [n, v] : arrays)
+        if (n.rfind("sparse.", 0) == 0) sub[n.substr(7)] = v;
+      EncodedTensor sp = mdcsr_slice(sub, rows, cols, p.at("outliers"), b);
+      for (auto& [n, a] : sp.arrays) t.arrays["sparse." + n] = std::move(a);
+      t.params["outliers"] = p.at("outliers");
+    }
+    const RotateOpt rot = read_rotate(p, name(), cols, false);
+    if (rot.on) t.params["rotate"] = {{"seed", rot.seed}, {"block", rot.block}, {"first_column", rot.first + b.c0}};
+  }
+  t.codec = name();
+  return t;
 }
 
 }  // namespace upg

@@ -9,6 +9,9 @@
 //   stored: s_j = +1 or -1 from the top bit of splitmix64 output number j+1 for state S:
 //     z = S + (j+1) * 0x9E3779B97F4A7C15; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
 //     z = (z ^ (z >> 27)) * 0x94D049BB133111EB; z ^= z >> 31; s_j = (z >> 63) ? -1 : +1.
+//   "first_column": F (optional, default 0) takes the signs s_{F+j} instead: a column slice of a
+//   wider rotated matrix (Codec::slice, for tensor parallelism); files written by the converter
+//   never have it.
 //   Importance (a diagonal of X^T X) becomes, in the rotated basis, the mean over each block
 //   (exact for the diagonal: (R^T D R)_jj = sum_i R_ij^2 d_i = block mean).
 //
@@ -40,6 +43,7 @@ struct RotateOpt {
   bool on = false;
   uint64_t seed = 0;
   int64_t block = 1;
+  int64_t first = 0;  // "first_column"
 };
 RotateOpt read_rotate(const nlohmann::json& params, const std::string& codec, int64_t cols, bool encoding);
 

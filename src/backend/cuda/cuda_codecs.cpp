@@ -26,7 +26,7 @@ const ArrayView& array(const StoredTensor& s, const char* name) {
 
 cuda::RotateParams rotation(const StoredTensor& s, int64_t cols) {
   const RotateOpt r = read_rotate(s.params, s.codec, cols, false);
-  return cuda::RotateParams{r.on, r.seed, r.block};
+  return cuda::RotateParams{r.on, r.seed, r.block, r.first};
 }
 
 cuda::DeviceMatrix upload_codebook(const WeightMatrix& w) {

@@ -34,6 +34,9 @@ class CodebookCodec : public Codec {
                             const float* importance) const override;
   std::unique_ptr<WeightMatrix> open_core(const EncodedArrays& arrays, int64_t rows, int64_t cols,
                                           const CodecParams& params) const override;
+  EncodedTensor slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                           const MatrixBlock& b) const override;
+  int64_t column_alignment_core(int64_t cols, const CodecParams& params) const override;
 };
 
 // Resolved layout of a codebook tensor (shared by the encoder and the matrix).

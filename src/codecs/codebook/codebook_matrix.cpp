@@ -146,4 +146,37 @@ std::unique_ptr<WeightMatrix> CodebookCodec::open_core(const EncodedArrays& arra
   return std::make_unique<CodebookMatrix>(arrays, rows, cols, params);
 }
 
+// A block: each row's code bytes of its columns (they start on a group, a multiple of 8 codes, so on
+// a byte), its groups' scales, and the level tables of its rows (the same blocks of rows when the
+// first row starts one, else one table per row).
+EncodedTensor CodebookCodec::slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols,
+                                        const CodecParams& params, const MatrixBlock& b) const {
+  const CodebookLayout l = read_codebook_layout(params, rows, cols);
+  const int64_t nl = int64_t{1} << l.k, cb = l.cb_rows == 0 ? rows : l.cb_rows;
+  EncodedTensor t;
+  t.params = params;
+  t.arrays["qweight"] = slice_array_2d(require_array(arrays, kName, "qweight", DType::U8, {rows, l.row_bytes}), b.r0,
+                                       b.r1, b.c0 * l.k / 8, b.c1 == cols ? l.row_bytes : b.c1 * l.k / 8);
+  t.arrays["scales"] = slice_array_2d(require_array(arrays, kName, "scales", DType::F16, {rows, l.ngroups}), b.r0,
+                                      b.r1, b.c0 / l.group, (b.c1 + l.group - 1) / l.group);
+  const ArrayView& tables = require_array(arrays, kName, "codebook", DType::F32, {l.nblocks, nl});
+  if (l.cb_rows == 0) {
+    t.arrays["codebook"] = slice_array_2d(tables, 0, 1, 0, nl);
+  } else if (b.r0 % cb == 0) {
+    t.arrays["codebook"] = slice_array_2d(tables, b.r0 / cb, (b.r1 + cb - 1) / cb, 0, nl);
+  } else {
+    Array per_row = make_array(DType::F32, {b.r1 - b.r0, nl});
+    for (int64_t r = b.r0; r < b.r1; ++r)
+      std::memcpy(per_row.bytes.data() + (r - b.r0) * nl * 4, tables.data + (r / cb) * nl * 4,
+                  static_cast<size_t>(nl) * 4);
+    t.arrays["codebook"] = std::move(per_row);
+    t.params["codebook_rows"] = 1;
+  }
+  return t;
+}
+
+int64_t CodebookCodec::column_alignment_core(int64_t cols, const CodecParams& params) const {
+  return read_codebook_layout(params, 1, cols).group;
+}
+
 }  // namespace upg

@@ -126,4 +126,23 @@ std::unique_ptr<WeightMatrix> Int8Codec::open_core(const EncodedArrays& arrays, 
   return std::make_unique<Int8Matrix>(arrays, rows, cols, params);
 }
 
+// A block: its rows and columns of `qweight`, the groups it covers of `scales` (columns start on
+// a group, so its groups are whole but perhaps the last).
+EncodedTensor Int8Codec::slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                                    const MatrixBlock& b) const {
+  const Int8Layout l = read_layout(params, cols);
+  EncodedTensor t;
+  t.params = params;
+  t.arrays["qweight"] = slice_array_2d(require_array(arrays, kName, "qweight", DType::I8, {rows, cols}), b.r0, b.r1,
+                                       b.c0, b.c1);
+  t.arrays["scales"] = slice_array_2d(
+      require_array(arrays, kName, "scales", l.f16 ? DType::F16 : DType::F32, {rows, l.ngroups}), b.r0, b.r1,
+      b.c0 / l.group, (b.c1 + l.group - 1) / l.group);
+  return t;
+}
+
+int64_t Int8Codec::column_alignment_core(int64_t cols, const CodecParams& params) const {
+  return read_layout(params, cols).group;
+}
+
 }  // namespace upg

@@ -157,6 +157,55 @@ EncodedTensor MdcsrCodec::encode_core(const float* W, int64_t rows, int64_t cols
   return t;
 }
 
+EncodedTensor mdcsr_slice(const EncodedArrays& arrays, int64_t rows, int64_t /*cols*/, const CodecParams& params,
+                          const MatrixBlock& b) {
+  const bool levels = param_str(params, kName, "values", "int8", {"int8", "levels"}) == "levels";
+  const size_t vs = levels ? 2 : 1;
+  const ArrayView& rp = require_array(arrays, kName, "row_ptr", DType::U32, {2, rows + 1});
+  const ArrayView& cd = require_vector(arrays, kName, "col_delta", DType::U8);
+  const ArrayView& vals = require_vector(arrays, kName, "values", levels ? DType::U16 : DType::I8);
+  const ArrayView& sc = require_array(arrays, kName, "scales", DType::F32, {rows});
+  const int64_t n = b.r1 - b.r0;
+  std::vector<uint8_t> deltas, values;
+  Array row_ptr = make_array(DType::U32, {2, n + 1});
+  for (int64_t r = b.r0; r < b.r1; ++r) {
+    const uint8_t* p = cd.data + load_le<uint32_t>(rp.data, rows + 1 + r);
+    const uint8_t* end = cd.data + load_le<uint32_t>(rp.data, rows + 1 + r + 1);
+    int64_t i = load_le<uint32_t>(rp.data, r), c = -1, prev = -1;
+    while (p < end) {
+      c += get_gap(p, end);
+      if (c >= b.c0 && c < b.c1) {
+        put_gap(deltas, c - b.c0 - prev);
+        prev = c - b.c0;
+        values.insert(values.end(), vals.data + i * vs, vals.data + (i + 1) * vs);
+      }
+      ++i;
+    }
+    store_le<uint32_t>(row_ptr.bytes.data(), r - b.r0 + 1, static_cast<uint32_t>(values.size() / vs));
+    store_le<uint32_t>(row_ptr.bytes.data(), n + 1 + r - b.r0 + 1, static_cast<uint32_t>(deltas.size()));
+  }
+  EncodedTensor t;
+  t.codec = kName;
+  t.params = params;
+  Array v = make_array(levels ? DType::U16 : DType::I8, {static_cast<int64_t>(values.size() / vs)});
+  v.bytes = std::move(values);
+  Array d = make_array(DType::U8, {static_cast<int64_t>(deltas.size())});
+  d.bytes = std::move(deltas);
+  Array s = make_array(DType::F32, {n});
+  std::memcpy(s.bytes.data(), sc.data + b.r0 * 4, static_cast<size_t>(n) * 4);
+  t.arrays["row_ptr"] = std::move(row_ptr);
+  t.arrays["col_delta"] = std::move(d);
+  t.arrays["values"] = std::move(v);
+  t.arrays["scales"] = std::move(s);
+  if (levels) {
+    const ArrayView& lv = require_vector(arrays, kName, "levels", DType::F32);
+    Array l = make_array(DType::F32, lv.shape);
+    std::memcpy(l.bytes.data(), lv.data, lv.nbytes);
+    t.arrays["levels"] = std::move(l);
+  }
+  return t;
+}
+
 std::unique_ptr<WeightMatrix> MdcsrCodec::open_core(const EncodedArrays& arrays, int64_t rows,
                                                     int64_t cols, const CodecParams& params) const {
   return std::make_unique<MdcsrMatrix>(arrays, rows, cols, params);

@@ -25,6 +25,11 @@
 
 namespace upg {
 
+// The block b of a stored mdcsr tensor (rows x cols) as an mdcsr tensor of its own (Codec::slice;
+// also the sparse part of the dense-and-sparse option). params: as stored ("values", ...).
+EncodedTensor mdcsr_slice(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                          const MatrixBlock& b);
+
 class MdcsrCodec : public Codec {
  public:
   std::string name() const override { return "mdcsr"; }
@@ -34,6 +39,11 @@ class MdcsrCodec : public Codec {
                             const float* importance) const override;
   std::unique_ptr<WeightMatrix> open_core(const EncodedArrays& arrays, int64_t rows, int64_t cols,
                                           const CodecParams& params) const override;
+  EncodedTensor slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                           const MatrixBlock& b) const override {
+    return mdcsr_slice(arrays, rows, cols, params, b);
+  }
+  int64_t column_alignment_core(int64_t, const CodecParams&) const override { return 1; }
   bool supports_shared_options() const override { return false; }
 };
 

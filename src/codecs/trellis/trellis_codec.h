@@ -36,6 +36,9 @@ class TrellisCodec : public Codec {
                             const float* importance) const override;
   std::unique_ptr<WeightMatrix> open_core(const EncodedArrays& arrays, int64_t rows, int64_t cols,
                                           const CodecParams& params) const override;
+  EncodedTensor slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                           const MatrixBlock& b) const override;
+  int64_t column_alignment_core(int64_t cols, const CodecParams& params) const override;
 };
 
 // Resolved layout of a trellis tensor (shared by the encoder, the matrix and the kernels' views).

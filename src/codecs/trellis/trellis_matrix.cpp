@@ -83,4 +83,27 @@ std::unique_ptr<WeightMatrix> TrellisCodec::open_core(const EncodedArrays& array
   return std::make_unique<TrellisMatrix>(arrays, rows, cols, params);
 }
 
+// A block: weight j of a row is the window at stream bit j K, so the block's columns [c0, c1) are
+// the stream from bit c0 K (a byte: c0 is a multiple of the group, itself a multiple of 8) for
+// L + (c1 - c0 - 1) K bits, the bits after them zeroed; its groups' scales.
+EncodedTensor TrellisCodec::slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols,
+                                       const CodecParams& params, const MatrixBlock& b) const {
+  const TrellisLayout l = read_trellis_layout(params, cols);
+  const int64_t bits = l.l + (b.c1 - b.c0 - 1) * l.k, first = b.c0 * l.k / 8, nbytes = (bits + 7) / 8;
+  EncodedTensor t;
+  t.params = params;
+  Array q = slice_array_2d(require_array(arrays, kName, "qweight", DType::U8, {rows, l.row_bytes}), b.r0, b.r1,
+                           first, first + nbytes);
+  if (bits % 8 != 0)
+    for (int64_t r = 0; r < b.r1 - b.r0; ++r) q.bytes[(r + 1) * nbytes - 1] &= static_cast<uint8_t>(0xFF00 >> (bits % 8));
+  t.arrays["qweight"] = std::move(q);
+  t.arrays["scales"] = slice_array_2d(require_array(arrays, kName, "scales", DType::F16, {rows, l.ngroups}), b.r0,
+                                      b.r1, b.c0 / l.group, (b.c1 + l.group - 1) / l.group);
+  return t;
+}
+
+int64_t TrellisCodec::column_alignment_core(int64_t cols, const CodecParams& params) const {
+  return read_trellis_layout(params, cols).group;
+}
+
 }  // namespace upg

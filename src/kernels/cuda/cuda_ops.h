@@ -94,6 +94,7 @@ struct RotateParams {
   bool on = false;
   uint64_t seed = 0;
   int64_t block = 1;  // power of two dividing cols
+  int64_t first = 0;  // the signs of columns first .. first + cols - 1 (a tensor-parallel slice)
 };
 struct CodebookHost {
   const uint8_t* qweight;   // U8 [rows, ceil(cols*bits/8)]

@@ -103,7 +103,7 @@ void set_rotation(DeviceMatrix::Impl& m, const RotateParams& rot) {
   if (!rot.on) return;
   UPG_CHECK(rot.block >= 1 && (rot.block & (rot.block - 1)) == 0 && m.cols % rot.block == 0 && rot.block <= 4096,
             "cuda upload: rotation block ", rot.block, " must be a power of two <= 4096 dividing cols ", m.cols);
-  m.signs = to_device(upg::rotation_signs(rot.seed, m.cols));
+  m.signs = to_device(upg::rotation_signs(rot.seed, m.cols, rot.first));
 }
 
 // Dense bf16 tiles from a row-major fp32 source (also the fallback for unsupported params).
