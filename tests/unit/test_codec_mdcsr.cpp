@@ -196,3 +196,19 @@ TEST(CodecMdcsr, BadArraysThrow) {
   }
   EXPECT_THROW(codec->encode(W.data(), rows, cols, {{"rotate", true}}), Error);
 }
+
+// A token's product does not depend on the other tokens of the call (codec_test_util.h), int8 and
+// level values, 37 x 640.
+TEST(CodecMdcsr, ProductOfATokenDoesNotDependOnTheOthers) {
+  auto codec = make_codec("mdcsr");
+  const int64_t rows = 37, cols = 640;
+  auto W = heavy_tailed_matrix(rows, cols, 71);
+  for (const char* values : {"int8", "levels"}) {
+    CodecParams p = {{"keep_fraction", 0.1}, {"values", values}};
+    if (std::string(values) == "levels") p["num_levels"] = 64;
+    EncodedTensor t = codec->encode(W.data(), rows, cols, p);
+    auto views = t.views();
+    auto m = codec->open(views, rows, cols, t.params);
+    expect_product_independent_of_batch(*m, 72, std::string("mdcsr ") + values);
+  }
+}
