@@ -25,7 +25,7 @@ Engine::Engine(const Model& model, const EngineOptions& o)
              kv_geometry(model.config()).head_dim, o.kv, kv_geometry(model.config()).keys_only, backend_.get()),
       x_(*backend_), h_(*backend_), qkv_(*backend_), q_(*backend_), k_(*backend_), attn_(*backend_),
       tmp_(*backend_), mlp_(*backend_), act_(*backend_), cos_(*backend_), sin_(*backend_), part_(*backend_),
-      xs_(*backend_) {
+      xs_(*backend_), tp_in_(*backend_), tp_out_(*backend_), tp_gather_(*backend_) {
   const ModelConfig& c = model.config();
   Backend& be = *backend_;
   if (!be.host_memory()) {
@@ -35,6 +35,24 @@ Engine::Engine(const Model& model, const EngineOptions& o)
               c.architecture, ") yet: use the CPU (--device cpu)");
     UPG_CHECK(o.kv.type == KvType::BF16, "the ", be.name(), " backend keeps its KV cache in bf16 only, not ",
               kv_type_name(o.kv.type), ": use the bf16 cache (--kv-type bf16; kv_type=\"bf16\" in Python)");
+  }
+  if (const TensorParallelPlan* p = model.tensor_parallel()) {
+    UPG_CHECK(be.host_memory(), "tensor parallelism runs on backends with host memory (the CPU) only so far, not ",
+              be.name());
+    UPG_CHECK(o.comm && o.comm->ranks() == p->ranks && o.comm->rank() == model.tensor_parallel_rank(),
+              "the model is rank ", model.tensor_parallel_rank(), " of a ", p->ranks,
+              "-rank tensor-parallel plan: the engine needs that rank's communicator (EngineOptions::comm)");
+    const int64_t group = p->ranks > 0 ? c.num_attention_heads / c.num_key_value_heads : 1;
+    for (int r = 0; r < p->ranks; ++r) {
+      tp_q_.push_back(p->size(p->kv_heads, r) * group * c.head_dim);
+      tp_inter_.push_back(p->size(p->intermediate, r));
+      tp_hidden_.push_back(p->size(p->hidden, r));
+      tp_vocab_.push_back(p->size(p->vocab, r));
+    }
+    comm_ = o.comm;
+  } else {
+    UPG_CHECK(!o.comm || o.comm->ranks() == 1, "a ", o.comm ? o.comm->ranks() : 0,
+              "-rank communicator needs a tensor-parallel shard of the model (Model::shard), not the whole model");
   }
   // Every matrix the step multiplies by, prepared (uploaded) once.
   for (const LayerWeights& L : model.layers()) {
@@ -67,9 +85,30 @@ void Engine::truncate(SeqId s, int64_t len) { cache_.truncate(s, len); }
 
 int64_t Engine::attach_prefix(SeqId s, std::span<const int32_t> tokens) { return cache_.attach_prefix(s, tokens); }
 
+void Engine::set_communicator(std::shared_ptr<Communicator> comm) {
+  UPG_CHECK(comm_ && comm && comm->rank() == comm_->rank() && comm->ranks() == comm_->ranks(),
+            "set_communicator: the engine is not a tensor-parallel rank, or the communicator is of another rank");
+  comm_ = std::move(comm);
+}
+
+void Engine::gather_columns(const float* mine, int64_t n, const std::vector<int64_t>& widths, float* out) {
+  int64_t total = 0;
+  std::vector<int64_t> counts;
+  for (int64_t w : widths) counts.push_back(n * w), total += w;
+  tp_gather_.resize(static_cast<size_t>(n * total));
+  comm_->all_gather(mine, counts, tp_gather_.data());
+  int64_t off = 0, col = 0;
+  for (int64_t w : widths) {
+    backend_->copy_columns(out + col, total, tp_gather_.data() + off, w, n, w);
+    off += n * w;
+    col += w;
+  }
+}
+
 void Engine::set_observer(Observer observer) {
   UPG_CHECK(!observer || backend_->host_memory(), "the calibration observer needs activations in host memory; the ",
             backend_->name(), " backend keeps them on the device");
+  UPG_CHECK(!observer || !comm_, "the calibration observer does not run on a tensor-parallel shard");
   observer_ = std::move(observer);
   observed_names_.assign(model_.layers().size(), {});
   head_name_.clear();
@@ -217,8 +256,21 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
         be.attention(*ctx_, static_cast<int64_t>(l), as, q_.data(), attn_.data());
       }
       if (observer_) observe(l, LinearInput::AttnOut, attn_.data(), n, L.o->cols());
-      // Straight into the residual stream unless a bias or a norm comes between.
-      if (L.o_bias.empty() && L.attn_out_norm.empty()) {
+      // Straight into the residual stream unless a bias or a norm comes between, or the ranks'
+      // parts must first be combined (tensor parallelism: runtime/shard_plan.h).
+      if (comm_) {
+        if (model_.tensor_parallel()->o_by_columns) {
+          be.matmul(*L.o, attn_.data(), n, tmp_.data());
+          comm_->all_reduce_sum(tmp_.data(), n * H);
+        } else {
+          tp_in_.resize(static_cast<size_t>(n * L.o->cols()));
+          tp_out_.resize(static_cast<size_t>(n * L.o->rows()));
+          gather_columns(attn_.data(), n, tp_q_, tp_in_.data());
+          be.matmul(*L.o, tp_in_.data(), n, tp_out_.data());
+          gather_columns(tp_out_.data(), n, tp_hidden_, tmp_.data());
+        }
+        add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
+      } else if (L.o_bias.empty() && L.attn_out_norm.empty()) {
         be.matmul_add(*L.o, attn_.data(), n, x_.data());
       } else {
         be.matmul(*L.o, attn_.data(), n, tmp_.data());
@@ -230,6 +282,9 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
       if (L.router) {
         moe_mlp(l, h_.data(), n, tmp_.data());
         add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
+      } else if (comm_) {
+        tensor_parallel_mlp(L.mlp, h_.data(), n, tmp_.data());
+        add_residual(tmp_.data(), L.mlp.down_bias, L.mlp_out_norm, n, H, eps);
       } else if (L.mlp_out_norm.empty() && L.mlp.down_bias.empty()) {
         gated_mlp(l, -1, L.mlp, h_.data(), n, x_.data(), false, true);
       } else {
@@ -242,7 +297,7 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   // recording of the same shape, one launch instead of some twenty per layer. The key holds what the
   // loop's ops depend on besides the bound cache (which the backend adds): the batch size and the
   // addresses of the buffers they use (a buffer that grew invalidates the recordings).
-  const bool recordable = n <= 16 && !observer_ && !c.mla.enabled() && c.moe.num_experts == 0;
+  const bool recordable = n <= 16 && !observer_ && !comm_ && !c.mla.enabled() && c.moe.num_experts == 0;
   if (!recordable) {
     run_layers();
   } else {
@@ -273,12 +328,15 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   be.rmsnorm(xs_.data(), be.vector(model_.final_norm()), m, H, eps, h_.data());
   if (observer_) observer_(head_name_, h_.data(), m, H);
   // On the host the logits are computed in place; a device computes them in part_ and sends them.
-  if (!be.host_memory()) part_.resize(static_cast<size_t>(m * c.vocab_size));
-  float* out = be.host_memory() ? logits.data() : part_.data();
+  // A tensor-parallel rank computes its vocabulary rows (in part_) and gathers the others'.
+  const int64_t V = model_.lm_head().rows();
+  if (!be.host_memory() || comm_) part_.resize(static_cast<size_t>(m * V));
+  float* out = be.host_memory() && !comm_ ? logits.data() : part_.data();
   be.matmul(model_.lm_head(), h_.data(), m, out);
-  if (blk.logit_scale != 1) be.scale(out, m * c.vocab_size, static_cast<float>(blk.logit_scale));
-  if (blk.final_softcap > 0) be.softcap(out, m * c.vocab_size, static_cast<float>(blk.final_softcap));
-  if (!be.host_memory()) be.download(logits.data(), out, sizeof(float) * m * c.vocab_size);
+  if (blk.logit_scale != 1) be.scale(out, m * V, static_cast<float>(blk.logit_scale));
+  if (blk.final_softcap > 0) be.softcap(out, m * V, static_cast<float>(blk.final_softcap));
+  if (comm_) gather_columns(out, m, tp_vocab_, logits.data());
+  else if (!be.host_memory()) be.download(logits.data(), out, sizeof(float) * m * c.vocab_size);
 }
 
 void Engine::add_residual(float* y, const std::vector<float>& bias, const std::vector<float>& norm, int64_t n,

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/communicator.h"
 #include "base/thread_pool.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
@@ -59,6 +60,9 @@ struct EngineOptions {
   // current where the Engine is built (ThreadPool::current_threads(): all cores, or -t /
   // set_default_threads / OMP_NUM_THREADS, or the pool of an enclosing ThreadPool::Scope).
   int threads = 0;
+  // Tensor parallelism (runtime/tensor_parallel.h): this rank's communicator; the model must then be
+  // the shard of the same rank (Model::shard), and every rank of the group runs the same steps.
+  std::shared_ptr<Communicator> comm;
 };
 
 class Engine {
@@ -94,8 +98,11 @@ class Engine {
   // (valid only during the call; n = the batch, or the entries with logits for the LM head).
   // Projections sharing one input (q, k, v; gate, up) are each reported, with the same pointer.
   using Observer = std::function<void(const std::string& weight_name, const float* x, int64_t n, int64_t cols)>;
-  // Throws Error when the backend's memory is not host memory.
+  // Throws Error when the backend's memory is not host memory, or with tensor parallelism.
   void set_observer(Observer observer);
+
+  // Replaces the communicator (a tensor-parallel group made anew after a failed step); same rank.
+  void set_communicator(std::shared_ptr<Communicator> comm);
 
  private:
   struct SeqState {
@@ -116,6 +123,11 @@ class Engine {
                      int64_t max_pos);
   // out (n x hidden) = the layer's mixture of experts applied to in (runtime/engine_mlp.cpp).
   void moe_mlp(size_t layer, const float* in, int64_t n, float* out);
+  // Tensor parallelism: the MLP of a dense layer over this rank's intermediate channels, the ranks'
+  // parts combined into out (n x hidden, no bias) (runtime/engine_mlp.cpp).
+  void tensor_parallel_mlp(const GatedMlp& g, const float* in, int64_t n, float* out);
+  // out (n x the sum of widths) <- every rank's `mine` (n x widths[rank]) side by side, in rank order.
+  void gather_columns(const float* mine, int64_t n, const std::vector<int64_t>& widths, float* out);
   // x += y (n x H) after adding the bias and applying the output norm (when not empty) to y.
   void add_residual(float* y, const std::vector<float>& bias, const std::vector<float>& norm, int64_t n, int64_t H,
                     float eps);
@@ -136,6 +148,11 @@ class Engine {
   std::string head_name_;
   // Activations (backend memory), grown as steps need.
   Buffer x_, h_, qkv_, q_, k_, attn_, tmp_, mlp_, act_, cos_, sin_, part_, xs_;
+  // Tensor parallelism: the communicator, each rank's widths (query outputs, intermediate channels,
+  // hidden rows of gathered projections, vocabulary rows), and buffers for gathered activations.
+  std::shared_ptr<Communicator> comm_;
+  std::vector<int64_t> tp_q_, tp_inter_, tp_hidden_, tp_vocab_;
+  Buffer tp_in_, tp_out_, tp_gather_;
   // Host staging of the rotary angles, and the step's views of the cache (layer 0).
   std::vector<float> cos_host_, sin_host_;
   std::vector<KvLayerView> kv0_;

@@ -22,6 +22,7 @@
 #include "models/model_config.h"
 #include "models/registry.h"
 #include "models/rope.h"
+#include "runtime/shard_plan.h"
 #include "runtime/weight_source.h"
 
 namespace upg {
@@ -78,6 +79,13 @@ class Model {
   // naming the path, the config field or the tensor (with expected and found shape) on any problem.
   static std::unique_ptr<Model> load(const std::string& path);
   static std::unique_ptr<Model> load(std::unique_ptr<WeightSource> source);
+  // Rank `rank`'s shard of `full` under `plan` (runtime/shard_plan.h; made by plan_tensor_parallel in
+  // runtime/tensor_parallel.h): a model whose config counts only its heads and intermediate channels
+  // (vocab_size stays the whole vocabulary), whose matrices are its slices of full's (copied,
+  // each a valid matrix of its codec: codecs/matrix_slice.h), its LM head its vocabulary rows. The
+  // embedding is full's own (borrowed): `full` must outlive the shard. Throws Error naming the
+  // tensor that cannot be cut as the plan says. (runtime/tensor_parallel.cpp)
+  static std::unique_ptr<Model> shard(const Model& full, std::shared_ptr<const TensorParallelPlan> plan, int rank);
 
   const ModelConfig& config() const { return config_; }
   const ArchSpec& arch() const { return *arch_; }
@@ -110,15 +118,21 @@ class Model {
   const std::shared_ptr<Backend>& backend() const { return backend_; }
   void set_backend(std::shared_ptr<Backend> b);
 
+  // The plan this model is a shard of, and its rank (null and 0 for a whole model).
+  const TensorParallelPlan* tensor_parallel() const { return tp_plan_.get(); }
+  int tensor_parallel_rank() const { return tp_rank_; }
+
  private:
   Model() = default;
-  std::unique_ptr<WeightSource> source_;
+  std::shared_ptr<WeightSource> source_;  // shared with the model's shards
   ModelConfig config_;
   const ArchSpec* arch_ = nullptr;
   std::vector<ModelTensor> tensors_;
   std::unique_ptr<WeightMatrix> embed_, lm_head_;  // lm_head_ null when tied
   std::vector<LayerWeights> layers_;
   std::vector<float> final_norm_;
+  std::shared_ptr<const TensorParallelPlan> tp_plan_;
+  int tp_rank_ = 0;
   std::shared_ptr<Backend> backend_ = cpu_backend();  // last: destroyed first, before the matrices it holds copies of
 };
 

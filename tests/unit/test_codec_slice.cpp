@@ -164,6 +164,11 @@ TEST(CodecSlice, DenseMatricesCutAnywhere) {
     ASSERT_NE(dynamic_cast<const DenseMatrix*>(s.get()), nullptr);  // backends see a dense matrix
     EXPECT_EQ(s->codec(), m.codec());
     expect_bits_equal(decode_all(*s), block_of(all, cols, b), m.codec());
+    // Odd widths (rows of any byte length) multiply right too.
+    for (const MatrixBlock& o : {MatrixBlock{0, 13, 0, 43}, MatrixBlock{1, 12, 43, 70}, MatrixBlock{0, 13, 5, 6}}) {
+      auto so = slice_matrix(m, o);
+      expect_matmul_matches_reference(*so, 3);
+    }
   }
 }
 

@@ -1,0 +1,38 @@
+// How the ranks of a tensor-parallel group (runtime/tensor_parallel.h) exchange activations: the
+// collectives of the Megatron-style split, on backend memory. Every rank calls the same collectives
+// in the same order with the same sizes (the engines of a group run the same steps); a call returns
+// once this rank's result is complete.
+//
+// Implementations: make_host_communicators (ranks as threads of one process, over host memory: the
+// CPU backend; how the sharding is tested without several GPUs). A device implementation (NCCL over
+// the CUDA backend's stream) plugs in behind the same interface.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace upg {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int ranks() const = 0;
+  // buf (count floats) <- the sum over the ranks of their buf, on every rank. Every rank gets the same
+  // bits (the ranks' terms added in rank order).
+  virtual void all_reduce_sum(float* buf, int64_t count) = 0;
+  // out <- rank 0's counts[0] floats, then rank 1's counts[1], ... (the sum of counts), on every rank;
+  // `mine` holds this rank's counts[rank()] floats. counts (host) is the same on every rank.
+  virtual void all_gather(const float* mine, std::span<const int64_t> counts, float* out) = 0;
+  // Called by a rank that failed: the collectives every other rank is waiting in, or calls later,
+  // throw Error naming `why` instead of waiting for it forever. Sticky: the group is unusable after.
+  virtual void abort(const std::string& why) = 0;
+};
+
+// `ranks` communicators of one group for threads of this process, rank i's at index i; buffers are
+// host memory. Throws Error when ranks < 1.
+std::vector<std::shared_ptr<Communicator>> make_host_communicators(int ranks);
+
+}  // namespace upg

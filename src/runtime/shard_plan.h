@@ -1,0 +1,32 @@
+// How a model is split over the ranks of a tensor-parallel group (runtime/tensor_parallel.h makes
+// it; Model::shard applies it; the Engine runs a shard with a Communicator). Megatron-style:
+//   - attention: each rank owns a range of key-value heads with their query heads: its rows of q, k, v
+//     (and their biases) and its own KV cache; the output projection o is then either split by
+//     columns (each rank multiplies its heads' outputs, one all-reduce sums the partial products) or,
+//     when its columns cannot be cut there (a rotation block of the codec spans two ranks' heads),
+//     gathered: the heads' outputs are all-gathered, each rank computes its rows of o's output, and
+//     those are all-gathered;
+//   - MLP: each rank owns a range of the intermediate dimension: its rows of gate and up and the
+//     same split of down, by columns (all-reduce) or gathered as for o;
+//   - LM head: split by vocabulary rows, the logits all-gathered; the embedding and norms are whole
+//     on every rank, and so is the residual stream.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace upg {
+
+struct TensorParallelPlan {
+  int ranks = 1;
+  // Boundaries, ranks + 1 values from 0 to the total: rank r owns [b[r], b[r + 1]).
+  std::vector<int64_t> kv_heads;      // key-value heads (each with its num_heads / num_kv_heads query heads)
+  std::vector<int64_t> intermediate;  // MLP intermediate channels
+  std::vector<int64_t> vocab;         // LM head rows
+  std::vector<int64_t> hidden;        // output rows of o and down where they are gathered
+  bool o_by_columns = true;           // false: o gathered (see above)
+  bool down_by_columns = true;        // false: down gathered
+
+  int64_t size(const std::vector<int64_t>& b, int rank) const { return b[rank + 1] - b[rank]; }
+};
+
+}  // namespace upg

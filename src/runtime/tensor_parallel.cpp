@@ -1,0 +1,246 @@
+// plan_tensor_parallel, Model::shard and TensorParallelEngine (see tensor_parallel.h, shard_plan.h).
+#include "runtime/tensor_parallel.h"
+
+#include <cmath>
+#include <atomic>
+#include <exception>
+#include <map>
+#include <numeric>
+#include <thread>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "codecs/matrix_slice.h"
+
+namespace upg {
+
+namespace {
+
+// Boundaries of `total` split into `ranks` parts, inner boundaries multiples of `unit`, each as near
+// as it can be to an even split; empty when no such split exists.
+std::vector<int64_t> split_evenly(int64_t total, int64_t unit, int ranks) {
+  std::vector<int64_t> b{0};
+  for (int p = 1; p < ranks; ++p) {
+    const int64_t lo = (b.back() / unit + 1) * unit, hi = total - static_cast<int64_t>(ranks - p) * unit;
+    if (lo > hi) return {};
+    const double target = static_cast<double>(total) * p / ranks;
+    int64_t best = lo;
+    for (int64_t k : {static_cast<int64_t>(std::floor(target / unit)), static_cast<int64_t>(std::ceil(target / unit))}) {
+      const int64_t v = std::clamp(k * unit, lo, hi);
+      if (std::fabs(static_cast<double>(v) - target) < std::fabs(static_cast<double>(best) - target)) best = v;
+    }
+    b.push_back(best);
+  }
+  b.push_back(total);
+  return b;
+}
+
+// The largest part over an even share.
+double imbalance(const std::vector<int64_t>& b) {
+  int64_t most = 0;
+  for (size_t i = 0; i + 1 < b.size(); ++i) most = std::max(most, b[i + 1] - b[i]);
+  return static_cast<double>(most) * static_cast<double>(b.size() - 1) / static_cast<double>(b.back());
+}
+
+constexpr double kMaxImbalance = 1.25;
+
+// A matrix of another model used as it is (the shards' shared embedding).
+class BorrowedMatrix final : public WeightMatrix {
+ public:
+  explicit BorrowedMatrix(const WeightMatrix& m) : WeightMatrix(m.rows(), m.cols()), m_(m) {
+    if (m.stored()) set_stored(std::make_shared<const StoredTensor>(*m.stored()));
+  }
+  void matmul(const float* x, int64_t n, float* y) const override { m_.matmul(x, n, y); }
+  void decode_rows(int64_t r0, int64_t r1, float* out) const override { m_.decode_rows(r0, r1, out); }
+  void decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const override { m_.decode_rows_bf16(r0, r1, out); }
+  std::string codec() const override { return m_.codec(); }
+  size_t stored_bytes() const override { return m_.stored_bytes(); }
+
+ private:
+  const WeightMatrix& m_;
+};
+
+struct RowRange {
+  int64_t begin, end;
+};
+
+// The rows `ranges` of the matrices `parts` stacked (their outputs side by side), as slices in
+// that order (a range crossing two parts gives a slice of each).
+std::vector<std::unique_ptr<WeightMatrix>> slice_stacked_rows(const std::vector<std::unique_ptr<WeightMatrix>>& parts,
+                                                              const std::vector<RowRange>& ranges) {
+  std::vector<std::unique_ptr<WeightMatrix>> out;
+  for (const RowRange& r : ranges) {
+    int64_t off = 0;
+    for (const auto& p : parts) {
+      const int64_t a = std::max(r.begin, off), b = std::min(r.end, off + p->rows());
+      if (a < b) out.push_back(slice_matrix(*p, {a - off, b - off, 0, p->cols()}));
+      off += p->rows();
+    }
+  }
+  return out;
+}
+
+std::vector<float> slice_stacked(const std::vector<float>& v, const std::vector<RowRange>& ranges) {
+  std::vector<float> out;
+  if (v.empty()) return out;
+  for (const RowRange& r : ranges) out.insert(out.end(), v.begin() + r.begin, v.begin() + r.end);
+  return out;
+}
+
+}  // namespace
+
+TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks) {
+  const ModelConfig& c = m.config();
+  UPG_CHECK(ranks >= 1, "tensor parallelism needs at least 1 rank, not ", ranks);
+  UPG_CHECK(m.tensor_parallel() == nullptr, "the model is already a tensor-parallel shard");
+  UPG_CHECK(!c.mla.enabled(), "tensor parallelism does not split multi-head latent attention (", c.architecture,
+            ") yet");
+  UPG_CHECK(c.moe.num_experts == 0, "tensor parallelism does not split mixture-of-experts layers (", c.architecture,
+            ") yet");
+  const int64_t nkv = c.num_key_value_heads, group = c.num_attention_heads / nkv, hd = c.head_dim;
+  UPG_CHECK(nkv >= ranks, "tensor parallelism over ", ranks, " ranks needs at least ", ranks,
+            " key-value heads; ", c.architecture, " has ", nkv);
+  UPG_CHECK(c.vocab_size >= ranks && c.hidden_size >= ranks && c.intermediate_size >= ranks,
+            "the model is too small to split over ", ranks, " ranks");
+  int64_t align_o = 1, align_down = 1;
+  for (const LayerWeights& L : m.layers()) {
+    align_o = std::lcm(align_o, slice_column_alignment(*L.o));
+    align_down = std::lcm(align_down, slice_column_alignment(*L.mlp.down));
+  }
+  TensorParallelPlan p;
+  p.ranks = ranks;
+  // Split by columns where the codec allows a split nearly as even as the free one.
+  const std::vector<int64_t> kv_free = split_evenly(nkv, 1, ranks), inter_free = split_evenly(c.intermediate_size, 1, ranks);
+  p.kv_heads = split_evenly(nkv, align_o / std::gcd(align_o, group * hd), ranks);
+  p.o_by_columns = !p.kv_heads.empty() && imbalance(p.kv_heads) <= kMaxImbalance * imbalance(kv_free);
+  if (!p.o_by_columns) p.kv_heads = kv_free;
+  p.intermediate = split_evenly(c.intermediate_size, align_down, ranks);
+  p.down_by_columns = !p.intermediate.empty() && imbalance(p.intermediate) <= kMaxImbalance * imbalance(inter_free);
+  if (!p.down_by_columns) p.intermediate = inter_free;
+  p.vocab = split_evenly(c.vocab_size, 1, ranks);
+  p.hidden = split_evenly(c.hidden_size, 1, ranks);
+  return p;
+}
+
+std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const TensorParallelPlan> plan, int rank) {
+  UPG_CHECK(plan && rank >= 0 && rank < plan->ranks, "Model::shard: rank ", rank, " is not in the plan");
+  const TensorParallelPlan& p = *plan;
+  const ModelConfig& fc = full.config();
+  const int64_t H = fc.hidden_size, hd = fc.head_dim, group = fc.num_attention_heads / fc.num_key_value_heads;
+  const int64_t q_out = fc.num_attention_heads * hd, kv_out = fc.num_key_value_heads * hd, I = fc.intermediate_size;
+  const int64_t kv0 = p.kv_heads[rank], kv1 = p.kv_heads[rank + 1];
+  const int64_t i0 = p.intermediate[rank], i1 = p.intermediate[rank + 1];
+  const int64_t h0 = p.hidden[rank], h1 = p.hidden[rank + 1];
+
+  std::unique_ptr<Model> m(new Model());
+  m->source_ = full.source_;
+  m->config_ = fc;
+  m->config_.num_key_value_heads = kv1 - kv0;
+  m->config_.num_attention_heads = (kv1 - kv0) * group;
+  m->config_.intermediate_size = i1 - i0;
+  m->arch_ = full.arch_;
+  m->tensors_ = full.tensors_;
+  m->embed_ = std::make_unique<BorrowedMatrix>(*full.embed_);
+  m->lm_head_ = slice_matrix(full.lm_head(), {p.vocab[rank], p.vocab[rank + 1], 0, H});
+  m->final_norm_ = full.final_norm_;
+  m->layers_.resize(full.layers_.size());
+  const std::vector<RowRange> qkv_rows{{kv0 * group * hd, kv1 * group * hd},
+                                       {q_out + kv0 * hd, q_out + kv1 * hd},
+                                       {q_out + kv_out + kv0 * hd, q_out + kv_out + kv1 * hd}};
+  const std::vector<RowRange> gate_up_rows{{i0, i1}, {I + i0, I + i1}};
+  for (size_t l = 0; l < full.layers_.size(); ++l) {
+    const LayerWeights& F = full.layers_[l];
+    LayerWeights& L = m->layers_[l];
+    try {
+      L.qkv = slice_stacked_rows(F.qkv, qkv_rows);
+      L.qkv_bias = slice_stacked(F.qkv_bias, qkv_rows);
+      L.o = p.o_by_columns ? slice_matrix(*F.o, {0, H, kv0 * group * hd, kv1 * group * hd})
+                           : slice_matrix(*F.o, {h0, h1, 0, q_out});
+      L.o_bias = F.o_bias;  // added once, after the ranks' parts are combined
+      L.mlp.gate_up = slice_stacked_rows(F.mlp.gate_up, gate_up_rows);
+      L.mlp.gate_up_bias = slice_stacked(F.mlp.gate_up_bias, gate_up_rows);
+      L.mlp.down = p.down_by_columns ? slice_matrix(*F.mlp.down, {0, H, i0, i1}) : slice_matrix(*F.mlp.down, {h0, h1, 0, I});
+      L.mlp.down_bias = F.mlp.down_bias;
+    } catch (const Error& e) {
+      throw Error(str_cat("tensor-parallel shard ", rank, " of ", p.ranks, ", layer ", l, ": ", e.what()));
+    }
+    L.input_norm = F.input_norm;
+    L.post_attention_norm = F.post_attention_norm;
+    L.attn_out_norm = F.attn_out_norm;
+    L.mlp_out_norm = F.mlp_out_norm;
+    L.window = F.window;
+  }
+  m->backend_ = full.backend_;
+  m->tp_plan_ = std::move(plan);
+  m->tp_rank_ = rank;
+  return m;
+}
+
+TensorParallelEngine::TensorParallelEngine(const Model& model, int ranks, const EngineOptions& o)
+    : plan_(std::make_shared<const TensorParallelPlan>(plan_tensor_parallel(model, ranks))),
+      comms_(make_host_communicators(ranks)) {
+  UPG_CHECK(o.backend ? o.backend->host_memory() : model.backend()->host_memory(),
+            "tensor parallelism runs on backends with host memory (the CPU) only so far");
+  EngineOptions eo = o;
+  if (eo.threads <= 0) eo.threads = std::max(1, ThreadPool::current_threads() / ranks);
+  rank_logits_.resize(static_cast<size_t>(ranks));
+  for (int r = 0; r < ranks; ++r) {
+    shards_.push_back(Model::shard(model, plan_, r));
+    eo.comm = comms_[static_cast<size_t>(r)];
+    engines_.push_back(std::make_unique<Engine>(*shards_.back(), eo));
+  }
+}
+
+TensorParallelEngine::~TensorParallelEngine() = default;
+
+SeqId TensorParallelEngine::new_sequence() {
+  const SeqId s = engines_[0]->new_sequence();
+  for (size_t r = 1; r < engines_.size(); ++r) {
+    const SeqId t = engines_[r]->new_sequence();
+    UPG_CHECK(t == s, "tensor-parallel ranks disagree on sequence ids (", s, " vs ", t, ")");
+  }
+  return s;
+}
+
+void TensorParallelEngine::release(SeqId s) {
+  for (auto& e : engines_) e->release(s);
+}
+
+void TensorParallelEngine::truncate(SeqId s, int64_t len) {
+  for (auto& e : engines_) e->truncate(s, len);
+}
+
+void TensorParallelEngine::step(std::span<const BatchEntry> batch, std::vector<float>& logits) {
+  const int n = ranks();
+  std::map<SeqId, int64_t> before;
+  for (const BatchEntry& e : batch)
+    if (engines_[0]->cache().contains(e.seq)) before.emplace(e.seq, engines_[0]->length(e.seq));
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+  std::atomic<int> first_failed{-1};  // the rank whose own error stopped the group (the others' say so)
+  auto run = [&](int r) {
+    try {
+      engines_[static_cast<size_t>(r)]->step(batch, r == 0 ? logits : rank_logits_[static_cast<size_t>(r)]);
+    } catch (const std::exception& e) {
+      errors[static_cast<size_t>(r)] = std::current_exception();
+      int none = -1;
+      first_failed.compare_exchange_strong(none, r);
+      comms_[static_cast<size_t>(r)]->abort(str_cat("rank ", r, ": ", e.what()));
+    }
+  };
+  {
+    std::vector<std::jthread> threads;
+    for (int r = 1; r < n; ++r) threads.emplace_back(run, r);
+    run(0);
+  }
+  const int failed = first_failed.load();
+  if (failed < 0) return;
+  for (auto& e : engines_)
+    for (const auto& [s, len] : before)
+      if (e->cache().contains(s) && e->length(s) > len) e->truncate(s, len);
+  // A group whose collectives were aborted cannot be used again: make a fresh one.
+  comms_ = make_host_communicators(n);
+  for (int k = 0; k < n; ++k) engines_[static_cast<size_t>(k)]->set_communicator(comms_[static_cast<size_t>(k)]);
+  std::rethrow_exception(errors[static_cast<size_t>(failed)]);
+}
+
+}  // namespace upg

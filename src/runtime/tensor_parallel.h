@@ -1,0 +1,64 @@
+// Tensor parallelism: a model split over the ranks of a group (the split: runtime/shard_plan.h),
+// each rank an Engine over its shard (Model::shard) with a Communicator (backend/communicator.h)
+// for the collectives, all ranks running the same steps.
+//
+//   auto model = Model::load("m.upg");
+//   TensorParallelEngine tp(*model, 2);           // two ranks, threads of this process (CPU)
+//   SeqId s = tp.new_sequence();
+//   tp.step(batch, logits);                       // the same logits as Engine::step, to fp32 rounding
+//
+// On the CPU the ranks are threads sharing the machine's cores and the collectives are memory
+// copies (make_host_communicators): no faster than one Engine, but the exact computation several
+// GPUs would do, which is how the sharding is tested on machines without them.
+#pragma once
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "backend/communicator.h"
+#include "runtime/engine.h"
+#include "runtime/model.h"
+#include "runtime/shard_plan.h"
+
+namespace upg {
+
+// The split of `m` over `ranks` ranks: key-value heads, intermediate channels and vocabulary rows
+// as even as the matrices allow (a codec's column slices keep whole groups and rotation blocks; o
+// and down fall back to the gathered form when their column split would give the largest rank
+// over 1.25x what the free split gives it). Throws Error naming the reason when the model cannot be
+// split that way (fewer key-value heads than ranks; mixture-of-experts or latent-attention layers,
+// not split yet).
+TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks);
+
+class TensorParallelEngine {
+ public:
+  // One Engine per rank over its shard of `model` (which must outlive this), with the options of
+  // each (threads 0: the current pool's threads shared out between the ranks). Only backends with
+  // host memory (the CPU) so far.
+  TensorParallelEngine(const Model& model, int ranks, const EngineOptions& o = {});
+  ~TensorParallelEngine();
+
+  int ranks() const { return static_cast<int>(engines_.size()); }
+  const TensorParallelPlan& plan() const { return *plan_; }
+  const Model& shard(int rank) const { return *shards_[static_cast<size_t>(rank)]; }
+  Engine& engine(int rank) { return *engines_[static_cast<size_t>(rank)]; }
+
+  SeqId new_sequence();
+  void release(SeqId s);
+  void truncate(SeqId s, int64_t len);
+  int64_t length(SeqId s) const { return engines_[0]->length(s); }
+
+  // Engine::step on every rank at once (rank 0 on this thread); logits as Engine::step gives them
+  // (rank 0's; every rank computes the same). On an error in any rank every rank stops, the
+  // sequences are put back to their lengths before the step, and the first rank's error is thrown.
+  void step(std::span<const BatchEntry> batch, std::vector<float>& logits);
+
+ private:
+  std::shared_ptr<const TensorParallelPlan> plan_;
+  std::vector<std::unique_ptr<Model>> shards_;
+  std::vector<std::shared_ptr<Communicator>> comms_;
+  std::vector<std::unique_ptr<Engine>> engines_;
+  std::vector<std::vector<float>> rank_logits_;
+};
+
+}  // namespace upg
