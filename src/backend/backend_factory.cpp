@@ -3,9 +3,11 @@
 #include <cstdlib>
 
 #include "backend/backend.h"
+#include "backend/communicator.h"
 #include "base/error.h"
 #ifdef UPG_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/nccl_communicator.h"
 #endif
 
 namespace upg {
@@ -46,6 +48,17 @@ std::shared_ptr<Backend> make_backend(const std::string& device) {
 #else
   cuda_devices(&why);
   throw Error(str_cat("--device ", device, ": ", why));
+#endif
+}
+
+std::vector<std::shared_ptr<Communicator>> make_nccl_communicators(const std::vector<std::shared_ptr<Backend>>& backends) {
+#ifdef UPG_HAVE_CUDA
+  return make_cuda_nccl_communicators(backends);
+#else
+  std::string why;
+  cuda_devices(&why);
+  (void)backends;
+  throw Error(str_cat("NCCL communicators: ", why));
 #endif
 }
 

@@ -15,6 +15,8 @@
 
 namespace upg {
 
+class Backend;
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -31,8 +33,15 @@ class Communicator {
   virtual void abort(const std::string& why) = 0;
 };
 
-// `ranks` communicators of one group for threads of this process, rank i's at index i; buffers are
-// host memory. Throws Error when ranks < 1.
-std::vector<std::shared_ptr<Communicator>> make_host_communicators(int ranks);
+// `ranks` communicators of one group for threads of this process, rank i's at index i. Buffers are
+// host memory, or memory of backends[i] when given: a backend without host memory (a GPU) has its
+// buffers copied to the host and back around each collective (slow, but any backend, several ranks
+// on one GPU included). Throws Error when ranks < 1 or backends has another count.
+std::vector<std::shared_ptr<Communicator>> make_host_communicators(int ranks, const std::vector<Backend*>& backends = {});
+
+// NCCL communicators over the CUDA backends given (rank i on backends[i], each its own device),
+// queued on each backend's stream. Throws Error when a backend is not CUDA, two share a device, NCCL
+// cannot be opened, or this build has no CUDA backend. (backend_factory.cpp)
+std::vector<std::shared_ptr<Communicator>> make_nccl_communicators(const std::vector<std::shared_ptr<Backend>>& backends);
 
 }  // namespace upg

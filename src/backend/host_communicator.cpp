@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "backend/backend.h"
 #include "backend/communicator.h"
 #include "base/error.h"
 
@@ -47,12 +48,44 @@ struct HostGroup {
 
 class HostCommunicator final : public Communicator {
  public:
-  HostCommunicator(std::shared_ptr<HostGroup> g, int rank) : g_(std::move(g)), rank_(rank) {}
+  HostCommunicator(std::shared_ptr<HostGroup> g, int rank, Backend* device)
+      : g_(std::move(g)), rank_(rank), device_(device && !device->host_memory() ? device : nullptr) {}
   int rank() const override { return rank_; }
   int ranks() const override { return g_->ranks; }
 
   void all_reduce_sum(float* buf, int64_t count) override {
     if (g_->ranks == 1) return;
+    if (device_) {  // through the host: down, reduce, up
+      stage_in_.resize(static_cast<size_t>(count));
+      device_->download(stage_in_.data(), buf, sizeof(float) * static_cast<size_t>(count));
+      host_all_reduce(stage_in_.data(), count);
+      device_->upload(buf, stage_in_.data(), sizeof(float) * static_cast<size_t>(count));
+      return;
+    }
+    host_all_reduce(buf, count);
+  }
+
+  void all_gather(const float* mine, std::span<const int64_t> counts, float* out) override {
+    UPG_CHECK(static_cast<int>(counts.size()) == g_->ranks, "all_gather: ", counts.size(), " counts for ",
+              g_->ranks, " ranks");
+    if (device_) {
+      int64_t total = 0;
+      for (int64_t c : counts) total += c;
+      const int64_t my = counts[static_cast<size_t>(rank_)];
+      stage_in_.resize(static_cast<size_t>(my));
+      stage_out_.resize(static_cast<size_t>(total));
+      device_->download(stage_in_.data(), mine, sizeof(float) * static_cast<size_t>(my));
+      host_all_gather(stage_in_.data(), counts, stage_out_.data());
+      device_->upload(out, stage_out_.data(), sizeof(float) * static_cast<size_t>(total));
+      return;
+    }
+    host_all_gather(mine, counts, out);
+  }
+
+  void abort(const std::string& why) override { g_->abort(why); }
+
+ private:
+  void host_all_reduce(float* buf, int64_t count) {
     g_->ptrs[static_cast<size_t>(rank_)] = buf;
     g_->barrier();
     sum_.assign(g_->ptrs[0], g_->ptrs[0] + count);
@@ -64,9 +97,7 @@ class HostCommunicator final : public Communicator {
     std::memcpy(buf, sum_.data(), sizeof(float) * static_cast<size_t>(count));
   }
 
-  void all_gather(const float* mine, std::span<const int64_t> counts, float* out) override {
-    UPG_CHECK(static_cast<int>(counts.size()) == g_->ranks, "all_gather: ", counts.size(), " counts for ",
-              g_->ranks, " ranks");
+  void host_all_gather(const float* mine, std::span<const int64_t> counts, float* out) {
     g_->ptrs[static_cast<size_t>(rank_)] = mine;
     g_->barrier();
     int64_t off = 0;
@@ -79,21 +110,22 @@ class HostCommunicator final : public Communicator {
     g_->barrier();
   }
 
-  void abort(const std::string& why) override { g_->abort(why); }
-
- private:
   std::shared_ptr<HostGroup> g_;
   int rank_;
-  std::vector<float> sum_;
+  Backend* device_;  // the rank's backend when its buffers are not host memory
+  std::vector<float> sum_, stage_in_, stage_out_;
 };
 
 }  // namespace
 
-std::vector<std::shared_ptr<Communicator>> make_host_communicators(int ranks) {
+std::vector<std::shared_ptr<Communicator>> make_host_communicators(int ranks, const std::vector<Backend*>& backends) {
   UPG_CHECK(ranks >= 1, "a tensor-parallel group needs at least 1 rank, not ", ranks);
+  UPG_CHECK(backends.empty() || static_cast<int>(backends.size()) == ranks, "make_host_communicators: ",
+            backends.size(), " backends for ", ranks, " ranks");
   auto g = std::make_shared<HostGroup>(ranks);
   std::vector<std::shared_ptr<Communicator>> v;
-  for (int r = 0; r < ranks; ++r) v.push_back(std::make_shared<HostCommunicator>(g, r));
+  for (int r = 0; r < ranks; ++r)
+    v.push_back(std::make_shared<HostCommunicator>(g, r, backends.empty() ? nullptr : backends[static_cast<size_t>(r)]));
   return v;
 }
 

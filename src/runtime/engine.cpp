@@ -37,8 +37,6 @@ Engine::Engine(const Model& model, const EngineOptions& o)
               kv_type_name(o.kv.type), ": use the bf16 cache (--kv-type bf16; kv_type=\"bf16\" in Python)");
   }
   if (const TensorParallelPlan* p = model.tensor_parallel()) {
-    UPG_CHECK(be.host_memory(), "tensor parallelism runs on backends with host memory (the CPU) only so far, not ",
-              be.name());
     UPG_CHECK(o.comm && o.comm->ranks() == p->ranks && o.comm->rank() == model.tensor_parallel_rank(),
               "the model is rank ", model.tensor_parallel_rank(), " of a ", p->ranks,
               "-rank tensor-parallel plan: the engine needs that rank's communicator (EngineOptions::comm)");
@@ -335,8 +333,17 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   be.matmul(model_.lm_head(), h_.data(), m, out);
   if (blk.logit_scale != 1) be.scale(out, m * V, static_cast<float>(blk.logit_scale));
   if (blk.final_softcap > 0) be.softcap(out, m * V, static_cast<float>(blk.final_softcap));
-  if (comm_) gather_columns(out, m, tp_vocab_, logits.data());
-  else if (!be.host_memory()) be.download(logits.data(), out, sizeof(float) * m * c.vocab_size);
+  if (comm_) {
+    float* all = logits.data();
+    if (!be.host_memory()) {
+      tp_in_.resize(static_cast<size_t>(m * c.vocab_size));
+      all = tp_in_.data();
+    }
+    gather_columns(out, m, tp_vocab_, all);
+    if (!be.host_memory()) be.download(logits.data(), all, sizeof(float) * m * c.vocab_size);
+  } else if (!be.host_memory()) {
+    be.download(logits.data(), out, sizeof(float) * m * c.vocab_size);
+  }
 }
 
 void Engine::add_residual(float* y, const std::vector<float>& bias, const std::vector<float>& norm, int64_t n,

@@ -86,7 +86,7 @@ struct Scheduler::Active {
 };
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& o)
-    : engine_(model, EngineOptions{o.kv, nullptr, o.threads}), tok_(tok), opt_(o) {
+    : engine_(model, EngineOptions{o.kv, nullptr, o.threads, nullptr}), tok_(tok), opt_(o) {
   UPG_CHECK(o.max_batch >= 1, "max batch must be >= 1, got ", o.max_batch);
   UPG_CHECK(o.max_step_tokens >= o.max_batch, "tokens per step (", o.max_step_tokens,
             ") must be at least the max batch (", o.max_batch, ")");

@@ -176,19 +176,32 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
   return m;
 }
 
-TensorParallelEngine::TensorParallelEngine(const Model& model, int ranks, const EngineOptions& o)
-    : plan_(std::make_shared<const TensorParallelPlan>(plan_tensor_parallel(model, ranks))),
-      comms_(make_host_communicators(ranks)) {
-  UPG_CHECK(o.backend ? o.backend->host_memory() : model.backend()->host_memory(),
-            "tensor parallelism runs on backends with host memory (the CPU) only so far");
+TensorParallelEngine::TensorParallelEngine(const Model& model, const TensorParallelOptions& tp, const EngineOptions& o)
+    : options_(tp), plan_(std::make_shared<const TensorParallelPlan>(plan_tensor_parallel(model, tp.ranks))) {
+  const int ranks = tp.ranks;
+  UPG_CHECK(tp.devices.empty() || static_cast<int>(tp.devices.size()) == ranks, "tensor parallelism over ", ranks,
+            " ranks needs one device per rank, not ", tp.devices.size());
+  UPG_CHECK(tp.collectives == "host" || tp.collectives == "nccl", "unknown collectives '", tp.collectives,
+            "': expected host or nccl");
+  for (int r = 0; r < ranks; ++r)
+    backends_.push_back(tp.devices.empty() ? cpu_backend() : make_backend(tp.devices[static_cast<size_t>(r)]));
+  comms_ = make_communicators();
   EngineOptions eo = o;
   if (eo.threads <= 0) eo.threads = std::max(1, ThreadPool::current_threads() / ranks);
   rank_logits_.resize(static_cast<size_t>(ranks));
   for (int r = 0; r < ranks; ++r) {
     shards_.push_back(Model::shard(model, plan_, r));
     eo.comm = comms_[static_cast<size_t>(r)];
+    eo.backend = backends_[static_cast<size_t>(r)];
     engines_.push_back(std::make_unique<Engine>(*shards_.back(), eo));
   }
+}
+
+std::vector<std::shared_ptr<Communicator>> TensorParallelEngine::make_communicators() const {
+  if (options_.collectives == "nccl") return make_nccl_communicators(backends_);
+  std::vector<Backend*> b;
+  for (const auto& p : backends_) b.push_back(p.get());
+  return make_host_communicators(options_.ranks, b);
 }
 
 TensorParallelEngine::~TensorParallelEngine() = default;
@@ -238,7 +251,7 @@ void TensorParallelEngine::step(std::span<const BatchEntry> batch, std::vector<f
     for (const auto& [s, len] : before)
       if (e->cache().contains(s) && e->length(s) > len) e->truncate(s, len);
   // A group whose collectives were aborted cannot be used again: make a fresh one.
-  comms_ = make_host_communicators(n);
+  comms_ = make_communicators();
   for (int k = 0; k < n; ++k) engines_[static_cast<size_t>(k)]->set_communicator(comms_[static_cast<size_t>(k)]);
   std::rethrow_exception(errors[static_cast<size_t>(failed)]);
 }

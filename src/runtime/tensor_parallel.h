@@ -13,6 +13,7 @@
 #pragma once
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "backend/communicator.h"
@@ -30,12 +31,24 @@ namespace upg {
 // not split yet).
 TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks);
 
+struct TensorParallelOptions {
+  int ranks = 1;
+  // The backend of each rank (--device names: "cpu", "cuda:1", ...); empty: every rank on the CPU.
+  std::vector<std::string> devices;
+  // "host": collectives through host memory (any backends, several ranks on one GPU included;
+  // device buffers are copied down and up); "nccl": NCCL, each rank on its own CUDA device.
+  std::string collectives = "host";
+};
+
 class TensorParallelEngine {
  public:
   // One Engine per rank over its shard of `model` (which must outlive this), with the options of
-  // each (threads 0: the current pool's threads shared out between the ranks). Only backends with
-  // host memory (the CPU) so far.
-  TensorParallelEngine(const Model& model, int ranks, const EngineOptions& o = {});
+  // each (threads 0: the current pool's threads shared out between the ranks; o.backend is ignored:
+  // tp.devices chooses). Throws Error naming the problem (a plan that cannot be made, a device count
+  // other than ranks, NCCL missing).
+  TensorParallelEngine(const Model& model, const TensorParallelOptions& tp, const EngineOptions& o = {});
+  TensorParallelEngine(const Model& model, int ranks, const EngineOptions& o = {})
+      : TensorParallelEngine(model, TensorParallelOptions{ranks, {}, "host"}, o) {}
   ~TensorParallelEngine();
 
   int ranks() const { return static_cast<int>(engines_.size()); }
@@ -54,6 +67,11 @@ class TensorParallelEngine {
   void step(std::span<const BatchEntry> batch, std::vector<float>& logits);
 
  private:
+  // The group's communicators, made anew after a failed step.
+  std::vector<std::shared_ptr<Communicator>> make_communicators() const;
+
+  TensorParallelOptions options_;
+  std::vector<std::shared_ptr<Backend>> backends_;
   std::shared_ptr<const TensorParallelPlan> plan_;
   std::vector<std::unique_ptr<Model>> shards_;
   std::vector<std::shared_ptr<Communicator>> comms_;

@@ -9,7 +9,10 @@
 //     converter emits (codebook 2-4 bits with and without rotation, int8; mdcsr, trellis and
 //     outliers, which the GPU decodes to bf16 at upload),
 //   - a batch of several sequences (prefill and decode mixed, starting and ending mid-batch) against
-//     each sequence run alone on the GPU.
+//     each sequence run alone on the GPU;
+//   - tensor parallelism on the GPU (runtime/tensor_parallel.h): 2-3 ranks sharing one GPU (host
+//     collectives) and one rank over NCCL against the whole model on the GPU; on a machine with
+//     several GPUs also 2 ranks over NCCL, one per GPU.
 // Skipped, with the reason, where there is no CUDA device (CI builds it without a GPU).
 #include <algorithm>
 #include <cmath>
@@ -24,7 +27,10 @@
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
+#include "engine_schedule.h"
+#include "kernels/cuda/nccl_ops.h"
 #include "logit_compare.h"
+#include "runtime/tensor_parallel.h"
 #include "test_util.h"
 
 using namespace upg;
@@ -346,4 +352,68 @@ TEST(CudaEngine, KvCacheFullOnTheDeviceIsAnError) {
   batch.back().logits = true;
   e.step(batch, logits);
   EXPECT_EQ(e.length(s), 30);
+}
+
+namespace {
+
+// TP on the GPU against the whole model on cuda:0, on the schedule of engine_schedule.h.
+void expect_gpu_tp_matches(const std::string& path, const TensorParallelOptions& tp, const std::string& what) {
+  SCOPED_TRACE(what + ", " + std::to_string(tp.ranks) + " ranks, " + tp.collectives);
+  auto m = load_on(path, "cuda:0");
+  const int64_t V = m->config().vocab_size;
+  Engine whole(*m);
+  const auto ref = test::run_schedule(whole, V, 5);
+  TensorParallelEngine e(*m, tp);
+  const auto got = test::run_schedule(e, V, 5);
+  test::expect_same_schedule_logits(got, ref, V, kTol);
+  double worst = 0;
+  for (size_t s = 0; s < ref.size(); ++s)
+    worst = std::max(worst, test::rel_max_error(got[s].data(), ref[s].data(), static_cast<int64_t>(ref[s].size())));
+  const TensorParallelPlan& p = e.plan();
+  std::printf("  %-30s %d ranks (%s; o %s, down %s): max rel err %.2e\n", what.c_str(), tp.ranks,
+              tp.collectives.c_str(), p.o_by_columns ? "by columns" : "gathered",
+              p.down_by_columns ? "by columns" : "gathered", worst);
+}
+
+}  // namespace
+
+TEST(CudaTensorParallel, RanksSharingOneGpuEqualTheWholeModel) {
+  REQUIRE_CUDA_DEVICE();
+  const fs::path golden = fs::path(test::source_dir()) / "tests" / "golden";
+  for (const char* name : {"mistral_gqa_bf16", "phi3_su_short", "qwen2_bias_tied_bf16", "gemma2_softcap_bf16"}) {
+    const int64_t nkv = Model::load((golden / name).string())->config().num_key_value_heads;
+    for (int ranks = 2; ranks <= std::min<int64_t>(nkv, 3); ++ranks)
+      expect_gpu_tp_matches((golden / name).string(), {ranks, std::vector<std::string>(ranks, "cuda:0"), "host"}, name);
+  }
+  const std::string refa = refa_dir();
+  if (refa.empty() || !fs::exists(refa + "/config.json")) GTEST_SKIP() << "refA not found (../shared/data or $UPG_REFA_DIR)";
+  expect_gpu_tp_matches(refa, {2, {"cuda:0", "cuda:0"}, "host"}, "refA");
+  // Rotated codebook: o and down gathered (their rotation blocks span the ranks' cut).
+  const std::string out = (fs::temp_directory_path() / ("upg_tp_cuda_" + std::to_string(::getpid()) + ".upg")).string();
+  ConvertOptions o;
+  o.codec = "codebook:bits=3,group=64,rotate=true";
+  convert_model(refa, out, o);
+  expect_gpu_tp_matches(out, {2, {"cuda:0", "cuda:0"}, "host"}, "refA codebook 3-bit rotated");
+  fs::remove(out);
+}
+
+TEST(CudaTensorParallel, Nccl) {
+  REQUIRE_CUDA_DEVICE();
+  std::string why;
+  if (!cuda::nccl_available(&why)) GTEST_SKIP() << "NCCL cannot be opened: " << why;
+  const std::string path = (fs::path(test::source_dir()) / "tests" / "golden" / "mistral_gqa_bf16").string();
+  // One rank: NCCL's all-reduce and the broadcasts of the all-gather on one device.
+  expect_gpu_tp_matches(path, {1, {"cuda:0"}, "nccl"}, "mistral_gqa_bf16");
+  // Two ranks cannot share a device under NCCL: a clear error, not a hang.
+  {
+    auto m = load_on(path, "cuda:0");
+    test::expect_error([&] { TensorParallelEngine e(*m, {2, {"cuda:0", "cuda:0"}, "nccl"}); }, "one device per rank");
+  }
+  if (cuda::device_count(nullptr) < 2) {
+    std::printf("  one CUDA device: no multi-GPU NCCL run here\n");
+    return;
+  }
+  expect_gpu_tp_matches(path, {2, {"cuda:0", "cuda:1"}, "nccl"}, "mistral_gqa_bf16");
+  const std::string refa = refa_dir();
+  if (!refa.empty() && fs::exists(refa + "/config.json")) expect_gpu_tp_matches(refa, {2, {"cuda:0", "cuda:1"}, "nccl"}, "refA");
 }

@@ -286,7 +286,7 @@ TEST(Engine, NothingIsReservedForALongContext) {
 
 TEST(Engine, TrimGivesFreeBlocksBackAndTheyAreReusable) {
   auto m = tiny_model("LlamaForCausalLM", "llama", "trim");
-  Engine e(*m, EngineOptions{KvCacheOptions{KvType::F32, 16, 0}, nullptr});
+  Engine e(*m, EngineOptions{KvCacheOptions{KvType::F32, 16, 0}, nullptr, 0, nullptr});
   std::vector<float> ref, got;
   std::vector<BatchEntry> batch;
   auto run = [&](SeqId s, std::vector<float>& out) {

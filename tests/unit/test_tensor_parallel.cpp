@@ -11,6 +11,7 @@
 #include "base/cpu_features.h"
 #include "base/error.h"
 #include "convert/converter.h"
+#include "engine_schedule.h"
 #include "logit_compare.h"
 #include "runtime/engine.h"
 #include "runtime/tensor_parallel.h"
@@ -22,42 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fixed schedule of steps over several sequences: prefills, a prefill continuing beside decode
-// tokens, a sequence starting mid-way, one released mid-way. Tokens are random (the same for every
-// engine), so the schedule does not depend on the logits. Returns each step's logits.
-template <class E>
-std::vector<std::vector<float>> run_schedule(E& e, int64_t vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(vocab - 1));
-  std::vector<std::vector<float>> out;
-  std::map<SeqId, int64_t> len;
-  auto add = [&](std::vector<BatchEntry>& b, SeqId s, int count, bool all_logits) {
-    for (int i = 0; i < count; ++i) b.push_back({s, tok(rng), len[s]++, all_logits || i == count - 1});
-  };
-  const SeqId a = e.new_sequence(), b = e.new_sequence();
-  std::vector<BatchEntry> step;
-  add(step, a, 9, false);
-  add(step, b, 4, true);
-  e.step(step, out.emplace_back());
-  const SeqId c = e.new_sequence();
-  step.clear();
-  add(step, a, 1, false);
-  add(step, b, 3, false);
-  add(step, c, 6, false);
-  e.step(step, out.emplace_back());
-  for (int s = 0; s < 4; ++s) {
-    step.clear();
-    add(step, a, 1, false);
-    if (s < 2) add(step, b, 1, false);
-    add(step, c, 1, false);
-    e.step(step, out.emplace_back());
-    if (s == 1) e.release(b);
-  }
-  e.release(a);
-  e.release(c);
-  return out;
-}
-
 // TP = `ranks` against one Engine on the schedule: every step's logits within `tol` (relative to
 // the step's largest logit), and the same greedy token wherever the top two are not a near tie.
 void expect_tp_matches(const Model& m, int ranks, KvType kv, double tol, const std::string& what) {
@@ -68,20 +33,7 @@ void expect_tp_matches(const Model& m, int ranks, KvType kv, double tol, const s
   Engine whole(m, o);
   TensorParallelEngine tp(m, ranks, o);
   const int64_t V = m.config().vocab_size;
-  const auto ref = run_schedule(whole, V, 3), got = run_schedule(tp, V, 3);
-  ASSERT_EQ(ref.size(), got.size());
-  for (size_t s = 0; s < ref.size(); ++s) {
-    ASSERT_EQ(ref[s].size(), got[s].size()) << "step " << s;
-    EXPECT_LE(test::rel_max_error(got[s].data(), ref[s].data(), static_cast<int64_t>(ref[s].size())), tol)
-        << "step " << s;
-    for (size_t r = 0; r * V < ref[s].size(); ++r) {
-      const float* x = ref[s].data() + r * V;
-      std::vector<float> sorted(x, x + V);
-      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
-      if (sorted[0] - sorted[1] > 1e-3f * std::fabs(sorted[0]))
-        EXPECT_EQ(test::argmax(got[s].data() + r * V, V), test::argmax(x, V)) << "step " << s << " row " << r;
-    }
-  }
+  test::expect_same_schedule_logits(test::run_schedule(tp, V, 3), test::run_schedule(whole, V, 3), V, tol);
 }
 
 nlohmann::json wide_tiny_config() {
@@ -256,4 +208,23 @@ TEST(TensorParallel, AFailingRankStopsTheGroupAndChangesNothing) {
   std::vector<float> ref;
   whole.step(ws, ref);
   EXPECT_LE(test::rel_max_error(logits.data(), ref.data(), static_cast<int64_t>(ref.size())), 1e-5);
+}
+
+TEST(TensorParallel, BadOptionsAreClearErrors) {
+  TempDir dir;
+  test::write_tiny_model(dir.p.string(), wide_tiny_config(), TensorDType::BF16, 5);
+  auto m = Model::load(dir.p.string());
+  test::expect_error([&] { TensorParallelEngine e(*m, {2, {"cpu"}, "host"}); }, "one device per rank");
+  test::expect_error([&] { TensorParallelEngine e(*m, {2, {}, "mpi"}); }, "unknown collectives 'mpi'");
+  test::expect_error([&] { TensorParallelEngine e(*m, {2, {}, "nccl"}); }, "NCCL communicators");
+  test::expect_error([&] { TensorParallelEngine e(*m, {0, {}, "host"}); }, "at least 1 rank");
+  // A shard needs its rank's communicator, and a whole model takes none of several ranks.
+  auto plan = std::make_shared<const TensorParallelPlan>(plan_tensor_parallel(*m, 2));
+  auto shard = Model::shard(*m, plan, 1);
+  test::expect_error([&] { Engine e(*shard); }, "needs that rank's communicator");
+  EngineOptions o;
+  o.comm = make_host_communicators(2)[0];
+  test::expect_error([&] { Engine e(*shard, o); }, "needs that rank's communicator");
+  test::expect_error([&] { Engine e(*m, o); }, "needs a tensor-parallel shard");
+  test::expect_error([&] { plan_tensor_parallel(*shard, 2); }, "already a tensor-parallel shard");
 }

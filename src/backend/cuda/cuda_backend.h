@@ -67,6 +67,12 @@ class CudaBackend final : public Backend {
   bool end_recording(StepContext& ctx) override;
   void abort_recording(StepContext& ctx) override;
 
+  // For the NCCL communicator (nccl_communicator.cpp): the device, made current on the calling
+  // thread by use_device(), and the stream every op is queued on (a cudaStream_t).
+  int device() const { return device_; }
+  void use_device() const { on_device(); }
+  void* cuda_stream() const { return stream(); }
+
  private:
   struct Prepared {
     cuda::DeviceMatrix m;
