@@ -10,6 +10,11 @@
 // fraction of it; the active matrix weights per token are reported too. --depth D fills each sequence's cache with D positions of random keys and values
 // (not computed) before tg, so decode attends over a context of that length (memory at a given
 // context size); peak resident memory is reported.
+// --tp N runs the model split over N ranks (runtime/tensor_parallel.h): on --device cuda one GPU per
+// rank (cuda:0 .. cuda:N-1) with NCCL, on the CPU N ranks as threads (the exact computation of N
+// devices, no faster than one engine); --tp-devices and --tp-collectives choose otherwise (several
+// ranks on one GPU need the host collectives). The bandwidth fraction is then against the
+// bandwidth of one device times the number of distinct devices.
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -19,6 +24,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "base/error.h"
@@ -27,6 +33,7 @@
 #include "commands.h"
 #include "kernels/cpu/attention.h"
 #include "loaded_model.h"
+#include "runtime/tensor_parallel.h"
 
 namespace upg::cli {
 
@@ -43,6 +50,9 @@ struct BenchOptions {
   std::string kv_type = "bf16";
   std::string kv_memory;
   std::string output = "md";
+  int tp = 1;
+  std::vector<std::string> tp_devices;
+  std::string tp_collectives;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -99,6 +109,57 @@ struct Result {
   double bw_fraction;   // < 0: not reported
 };
 
+// The tests of o on e (an Engine or a TensorParallelEngine); fill(e, seq) gives a sequence its
+// --depth positions. decode_bytes / bw: the batch-1 bandwidth fraction.
+template <class E, class Fill>
+std::vector<Result> run_tests(E& e, const BenchOptions& o, int64_t vocab, Fill fill, double decode_bytes, double bw) {
+  std::mt19937 rng(1234);
+  std::vector<Result> results;
+  std::vector<float> logits;
+  auto random_token = [&] { return static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab)); };
+  for (int p : o.prompt) {
+    if (p <= 0) continue;
+    std::vector<double> rates;
+    for (int r = 0; r <= o.reps; ++r) {  // run 0 warms up
+      const SeqId s = e.new_sequence();
+      std::vector<BatchEntry> batch;
+      for (int t = 0; t < p; ++t) batch.push_back({s, random_token(), t, t == p - 1});
+      const auto ts = Clock::now();
+      e.step(batch, logits);
+      const double dt = seconds_since(ts);
+      e.release(s);
+      if (r > 0) rates.push_back(p / dt);
+    }
+    results.push_back({"pp" + std::to_string(p), 1, p, stats(rates), -1});
+  }
+  for (int n : o.gen) {
+    if (n <= 0) continue;
+    for (int b : o.batch) {
+      std::vector<double> rates;
+      for (int r = 0; r <= o.reps; ++r) {
+        std::vector<SeqId> seqs;
+        for (int i = 0; i < b; ++i) {
+          seqs.push_back(e.new_sequence());
+          fill(e, seqs.back(), rng);
+        }
+        std::vector<BatchEntry> batch(static_cast<size_t>(b));
+        const auto ts = Clock::now();
+        for (int step = 0; step < n; ++step) {
+          for (int i = 0; i < b; ++i) batch[i] = {seqs[i], random_token(), o.depth + step, true};
+          e.step(batch, logits);
+        }
+        const double dt = seconds_since(ts);
+        for (SeqId s : seqs) e.release(s);
+        if (r > 0) rates.push_back(static_cast<double>(b) * n / dt);
+      }
+      Stat st = stats(rates);
+      const double frac = b == 1 ? st.mean * decode_bytes / bw : -1;
+      results.push_back({"tg" + std::to_string(n) + (o.depth ? "@d" + std::to_string(o.depth) : ""), b, b * n, st, frac});
+    }
+  }
+  return results;
+}
+
 void bench(const BenchOptions& o) {
   apply_threads(o.threads);
   UPG_CHECK(o.reps >= 1, "-r must be at least 1");
@@ -123,59 +184,49 @@ void bench(const BenchOptions& o) {
   const size_t decode_bytes = static_cast<size_t>(model->active_weight_bytes()) -
                               (c.tie_word_embeddings ? 0 : model->embed_tokens().stored_bytes());
   const int64_t active_weights = model->active_matrix_weights();
-  const double bw = backend->measure_bandwidth();  // CPU: 1 GiB read by all threads; GPU: 1 GiB device copy
+  double bw = backend->measure_bandwidth();  // CPU: 1 GiB read by all threads; GPU: 1 GiB device copy
   const int threads = o.threads > 0 ? o.threads : ThreadPool::default_threads();  // the engine's pool
 
   EngineOptions eo;
   eo.threads = threads;
   eo.kv.type = parse_kv_type(o.kv_type);
   eo.kv.max_bytes = o.kv_memory.empty() ? 0 : parse_byte_size(o.kv_memory, "--kv-memory");
-  Engine e(*model, eo);  // uploads the weights to a GPU
-  const double prepare_s = seconds_since(t0) - load_s;
-  std::mt19937 rng(1234);
   std::vector<Result> results;
-  std::vector<float> logits;
-  auto random_token = [&] { return static_cast<int32_t>(rng() % static_cast<uint32_t>(c.vocab_size)); };
-
-  for (int p : o.prompt) {
-    if (p <= 0) continue;
-    std::vector<double> rates;
-    for (int r = 0; r <= o.reps; ++r) {  // run 0 warms up
-      const SeqId s = e.new_sequence();
-      std::vector<BatchEntry> batch;
-      for (int t = 0; t < p; ++t) batch.push_back({s, random_token(), t, t == p - 1});
-      const auto ts = Clock::now();
-      e.step(batch, logits);
-      const double dt = seconds_since(ts);
-      e.release(s);
-      if (r > 0) rates.push_back(p / dt);
-    }
-    results.push_back({"pp" + std::to_string(p), 1, p, stats(rates), -1});
-  }
-  for (int n : o.gen) {
-    if (n <= 0) continue;
-    for (int b : o.batch) {
-      std::vector<double> rates;
-      for (int r = 0; r <= o.reps; ++r) {
-        std::vector<SeqId> seqs;
-        for (int i = 0; i < b; ++i) {
-          seqs.push_back(e.new_sequence());
-          fill_random(e, seqs.back(), o.depth, rng);
-        }
-        std::vector<BatchEntry> batch(static_cast<size_t>(b));
-        const auto ts = Clock::now();
-        for (int step = 0; step < n; ++step) {
-          for (int i = 0; i < b; ++i) batch[i] = {seqs[i], random_token(), o.depth + step, true};
-          e.step(batch, logits);
-        }
-        const double dt = seconds_since(ts);
-        for (SeqId s : seqs) e.release(s);
-        if (r > 0) rates.push_back(static_cast<double>(b) * n / dt);
-      }
-      Stat st = stats(rates);
-      const double frac = b == 1 ? st.mean * static_cast<double>(decode_bytes) / bw : -1;
-      results.push_back({"tg" + std::to_string(n) + (o.depth ? "@d" + std::to_string(o.depth) : ""), b, b * n, st, frac});
-    }
+  double prepare_s = 0;
+  size_t kv_bytes = 0, device_bytes = 0;
+  std::string tp_note;
+  if (o.tp == 1 && o.tp_devices.empty()) {
+    Engine e(*model, eo);  // uploads the weights to a GPU
+    prepare_s = seconds_since(t0) - load_s;
+    results = run_tests(e, o, c.vocab_size, [&](Engine& en, SeqId s, std::mt19937& r) { fill_random(en, s, o.depth, r); },
+                        static_cast<double>(decode_bytes), bw);
+    kv_bytes = e.cache().bytes_allocated();
+    device_bytes = backend->memory_in_use();
+  } else {
+    UPG_CHECK(o.depth == 0, "--depth with --tp is not supported yet");
+    TensorParallelOptions tp;
+    tp.ranks = o.tp;
+    tp.devices = o.tp_devices;
+    const bool cuda = o.device.rfind("cuda", 0) == 0 || !backend->host_memory();
+    if (tp.devices.empty())
+      for (int r = 0; r < o.tp; ++r) tp.devices.push_back(cuda ? "cuda:" + std::to_string(r) : "cpu");
+    tp.collectives = !o.tp_collectives.empty() ? o.tp_collectives : cuda ? "nccl" : "host";
+    const std::set<std::string> distinct(tp.devices.begin(), tp.devices.end());
+    if (cuda) bw *= static_cast<double>(distinct.size());  // the ranks' GPUs read in parallel
+    TensorParallelEngine e(*model, tp, eo);
+    prepare_s = seconds_since(t0) - load_s;
+    results = run_tests(e, o, c.vocab_size, [](TensorParallelEngine&, SeqId, std::mt19937&) {},
+                        static_cast<double>(decode_bytes), bw);
+    std::ostringstream note;
+    note << " | tensor parallel: " << tp.ranks << " ranks on";
+    for (const auto& d : tp.devices) note << " " << d;
+    note << ", " << tp.collectives << " collectives, o " << (e.plan().o_by_columns ? "by columns" : "gathered")
+         << ", down " << (e.plan().down_by_columns ? "by columns" : "gathered");
+    tp_note = note.str();
+    for (int r = 0; r < tp.ranks; ++r) kv_bytes += e.engine(r).cache().bytes_allocated();
+    std::set<const Backend*> seen;
+    for (int r = 0; r < tp.ranks; ++r)
+      if (seen.insert(&e.engine(r).backend()).second) device_bytes += e.engine(r).backend().memory_in_use();
   }
 
   const double bpw = 8.0 * static_cast<double>(file_bytes) / static_cast<double>(params);
@@ -195,11 +246,12 @@ void bench(const BenchOptions& o) {
     j["load_seconds"] = load_s;
     j["device"] = backend->name();
     j["upload_seconds"] = prepare_s;
-    j["device_memory_in_use_mib"] = static_cast<double>(backend->memory_in_use()) / (1024.0 * 1024.0);
+    j["device_memory_in_use_mib"] = static_cast<double>(device_bytes) / (1024.0 * 1024.0);
+    j["tensor_parallel_ranks"] = o.tp;
     j["memory_read_bandwidth_gbs"] = bw / 1e9;
     j["decode_weights_fit_in_last_level_cache"] = backend->host_memory() && decode_bytes < last_level_cache_bytes();
     j["peak_rss_mib"] = rss_mib;
-    j["kv_cache_peak_mib"] = static_cast<double>(e.cache().bytes_allocated()) / (1024.0 * 1024.0);
+    j["kv_cache_peak_mib"] = static_cast<double>(kv_bytes) / (1024.0 * 1024.0);
     j["results"] = nlohmann::json::array();
     for (const Result& r : results) {
       nlohmann::json x{{"test", r.test}, {"batch", r.batch}, {"tokens", r.tokens}, {"tokens_per_second", r.tps.mean},
@@ -237,11 +289,11 @@ void bench(const BenchOptions& o) {
     out << "memory read bandwidth " << std::setprecision(1) << bw / 1e9 << " GB/s (1 GiB, " << threads << " threads)";
   else
     out << "device copy bandwidth " << std::setprecision(1) << bw / 1e9 << " GB/s (1 GiB, read + written) | device memory in use "
-        << backend->memory_in_use() / (1024.0 * 1024.0) << " MiB | upload " << std::setprecision(2) << prepare_s << " s";
+        << device_bytes / (1024.0 * 1024.0) << " MiB | upload " << std::setprecision(2) << prepare_s << " s";
   out << " | decode reads " << std::setprecision(1) << decode_bytes / 1e6 << " MB of weights per step"
       << " | active matrix weights per token " << human(static_cast<double>(active_weights), kCount)
       << " | load " << std::setprecision(2) << load_s << " s | peak memory " << std::setprecision(1) << rss_mib
-      << " MiB | KV cache " << e.cache().bytes_allocated() / (1024.0 * 1024.0) << " MiB\n";
+      << " MiB | KV cache " << kv_bytes / (1024.0 * 1024.0) << " MiB" << tp_note << "\n";
   std::cout << out.str();
 }
 }  // namespace
@@ -269,6 +321,14 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16", "f16", "q8"}));
   cmd->add_option("--kv-memory", o->kv_memory, "Cap on KV cache memory, e.g. 512M, 4G (default: none)");
   cmd->add_option("-o,--output", o->output, "md or json")->capture_default_str()->check(CLI::IsMember({"md", "json"}));
+  cmd->add_option("--tp", o->tp, "Tensor parallelism: split the model over this many ranks (GPUs with --device cuda)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--tp-devices", o->tp_devices, "With --tp: each rank's device, comma-separated (e.g. cuda:0,cuda:0)")
+      ->delimiter(',');
+  cmd->add_option("--tp-collectives", o->tp_collectives,
+                  "With --tp: nccl (one GPU per rank; the default on cuda) or host (through host memory; the CPU's)")
+      ->check(CLI::IsMember({"nccl", "host"}));
   add_threads_flag(cmd, o->threads);
   add_device_flag(cmd, o->device);
   cmd->callback([o] { bench(*o); });
