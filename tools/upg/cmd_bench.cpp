@@ -53,6 +53,7 @@ struct BenchOptions {
   int tp = 1;
   std::vector<std::string> tp_devices;
   std::string tp_collectives;
+  bool tp_given = false;  // --tp on the command line (--tp 1: one rank through the tensor-parallel path)
 };
 
 using Clock = std::chrono::steady_clock;
@@ -195,7 +196,7 @@ void bench(const BenchOptions& o) {
   double prepare_s = 0;
   size_t kv_bytes = 0, device_bytes = 0;
   std::string tp_note;
-  if (o.tp == 1 && o.tp_devices.empty()) {
+  if (!o.tp_given && o.tp_devices.empty() && o.tp_collectives.empty()) {
     Engine e(*model, eo);  // uploads the weights to a GPU
     prepare_s = seconds_since(t0) - load_s;
     results = run_tests(e, o, c.vocab_size, [&](Engine& en, SeqId s, std::mt19937& r) { fill_random(en, s, o.depth, r); },
@@ -331,7 +332,10 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"nccl", "host"}));
   add_threads_flag(cmd, o->threads);
   add_device_flag(cmd, o->device);
-  cmd->callback([o] { bench(*o); });
+  cmd->callback([o, cmd] {
+    o->tp_given = cmd->count("--tp") > 0;
+    bench(*o);
+  });
 }
 
 }  // namespace upg::cli
