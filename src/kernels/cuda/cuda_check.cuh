@@ -1,6 +1,10 @@
 // Shared by the .cu files of upg_cuda: CUDA errors become upg::Error naming the call.
 #pragma once
 #include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <initializer_list>
+#include <string>
 
 #include "base/error.h"
 
@@ -19,5 +23,16 @@ namespace upg::cuda {
 #define UPG_CUDA_LAUNCHED(name) UPG_CUDA_CHECK(cudaGetLastError())
 
 inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+// The first of `names` dlopen can open (libraries opened at run time: cuBLAS, NCCL), or null with
+// dlopen's errors for each in *tried.
+inline void* open_first_library(std::initializer_list<const char*> names, std::string* tried) {
+  for (const char* n : names) {
+    if (void* h = dlopen(n, RTLD_NOW | RTLD_LOCAL)) return h;
+    const char* e = dlerror();
+    *tried += str_cat(tried->empty() ? "" : "; ", e ? e : n);
+  }
+  return nullptr;
+}
 
 }  // namespace upg::cuda

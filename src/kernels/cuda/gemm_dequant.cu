@@ -125,14 +125,8 @@ struct CublasLib {
 const CublasLib& cublas_lib() {
   static const CublasLib lib = [] {
     CublasLib l;
-    const char* names[] = {"libcublas.so." UPG_STR(CUBLAS_VER_MAJOR), "libcublas.so"};
-    void* h = nullptr;
     std::string tried;
-    for (const char* n : names) {
-      if ((h = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
-      const char* e = dlerror();
-      tried += str_cat(tried.empty() ? "" : "; ", e ? e : n);
-    }
+    void* h = open_first_library({"libcublas.so." UPG_STR(CUBLAS_VER_MAJOR), "libcublas.so"}, &tried);
     if (!h) {
       l.error = str_cat("cuBLAS could not be opened (", tried, ")");
       return l;

@@ -27,13 +27,8 @@ struct NcclLib {
 const NcclLib& nccl_lib() {
   static const NcclLib lib = [] {
     NcclLib l;
-    void* h = nullptr;
     std::string tried;
-    for (const char* n : {"libnccl.so.2", "libnccl.so"}) {
-      if ((h = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
-      const char* e = dlerror();
-      tried += str_cat(tried.empty() ? "" : "; ", e ? e : n);
-    }
+    void* h = open_first_library({"libnccl.so.2", "libnccl.so"}, &tried);
     if (!h) {
       l.error = str_cat("NCCL could not be opened (", tried, "): install it (libnccl2) or put its folder on LD_LIBRARY_PATH");
       return l;
