@@ -148,7 +148,9 @@ TEST(Ldlq, TrellisBeatsItsOwnSearchAndScalarGptq) {
   const GptqFactor f = make_gptq_factor(h, RotateOpt{}, act);
   bool natural = true;
   for (int64_t j = 0; j < cols; ++j) natural = natural && f.perm[j] == j;
-  if (!natural) EXPECT_THROW(ldlq_trellis(W.data(), rows, cols, h, {{"bits", 3}}, {}, nullptr, &f), Error);
+  if (!natural) {
+    EXPECT_THROW(ldlq_trellis(W.data(), rows, cols, h, {{"bits", 3}}, {}, nullptr, &f), Error);
+  }
 }
 
 // Rotation and act-order variants: each is exactly the codec's arrays, each beats the codec's own
