@@ -31,6 +31,9 @@ class Communicator {
   // Called by a rank that failed: the collectives every other rank is waiting in, or calls later,
   // throw Error naming `why` instead of waiting for it forever. Sticky: the group is unusable after.
   virtual void abort(const std::string& why) = 0;
+  // Whether its collectives can be recorded with the ops of a step and replayed (a CUDA graph:
+  // Backend::begin_recording): NCCL's can; the host collectives wait on the host, so they cannot.
+  virtual bool recordable() const { return false; }
 };
 
 // `ranks` communicators of one group for threads of this process, rank i's at index i. Buffers are

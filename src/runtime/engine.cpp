@@ -295,13 +295,13 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   // recording of the same shape, one launch instead of some twenty per layer. The key holds what the
   // loop's ops depend on besides the bound cache (which the backend adds): the batch size and the
   // addresses of the buffers they use (a buffer that grew invalidates the recordings).
-  const bool recordable = n <= 16 && !observer_ && !comm_ && !c.mla.enabled() && c.moe.num_experts == 0;
+  const bool recordable = n <= 16 && !observer_ && (!comm_ || comm_->recordable()) && !c.mla.enabled() && c.moe.num_experts == 0;
   if (!recordable) {
     run_layers();
   } else {
     const auto u = [](const Buffer& b) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b.data())); };
     const uint64_t key[] = {static_cast<uint64_t>(n), u(x_), u(h_), u(qkv_), u(q_), u(k_), u(attn_), u(tmp_), u(mlp_),
-                            u(act_), u(part_), u(cos_), u(sin_)};
+                            u(act_), u(part_), u(cos_), u(sin_), u(tp_in_), u(tp_out_), u(tp_gather_)};
     if (!be.replay(*ctx_, key)) {
       const bool recording = be.begin_recording(*ctx_, key);
       try {

@@ -41,6 +41,7 @@ class NcclCommunicator final : public Communicator {
     cuda::nccl_all_gather(g_->comms[static_cast<size_t>(rank_)], rank_, mine, counts.data(), ranks(), out,
                           be_->cuda_stream());
   }
+  bool recordable() const override { return true; }
   // Aborts every rank's communicator: the collectives the others wait in on their devices end.
   void abort(const std::string& why) override {
     std::lock_guard<std::mutex> lock(g_->mu);
