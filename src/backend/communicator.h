@@ -3,9 +3,9 @@
 // in the same order with the same sizes (the engines of a group run the same steps); a call returns
 // once this rank's result is complete.
 //
-// Implementations: make_host_communicators (ranks as threads of one process, over host memory: the
-// CPU backend; how the sharding is tested without several GPUs). A device implementation (NCCL over
-// the CUDA backend's stream) plugs in behind the same interface.
+// Implementations: make_host_communicators (ranks as threads of one process, through host memory:
+// any backend; how the sharding is tested without several GPUs) and make_nccl_communicators (NCCL,
+// one GPU per rank, on each CUDA backend's stream).
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -115,6 +115,14 @@ class RotatedMatrix : public WeightMatrix {
   int64_t block_;
 };
 
+// The dense-and-sparse option's sparse part: the arrays named "sparse.<name>", as <name>.
+EncodedArrays sparse_arrays(const EncodedArrays& arrays) {
+  EncodedArrays sub;
+  for (const auto& [n, v] : arrays)
+    if (n.rfind("sparse.", 0) == 0) sub[n.substr(7)] = v;
+  return sub;
+}
+
 CodecParams strip_shared(const CodecParams& p) {
   CodecParams q = p.is_object() ? p : CodecParams::object();
   q.erase("rotate");
@@ -222,12 +230,9 @@ std::unique_ptr<WeightMatrix> Codec::open_shared(const EncodedArrays& arrays, in
   const RotateOpt rot = read_rotate(p, name(), cols, false);
   std::unique_ptr<WeightMatrix> m = open_core(arrays, rows, cols, strip_shared(p));
   if (p.contains("outliers")) {
-    EncodedArrays sub;
-    for (const auto& [n, v] : arrays)
-      if (n.rfind("sparse.", 0) == 0) sub[n.substr(7)] = v;
     std::unique_ptr<MdcsrMatrix> sp;
     try {
-      sp = std::make_unique<MdcsrMatrix>(sub, rows, cols, p.at("outliers"));
+      sp = std::make_unique<MdcsrMatrix>(sparse_arrays(arrays), rows, cols, p.at("outliers"));
     } catch (const Error& e) {
       throw Error(str_cat(name(), " outliers (arrays 'sparse.*'): ", e.what()));
     }
@@ -263,10 +268,7 @@ EncodedTensor Codec::slice(const EncodedArrays& arrays, int64_t rows, int64_t co
   } else {
     t = slice_core(arrays, rows, cols, strip_shared(p), b);
     if (p.contains("outliers")) {
-      EncodedArrays sub;
-      for (const auto& [n, v] : arrays)
-        if (n.rfind("sparse.", 0) == 0) sub[n.substr(7)] = v;
-      EncodedTensor sp = mdcsr_slice(sub, rows, cols, p.at("outliers"), b);
+      EncodedTensor sp = mdcsr_slice(sparse_arrays(arrays), rows, cols, p.at("outliers"), b);
       for (auto& [n, a] : sp.arrays) t.arrays["sparse." + n] = std::move(a);
       t.params["outliers"] = p.at("outliers");
     }

@@ -40,7 +40,7 @@ Engine::Engine(const Model& model, const EngineOptions& o)
     UPG_CHECK(o.comm && o.comm->ranks() == p->ranks && o.comm->rank() == model.tensor_parallel_rank(),
               "the model is rank ", model.tensor_parallel_rank(), " of a ", p->ranks,
               "-rank tensor-parallel plan: the engine needs that rank's communicator (EngineOptions::comm)");
-    const int64_t group = p->ranks > 0 ? c.num_attention_heads / c.num_key_value_heads : 1;
+    const int64_t group = c.num_attention_heads / c.num_key_value_heads;
     for (int r = 0; r < p->ranks; ++r) {
       tp_q_.push_back(p->size(p->kv_heads, r) * group * c.head_dim);
       tp_inter_.push_back(p->size(p->intermediate, r));
@@ -100,6 +100,23 @@ void Engine::gather_columns(const float* mine, int64_t n, const std::vector<int6
     backend_->copy_columns(out + col, total, tp_gather_.data() + off, w, n, w);
     off += n * w;
     col += w;
+  }
+}
+
+void Engine::combined_matmul(const WeightMatrix& w, bool by_columns, const float* in,
+                             const std::vector<int64_t>& in_widths, int64_t n, float* out) {
+  Backend& be = *backend_;
+  if (!comm_) {
+    be.matmul(w, in, n, out);
+  } else if (by_columns) {
+    be.matmul(w, in, n, out);
+    comm_->all_reduce_sum(out, n * model_.config().hidden_size);
+  } else {
+    tp_in_.resize(static_cast<size_t>(n * w.cols()));
+    tp_out_.resize(static_cast<size_t>(n * w.rows()));
+    gather_columns(in, n, in_widths, tp_in_.data());
+    be.matmul(w, tp_in_.data(), n, tp_out_.data());
+    gather_columns(tp_out_.data(), n, tp_hidden_, out);
   }
 }
 
@@ -197,6 +214,7 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   tmp_.resize(n * H);
 
   const BlockConfig& blk = c.block;
+  const TensorParallelPlan* tp = model_.tensor_parallel();  // null for a whole model
   std::vector<int32_t> tokens(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) tokens[t] = batch[t].token;
   be.embed(*ctx_, model_.embed_tokens(), tokens, x_.data());
@@ -256,22 +274,10 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
       if (observer_) observe(l, LinearInput::AttnOut, attn_.data(), n, L.o->cols());
       // Straight into the residual stream unless a bias or a norm comes between, or the ranks'
       // parts must first be combined (tensor parallelism: runtime/shard_plan.h).
-      if (comm_) {
-        if (model_.tensor_parallel()->o_by_columns) {
-          be.matmul(*L.o, attn_.data(), n, tmp_.data());
-          comm_->all_reduce_sum(tmp_.data(), n * H);
-        } else {
-          tp_in_.resize(static_cast<size_t>(n * L.o->cols()));
-          tp_out_.resize(static_cast<size_t>(n * L.o->rows()));
-          gather_columns(attn_.data(), n, tp_q_, tp_in_.data());
-          be.matmul(*L.o, tp_in_.data(), n, tp_out_.data());
-          gather_columns(tp_out_.data(), n, tp_hidden_, tmp_.data());
-        }
-        add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
-      } else if (L.o_bias.empty() && L.attn_out_norm.empty()) {
+      if (!comm_ && L.o_bias.empty() && L.attn_out_norm.empty()) {
         be.matmul_add(*L.o, attn_.data(), n, x_.data());
       } else {
-        be.matmul(*L.o, attn_.data(), n, tmp_.data());
+        combined_matmul(*L.o, tp && tp->o_by_columns, attn_.data(), tp_q_, n, tmp_.data());
         add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
       }
 
@@ -280,10 +286,7 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
       if (L.router) {
         moe_mlp(l, h_.data(), n, tmp_.data());
         add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
-      } else if (comm_) {
-        tensor_parallel_mlp(L.mlp, h_.data(), n, tmp_.data());
-        add_residual(tmp_.data(), L.mlp.down_bias, L.mlp_out_norm, n, H, eps);
-      } else if (L.mlp_out_norm.empty() && L.mlp.down_bias.empty()) {
+      } else if (!comm_ && L.mlp_out_norm.empty() && L.mlp.down_bias.empty()) {
         gated_mlp(l, -1, L.mlp, h_.data(), n, x_.data(), false, true);
       } else {
         gated_mlp(l, -1, L.mlp, h_.data(), n, tmp_.data(), false);

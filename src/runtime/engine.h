@@ -123,9 +123,12 @@ class Engine {
                      int64_t max_pos);
   // out (n x hidden) = the layer's mixture of experts applied to in (runtime/engine_mlp.cpp).
   void moe_mlp(size_t layer, const float* in, int64_t n, float* out);
-  // Tensor parallelism: the MLP of a dense layer over this rank's intermediate channels, the ranks'
-  // parts combined into out (n x hidden, no bias) (runtime/engine_mlp.cpp).
-  void tensor_parallel_mlp(const GatedMlp& g, const float* in, int64_t n, float* out);
+  // out (n x hidden) = in times the row-parallel projection w (o, down): a plain matmul, or on a
+  // tensor-parallel rank its part of w over its part of the input (in_widths: every rank's), the
+  // ranks' parts combined as the plan says (shard_plan.h: summed by columns, or gathered), so out is
+  // the whole product on every rank.
+  void combined_matmul(const WeightMatrix& w, bool by_columns, const float* in, const std::vector<int64_t>& in_widths,
+                       int64_t n, float* out);
   // out (n x the sum of widths) <- every rank's `mine` (n x widths[rank]) side by side, in rank order.
   void gather_columns(const float* mine, int64_t n, const std::vector<int64_t>& widths, float* out);
   // x += y (n x H) after adding the bias and applying the output norm (when not empty) to y.

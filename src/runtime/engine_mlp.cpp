@@ -21,31 +21,13 @@ void Engine::gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const fl
   Backend& be = *backend_;
   be.gated_activation(c.block.activation, mlp_.data(), n, I, act_.data());
   if (observer_) observe(layer, LinearInput::MlpAct, act_.data(), n, I, expert);
-  if (accumulate) be.matmul_add(*g.down, act_.data(), n, out);  // out += (the residual stream)
-  else be.matmul(*g.down, act_.data(), n, out);
-  if (!g.down_bias.empty()) be.add_bias(out, be.vector(g.down_bias), n, H, H);
-}
-
-void Engine::tensor_parallel_mlp(const GatedMlp& g, const float* in, int64_t n, float* out) {
-  const ModelConfig& c = model_.config();
-  int64_t I = 0;  // this rank's channels (down may be a row slice over all of them: gathered)
-  for (const auto& w : g.gate_up) I += w->rows();
-  I /= 2;
-  mlp_.resize(static_cast<size_t>(n * 2 * I));
-  act_.resize(static_cast<size_t>(n * I));
-  project(g.gate_up, g.gate_up_bias, in, n, mlp_.data(), 2 * I);
-  Backend& be = *backend_;
-  be.gated_activation(c.block.activation, mlp_.data(), n, I, act_.data());
-  if (model_.tensor_parallel()->down_by_columns) {
-    be.matmul(*g.down, act_.data(), n, out);
-    comm_->all_reduce_sum(out, n * c.hidden_size);
+  if (accumulate) {
+    be.matmul_add(*g.down, act_.data(), n, out);  // out += (the residual stream)
   } else {
-    tp_in_.resize(static_cast<size_t>(n * g.down->cols()));
-    tp_out_.resize(static_cast<size_t>(n * g.down->rows()));
-    gather_columns(act_.data(), n, tp_inter_, tp_in_.data());
-    be.matmul(*g.down, tp_in_.data(), n, tp_out_.data());
-    gather_columns(tp_out_.data(), n, tp_hidden_, out);
+    const TensorParallelPlan* tp = model_.tensor_parallel();
+    combined_matmul(*g.down, tp && tp->down_by_columns, act_.data(), tp_inter_, n, out);
   }
+  if (!g.down_bias.empty()) be.add_bias(out, be.vector(g.down_bias), n, H, H);
 }
 
 void Engine::moe_mlp(size_t layer, const float* in, int64_t n, float* out) {

@@ -35,7 +35,13 @@ struct GatedMlp {
   std::unique_ptr<WeightMatrix> down;
   std::vector<float> down_bias;
   bool empty() const { return !down; }
-  int64_t intermediate() const { return down ? down->cols() : 0; }
+  // gate_up's rows / 2 (not down's columns: a tensor-parallel shard's down may be gathered, with
+  // every rank's channels as its columns).
+  int64_t intermediate() const {
+    int64_t rows = 0;
+    for (const auto& w : gate_up) rows += w->rows();
+    return rows / 2;
+  }
 };
 
 // Weights of one decoder layer, as the generic decoder uses them; filled from the architecture's
@@ -83,7 +89,7 @@ class Model {
   // runtime/tensor_parallel.h): a model whose config counts only its heads and intermediate channels
   // (vocab_size stays the whole vocabulary), whose matrices are its slices of full's (copied,
   // each a valid matrix of its codec: codecs/matrix_slice.h), its LM head its vocabulary rows. The
-  // embedding is full's own (borrowed): `full` must outlive the shard. Throws Error naming the
+  // embedding is full's own, shared. Throws Error naming the
   // tensor that cannot be cut as the plan says. (runtime/tensor_parallel.cpp)
   static std::unique_ptr<Model> shard(const Model& full, std::shared_ptr<const TensorParallelPlan> plan, int rank);
 
@@ -128,7 +134,8 @@ class Model {
   ModelConfig config_;
   const ArchSpec* arch_ = nullptr;
   std::vector<ModelTensor> tensors_;
-  std::unique_ptr<WeightMatrix> embed_, lm_head_;  // lm_head_ null when tied
+  std::shared_ptr<WeightMatrix> embed_;  // shared with the model's shards
+  std::unique_ptr<WeightMatrix> lm_head_;  // null when tied
   std::vector<LayerWeights> layers_;
   std::vector<float> final_norm_;
   std::shared_ptr<const TensorParallelPlan> tp_plan_;

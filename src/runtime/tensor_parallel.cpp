@@ -44,22 +44,6 @@ double imbalance(const std::vector<int64_t>& b) {
 
 constexpr double kMaxImbalance = 1.25;
 
-// A matrix of another model used as it is (the shards' shared embedding).
-class BorrowedMatrix final : public WeightMatrix {
- public:
-  explicit BorrowedMatrix(const WeightMatrix& m) : WeightMatrix(m.rows(), m.cols()), m_(m) {
-    if (m.stored()) set_stored(std::make_shared<const StoredTensor>(*m.stored()));
-  }
-  void matmul(const float* x, int64_t n, float* y) const override { m_.matmul(x, n, y); }
-  void decode_rows(int64_t r0, int64_t r1, float* out) const override { m_.decode_rows(r0, r1, out); }
-  void decode_rows_bf16(int64_t r0, int64_t r1, uint16_t* out) const override { m_.decode_rows_bf16(r0, r1, out); }
-  std::string codec() const override { return m_.codec(); }
-  size_t stored_bytes() const override { return m_.stored_bytes(); }
-
- private:
-  const WeightMatrix& m_;
-};
-
 struct RowRange {
   int64_t begin, end;
 };
@@ -140,7 +124,7 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
   m->config_.intermediate_size = i1 - i0;
   m->arch_ = full.arch_;
   m->tensors_ = full.tensors_;
-  m->embed_ = std::make_unique<BorrowedMatrix>(*full.embed_);
+  m->embed_ = full.embed_;
   m->lm_head_ = slice_matrix(full.lm_head(), {p.vocab[rank], p.vocab[rank + 1], 0, H});
   m->final_norm_ = full.final_norm_;
   m->layers_.resize(full.layers_.size());

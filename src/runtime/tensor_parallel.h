@@ -42,7 +42,7 @@ struct TensorParallelOptions {
 
 class TensorParallelEngine {
  public:
-  // One Engine per rank over its shard of `model` (which must outlive this), with the options of
+  // One Engine per rank over its shard of `model` (the shards share its embedding and source), with the options of
   // each (threads 0: the current pool's threads shared out between the ranks; o.backend is ignored:
   // tp.devices chooses). Throws Error naming the problem (a plan that cannot be made, a device count
   // other than ranks, NCCL missing).
