@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
 
@@ -13,6 +14,8 @@ namespace {
 
 template <bool kGelu>
 __global__ void gated_kernel(const float* gate, const float* up, float* out, int64_t n) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float g = gate[i];
@@ -27,8 +30,7 @@ template <bool kGelu>
 void launch(const float* gate, const float* up, float* out, int64_t n, void* stream) {
   if (n <= 0) return;
   const int64_t blocks = std::min<int64_t>((n + 255) / 256, 65535);
-  gated_kernel<kGelu><<<static_cast<unsigned>(blocks), 256, 0, as_stream(stream)>>>(gate, up, out, n);
-  UPG_CUDA_LAUNCHED("gated_kernel");
+  launch_pdl("gated_kernel", gated_kernel<kGelu>, static_cast<unsigned>(blocks), 256, 0, stream, gate, up, out, n);
 }
 
 }  // namespace
@@ -44,6 +46,8 @@ namespace {
 
 template <Activation kAct>
 __global__ void gated_rows_kernel(const float* gate_up, int64_t n, int64_t width, float* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t total = n * width;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -66,16 +70,15 @@ void gated_rows(Activation act, const float* gate_up, int64_t n, int64_t width, 
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65535));
   switch (act) {
     case Activation::Silu:
-      gated_rows_kernel<Activation::Silu><<<blocks, 256, 0, as_stream(stream)>>>(gate_up, n, width, out);
+      launch_pdl("gated_rows_kernel", gated_rows_kernel<Activation::Silu>, blocks, 256, 0, stream, gate_up, n, width, out);
       break;
     case Activation::GeluTanh:
-      gated_rows_kernel<Activation::GeluTanh><<<blocks, 256, 0, as_stream(stream)>>>(gate_up, n, width, out);
+      launch_pdl("gated_rows_kernel", gated_rows_kernel<Activation::GeluTanh>, blocks, 256, 0, stream, gate_up, n, width, out);
       break;
     case Activation::Gelu:
-      gated_rows_kernel<Activation::Gelu><<<blocks, 256, 0, as_stream(stream)>>>(gate_up, n, width, out);
+      launch_pdl("gated_rows_kernel", gated_rows_kernel<Activation::Gelu>, blocks, 256, 0, stream, gate_up, n, width, out);
       break;
   }
-  UPG_CUDA_LAUNCHED("gated_rows_kernel");
 }
 
 }  // namespace upg::cuda

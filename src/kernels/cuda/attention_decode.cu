@@ -18,6 +18,7 @@
 #include "kernels/cuda/attention_paged.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
 
@@ -38,6 +39,8 @@ struct AttnArgs {
 
 template <int E2>  // bf16 pairs per lane: ceil(head_dim / 64)
 __global__ void __launch_bounds__(kWarps * 32) attn_decode_kernel(AttnArgs a) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int seq = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int hp = a.head_dim / 2;  // pairs per row
@@ -135,6 +138,8 @@ __global__ void __launch_bounds__(kWarps * 32) attn_decode_kernel(AttnArgs a) {
 }
 
 __global__ void attn_combine_kernel(const float* __restrict__ ws, int splits, int head_dim, float* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t sh = blockIdx.x;  // seq * n_heads + head
   const float* base = ws + sh * splits * (2 + head_dim);
   float M = -INFINITY;
@@ -160,8 +165,7 @@ int pick_splits(int64_t max_pos) {
 
 void attention_combine(const float* ws, int64_t rows, int splits, int head_dim, float* out, void* stream) {
   if (rows <= 0) return;
-  attn_combine_kernel<<<static_cast<unsigned>(rows), 128, 0, as_stream(stream)>>>(ws, splits, head_dim, out);
-  UPG_CUDA_LAUNCHED("attn_combine_kernel");
+  launch_pdl("attn_combine_kernel", attn_combine_kernel, static_cast<unsigned>(rows), 128, 0, stream, ws, splits, head_dim, out);
 }
 
 int decode_attention_splits(int64_t max_pos) { return pick_splits(max_pos); }
@@ -200,7 +204,7 @@ void decode_attention(const AttentionParams& p, const PagedKv& kv, const float* 
   const int e2 = static_cast<int>((p.head_dim + 63) / 64);
   auto go = [&](auto kernel) {
     UPG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    kernel<<<grid, kWarps * 32, smem, as_stream(stream)>>>(a);
+    launch_pdl("attn_decode_kernel", kernel, grid, kWarps * 32, smem, stream, a);
   };
   switch (e2) {
     case 1: go(attn_decode_kernel<1>); break;
@@ -208,7 +212,6 @@ void decode_attention(const AttentionParams& p, const PagedKv& kv, const float* 
     case 3: go(attn_decode_kernel<3>); break;
     default: go(attn_decode_kernel<4>); break;
   }
-  UPG_CUDA_LAUNCHED("attn_decode_kernel");
   if (a.splits > 1) {
     attention_combine(a.ws, nseq * p.n_heads, a.splits, a.head_dim, out, stream);
   }

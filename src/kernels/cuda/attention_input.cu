@@ -6,6 +6,7 @@
 #include "kernels/cuda/bf16_bits.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
 
@@ -14,6 +15,8 @@ namespace {
 __global__ void attention_input_kernel(PagedKv kv, const float* __restrict__ qkv, int64_t ld,
                                        const int32_t* __restrict__ pos, int nh, int nkv, int hd, int half,
                                        const float* __restrict__ cs, const float* __restrict__ sn, float* q_out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int hh = blockIdx.y;  // q heads, then k heads, then v heads
   const float* src = qkv + t * ld + static_cast<int64_t>(hh) * hd;
@@ -58,10 +61,9 @@ void attention_input(const PagedKv& kv, const float* qkv, int64_t ld, const int3
   UPG_CHECK(ld >= (n_heads + 2 * n_kv_heads) * head_dim, "attention_input: ld ", ld, " < (n_heads + 2 n_kv_heads) * head_dim");
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(n_heads + 2 * n_kv_heads));
   const int threads = head_dim > 64 ? 128 : 64;
-  attention_input_kernel<<<grid, threads, 0, as_stream(stream)>>>(
+  launch_pdl("attention_input_kernel", attention_input_kernel, grid, threads, 0, stream,
       kv, qkv, ld, pos, static_cast<int>(n_heads), static_cast<int>(n_kv_heads), static_cast<int>(head_dim),
       static_cast<int>(rotary_dim / 2), cos, sin, q_out);
-  UPG_CUDA_LAUNCHED("attention_input_kernel");
 }
 
 }  // namespace upg::cuda

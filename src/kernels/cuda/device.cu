@@ -1,8 +1,12 @@
 // Device queries, DeviceBuffer and Stream of cuda_ops.h.
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
 
@@ -25,6 +29,26 @@ std::string device_name(int dev) {
   std::snprintf(buf, sizeof buf, "%s, %d SMs, %.0f GB, L2 %d MB, cc %d.%d", p.name, p.multiProcessorCount,
                 p.totalGlobalMem / 1e9, p.l2CacheSize >> 20, p.major, p.minor);
   return buf;
+}
+
+bool pdl_enabled() {
+  static const bool off = [] {
+    const char* e = std::getenv("UPG_CUDA_PDL");
+    return e && std::strcmp(e, "0") == 0;
+  }();
+  if (off) return false;
+  // Per device: 0 not asked yet, 1 yes, 2 no (compute capability below 9.0).
+  static std::atomic<int> known[64];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return false;
+  int k = known[dev].load(std::memory_order_relaxed);
+  if (k == 0) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    k = major >= 9 ? 1 : 2;
+    known[dev].store(k, std::memory_order_relaxed);
+  }
+  return k == 1;
 }
 
 void set_device(int dev) { UPG_CUDA_CHECK(cudaSetDevice(dev)); }

@@ -6,6 +6,7 @@
 #include "kernels/cuda/bf16_bits.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
 
@@ -21,6 +22,8 @@ unsigned grid_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 __global__ void add_bias_kernel(float* y, const float* __restrict__ bias, int64_t width, int64_t ld, int64_t total) {
+  pdl_wait();
+  pdl_launch_dependents();
   UPG_GRID_STRIDE(i, total) {
     const int64_t r = i / width, c = i - r * width;
     y[r * ld + c] += bias[c];
@@ -28,19 +31,27 @@ __global__ void add_bias_kernel(float* y, const float* __restrict__ bias, int64_
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
+  pdl_wait();
+  pdl_launch_dependents();
   UPG_GRID_STRIDE(i, n) x[i] += y[i];
 }
 
 __global__ void scale_kernel(float* x, int64_t n, float s) {
+  pdl_wait();
+  pdl_launch_dependents();
   UPG_GRID_STRIDE(i, n) x[i] *= s;
 }
 
 __global__ void softcap_kernel(float* x, int64_t n, float cap) {
+  pdl_wait();
+  pdl_launch_dependents();
   UPG_GRID_STRIDE(i, n) x[i] = cap * tanhf(x[i] / cap);
 }
 
 __global__ void copy_columns_kernel(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t width,
                                     int64_t total) {
+  pdl_wait();
+  pdl_launch_dependents();
   UPG_GRID_STRIDE(i, total) {
     const int64_t r = i / width, c = i - r * width;
     dst[r * dst_ld + c] = src[r * src_ld + c];
@@ -49,6 +60,8 @@ __global__ void copy_columns_kernel(float* dst, int64_t dst_ld, const float* src
 
 __global__ void gather_rows_kernel(float* dst, const float* src, const int32_t* __restrict__ rows, int64_t width,
                                    int64_t total) {
+  pdl_wait();
+  pdl_launch_dependents();
   UPG_GRID_STRIDE(i, total) {
     const int64_t r = i / width, c = i - r * width;
     dst[i] = src[static_cast<int64_t>(rows[r]) * width + c];
@@ -57,6 +70,8 @@ __global__ void gather_rows_kernel(float* dst, const float* src, const int32_t* 
 
 __global__ void kv_store_bf16_kernel(PagedKv kv, size_t part_offset, const float* __restrict__ x, int64_t ld,
                                      const int32_t* __restrict__ pos, int64_t n_kv_heads, int64_t total) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t hd = kv.head_dim, per_entry = n_kv_heads * hd;
   UPG_GRID_STRIDE(e, total) {
     const int64_t t = e / per_entry, rem = e - t * per_entry;
@@ -75,26 +90,22 @@ void add_bias(float* y, const float* bias, int64_t rows, int64_t width, int64_t 
   if (rows <= 0 || width <= 0) return;
   UPG_CHECK(ld >= width, "add_bias: ld ", ld, " < width ", width);
   const int64_t total = rows * width;
-  add_bias_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, width, ld, total);
-  UPG_CUDA_LAUNCHED("add_bias_kernel");
+  launch_pdl("add_bias_kernel", add_bias_kernel, grid_for(total), kThreads, 0, stream, y, bias, width, ld, total);
 }
 
 void add(float* x, const float* y, int64_t n, void* stream) {
   if (n <= 0) return;
-  add_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(x, y, n);
-  UPG_CUDA_LAUNCHED("add_kernel");
+  launch_pdl("add_kernel", add_kernel, grid_for(n), kThreads, 0, stream, x, y, n);
 }
 
 void scale(float* x, int64_t n, float s, void* stream) {
   if (n <= 0) return;
-  scale_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(x, n, s);
-  UPG_CUDA_LAUNCHED("scale_kernel");
+  launch_pdl("scale_kernel", scale_kernel, grid_for(n), kThreads, 0, stream, x, n, s);
 }
 
 void softcap(float* x, int64_t n, float cap, void* stream) {
   if (n <= 0) return;
-  softcap_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(x, n, cap);
-  UPG_CUDA_LAUNCHED("softcap_kernel");
+  launch_pdl("softcap_kernel", softcap_kernel, grid_for(n), kThreads, 0, stream, x, n, cap);
 }
 
 void copy_columns(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t width,
@@ -103,15 +114,13 @@ void copy_columns(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, 
   UPG_CHECK(dst_ld >= width && src_ld >= width, "copy_columns: dst_ld ", dst_ld, " / src_ld ", src_ld, " < width ",
             width);
   const int64_t total = rows * width;
-  copy_columns_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(dst, dst_ld, src, src_ld, width, total);
-  UPG_CUDA_LAUNCHED("copy_columns_kernel");
+  launch_pdl("copy_columns_kernel", copy_columns_kernel, grid_for(total), kThreads, 0, stream, dst, dst_ld, src, src_ld, width, total);
 }
 
 void gather_rows(float* dst, const float* src, const int32_t* rows, int64_t n, int64_t width, void* stream) {
   if (n <= 0 || width <= 0) return;
   const int64_t total = n * width;
-  gather_rows_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(dst, src, rows, width, total);
-  UPG_CUDA_LAUNCHED("gather_rows_kernel");
+  launch_pdl("gather_rows_kernel", gather_rows_kernel, grid_for(total), kThreads, 0, stream, dst, src, rows, width, total);
 }
 
 void kv_store_bf16(const PagedKv& kv, int kv_index, const float* x, int64_t ld, const int32_t* pos, int64_t n,
@@ -124,9 +133,8 @@ void kv_store_bf16(const PagedKv& kv, int kv_index, const float* x, int64_t ld, 
   UPG_CHECK(ld >= n_kv_heads * kv.head_dim, "kv_store_bf16: ld ", ld, " < n_kv_heads * head_dim ",
             n_kv_heads * kv.head_dim);
   const int64_t total = n * n_kv_heads * kv.head_dim;
-  kv_store_bf16_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(
+  launch_pdl("kv_store_bf16_kernel", kv_store_bf16_kernel, grid_for(total), kThreads, 0, stream,
       kv, static_cast<size_t>(kv_index) * kv.kv_offset, x, ld, pos, n_kv_heads, total);
-  UPG_CUDA_LAUNCHED("kv_store_bf16_kernel");
 }
 
 #undef UPG_GRID_STRIDE

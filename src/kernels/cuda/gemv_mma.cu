@@ -9,7 +9,8 @@
 // (replicated per bank, so lookups never conflict), runs 16 MMAs per n-tile and folds each scale
 // window into fp32 sums. The W warps' partial sums meet in shared memory (double-buffered, one
 // barrier per tile); a block writes y, or adds into it atomically when the columns are split over
-// several blocks (y is zeroed first).
+// several blocks (y is zeroed first). Launched as a dependent launch (pdl.cuh): the first tile's
+// weights and level table are read while the previous kernel finishes.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -18,6 +19,7 @@
 
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/gemv_layout.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/tiles_decode.cuh"
 
 namespace upg::cuda {
@@ -58,6 +60,23 @@ __global__ void __maxnreg__(REGS) tiles_gemm(TilesArgs args) {
   const uint32_t lane4 = static_cast<uint32_t>(lane) << 2;
   const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(lut_s));
 
+  // Before the previous kernel has finished (pdl.cuh): the first tile's weights and level table,
+  // which no kernel of the step writes. Then wait for it, and let the next kernel start.
+  uint32_t wcur[4 * U], wnext[4 * U];
+  auto tile_ptr = [&](int mt) { return args.w + (static_cast<int64_t>(mt) * args.S + s) * U * 32 + lane; };
+  if (active && mt0 < mt1) load_tile<U>(tile_ptr(mt0), kPrefetch ? wnext : wcur);
+  int cur_cb = -1;
+  if constexpr (DEC == static_cast<int>(Dec::Codebook)) {
+    if (mt0 < mt1) {  // block-uniform
+      cur_cb = mt0 / args.cb_tiles;
+      const uint4* src = args.lut + static_cast<int64_t>(cur_cb) * args.lut_u4;
+      for (int i = threadIdx.x; i < args.lut_u4; i += blockDim.x) reinterpret_cast<uint4*>(lut_s)[i] = src[i];
+      __syncthreads();
+    }
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+
   // This warp's slice of x: B registers of its 16 k-steps, per n-tile, read straight from fp32 x
   // (register (j, h) = bf16x2 of x[8 nt + g][256 s + 16 j + 2 t + 8 h + {0, 1}], zero past n or cols).
   uint32_t b[NT][16][2];
@@ -79,10 +98,6 @@ __global__ void __maxnreg__(REGS) tiles_gemm(TilesArgs args) {
       }
   }
 
-  uint32_t wcur[4 * U], wnext[4 * U];
-  auto tile_ptr = [&](int mt) { return args.w + (static_cast<int64_t>(mt) * args.S + s) * U * 32 + lane; };
-  if (kPrefetch && active && mt0 < mt1) load_tile<U>(tile_ptr(mt0), wnext);
-  int cur_cb = -1;
   for (int mt = mt0, it = 0; mt < mt1; ++mt, ++it) {
     if constexpr (DEC == static_cast<int>(Dec::Codebook)) {
       const int cb = mt / args.cb_tiles;
@@ -102,7 +117,7 @@ __global__ void __maxnreg__(REGS) tiles_gemm(TilesArgs args) {
 #pragma unroll
         for (int i = 0; i < 4 * U; ++i) wcur[i] = wnext[i];
         if (mt + 1 < mt1) load_tile<U>(tile_ptr(mt + 1), wnext);
-      } else {
+      } else if (mt != mt0) {  // the first tile was loaded before the wait
         load_tile<U>(tile_ptr(mt), wcur);
       }
       const int64_t tile = static_cast<int64_t>(mt) * args.S + s;
@@ -175,6 +190,14 @@ __global__ void __maxnreg__(REGS) tiles_gemm(TilesArgs args) {
       }
     }
   }
+}
+
+__global__ void zero_kernel(float* y, int64_t count) {
+  pdl_wait();  // the previous kernel may still read y
+  pdl_launch_dependents();
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = 0.f;
 }
 
 using KernelFn = void (*)(TilesArgs);
@@ -284,11 +307,14 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, f
   a.period = c.period;
   a.atomic = kchunks > 1;
   a.accumulate = accumulate;
-  if (a.atomic && !accumulate)
-    UPG_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(n) * m.rows * sizeof(float), as_stream(stream)));
+  // y zeroed by a kernel, not a memset node, so that the product can start beside it (pdl.cuh).
+  if (a.atomic && !accumulate) {
+    const int64_t count = n * m.rows;
+    launch_pdl("zero_kernel", zero_kernel, dim3(static_cast<unsigned>(std::min<int64_t>((count + 255) / 256, 1024))),
+               dim3(256), 0, stream, y, count);
+  }
   const dim3 grid(static_cast<unsigned>((m.mtiles + tpb - 1) / tpb), static_cast<unsigned>(kchunks));
-  fn<<<grid, threads, smem, as_stream(stream)>>>(a);
-  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess)
+  if (const cudaError_t e = try_launch_pdl(fn, grid, dim3(threads), smem, stream, a); e != cudaSuccess)
     throw Error(str_cat("CUDA: tiles_gemm launch failed (", m.rows, " x ", m.cols, ", n ", n, ", grid ", grid.x, " x ",
                         grid.y, ", ", threads, " threads, ", smem, " bytes of shared memory): ", cudaGetErrorString(e)));
 }

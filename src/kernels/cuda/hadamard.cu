@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
 
@@ -15,6 +16,8 @@ namespace {
 
 __global__ void hadamard_kernel(const float* __restrict__ x, float* out, int cols, const float* __restrict__ signs,
                                 int block, float norm) {
+  pdl_wait();
+  pdl_launch_dependents();
   extern __shared__ float sh[];
   const int64_t row = blockIdx.y;
   const int b0 = blockIdx.x * block;
@@ -43,9 +46,8 @@ void hadamard_rotate(const float* x, float* out, int64_t n, int64_t cols, const 
   if (n <= 0) return;
   const int threads = static_cast<int>(std::min<int64_t>(512, std::max<int64_t>(32, block / 2)));
   const dim3 grid(static_cast<unsigned>(cols / block), static_cast<unsigned>(n));
-  hadamard_kernel<<<grid, threads, block * sizeof(float), as_stream(stream)>>>(
+  launch_pdl("hadamard_kernel", hadamard_kernel, grid, threads, block * sizeof(float), stream,
       x, out, static_cast<int>(cols), signs, static_cast<int>(block), 1.0f / std::sqrt(static_cast<float>(block)));
-  UPG_CUDA_LAUNCHED("hadamard_kernel");
 }
 
 }  // namespace upg::cuda

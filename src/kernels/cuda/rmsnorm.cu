@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
 
@@ -27,6 +28,8 @@ __device__ float block_sum(float v, float* part) {
 }
 
 __global__ void rmsnorm_kernel(const float* x, const float* __restrict__ w, int dim, float eps, float* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float part[32];
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
   float ss = 0.f;
@@ -38,6 +41,8 @@ __global__ void rmsnorm_kernel(const float* x, const float* __restrict__ w, int 
 
 // dim % 4 == 0, pointers 16-byte aligned. Each thread keeps its first float4 in registers.
 __global__ void rmsnorm4_kernel(const float4* x, const float4* __restrict__ w, int dim4, float eps, float4* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float part[32];
   const float4* xr = x + static_cast<int64_t>(blockIdx.x) * dim4;
   const int i0 = threadIdx.x;
@@ -64,14 +69,12 @@ void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, flo
   if (dim % 4 == 0 && aligned) {
     const int dim4 = static_cast<int>(dim / 4);
     const int threads = dim4 >= 1024 ? 1024 : ((dim4 + 31) / 32) * 32;
-    rmsnorm4_kernel<<<static_cast<unsigned>(rows), threads, 0, as_stream(stream)>>>(
+    launch_pdl("rmsnorm4_kernel", rmsnorm4_kernel, static_cast<unsigned>(rows), threads, 0, stream,
         reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(weight), dim4, eps,
         reinterpret_cast<float4*>(out));
-    UPG_CUDA_LAUNCHED("rmsnorm4_kernel");
     return;
   }
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), 256, 0, as_stream(stream)>>>(x, weight, static_cast<int>(dim), eps, out);
-  UPG_CUDA_LAUNCHED("rmsnorm_kernel");
+  launch_pdl("rmsnorm_kernel", rmsnorm_kernel, static_cast<unsigned>(rows), 256, 0, stream, x, weight, static_cast<int>(dim), eps, out);
 }
 
 }  // namespace upg::cuda

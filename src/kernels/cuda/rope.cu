@@ -4,6 +4,7 @@
 // pass through. One thread per (token, head, j).
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
 
@@ -11,6 +12,8 @@ namespace {
 
 __global__ void rope_kernel(float* x, int64_t total, int n_heads, int head_dim, int half, const float* __restrict__ cs,
                             const float* __restrict__ sn) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
   const int j = static_cast<int>(i % half);
@@ -30,9 +33,8 @@ void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t
   UPG_CHECK(rotary_dim % 2 == 0 && rotary_dim <= head_dim, "rope: rotary_dim ", rotary_dim, " vs head_dim ", head_dim);
   const int64_t half = rotary_dim / 2, total = n_tokens * n_heads * half;
   if (total <= 0) return;
-  rope_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, as_stream(stream)>>>(
+  launch_pdl("rope_kernel", rope_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, stream,
       x, total, static_cast<int>(n_heads), static_cast<int>(head_dim), static_cast<int>(half), cos, sin);
-  UPG_CUDA_LAUNCHED("rope_kernel");
 }
 
 }  // namespace upg::cuda
