@@ -41,17 +41,9 @@
 #include "base/thread_pool.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
+#include "runtime/step_engine.h"
 
 namespace upg {
-
-using SeqId = KvCache::SeqId;
-
-struct BatchEntry {
-  SeqId seq;
-  int32_t token;   // in [0, vocab)
-  int64_t pos;     // must be the sequence's next position (its length, plus earlier entries of it in this batch)
-  bool logits;     // whether this entry's logits are returned
-};
 
 struct EngineOptions {
   KvCacheOptions kv;
@@ -65,41 +57,41 @@ struct EngineOptions {
   std::shared_ptr<Communicator> comm;
 };
 
-class Engine {
+class Engine : public StepEngine {
  public:
   explicit Engine(const Model& model, const EngineOptions& o = {});
 
-  const Model& model() const { return model_; }
+  const Model& model() const override { return model_; }
   Backend& backend() const { return *backend_; }
   // The engine's pool (null on a device backend).
   ThreadPool* pool() const { return pool_.get(); }
   KvCache& cache() { return cache_; }
-  const KvCache& cache() const { return cache_; }
+  const KvCache& cache() const override { return cache_; }
+  int64_t trim_cache() override { return cache_.trim(); }
 
-  SeqId new_sequence();
-  void release(SeqId s);
+  SeqId new_sequence() override;
+  void release(SeqId s) override;
   SeqId fork(SeqId s, int64_t len);   // a new sequence sharing the first len positions of s
-  void truncate(SeqId s, int64_t len);
-  int64_t length(SeqId s) const { return cache_.length(s); }
+  void truncate(SeqId s, int64_t len) override;
+  int64_t length(SeqId s) const override { return cache_.length(s); }
   // Prefix sharing (see KvCache): attach a new sequence to registered blocks matching its prompt
   // (returns the positions attached, which need not be run again), and register a prefilled one.
-  int64_t attach_prefix(SeqId s, std::span<const int32_t> tokens);
-  void publish_prefix(SeqId s, std::span<const int32_t> tokens) { cache_.publish_prefix(s, tokens); }
+  int64_t attach_prefix(SeqId s, std::span<const int32_t> tokens) override;
+  void publish_prefix(SeqId s, std::span<const int32_t> tokens) override { cache_.publish_prefix(s, tokens); }
 
   // Runs one step. logits becomes (entries with logits = true) x vocab, in batch order.
   // Throws Error, changing nothing, when the batch is empty, an entry names an unknown sequence,
   // a token id is out of range or a position is not the sequence's next; KvCacheFull (an Error),
   // changing nothing, when the cache cannot hold the new positions.
-  void step(std::span<const BatchEntry> batch, std::vector<float>& logits);
+  void step(std::span<const BatchEntry> batch, std::vector<float>& logits) override;
 
   // Calibration hook: when set, step() calls it with the input of every linear projection just
   // before the projection runs: the weight's Hugging Face name ("model.layers.3.mlp.down_proj.weight";
   // the LM head under its own name, or the embedding's when tied), x = n x cols fp32 row-major
   // (valid only during the call; n = the batch, or the entries with logits for the LM head).
   // Projections sharing one input (q, k, v; gate, up) are each reported, with the same pointer.
-  using Observer = std::function<void(const std::string& weight_name, const float* x, int64_t n, int64_t cols)>;
   // Throws Error when the backend's memory is not host memory, or with tensor parallelism.
-  void set_observer(Observer observer);
+  void set_observer(Observer observer) override;
 
   // Replaces the communicator (a tensor-parallel group made anew after a failed step); same rank.
   void set_communicator(std::shared_ptr<Communicator> comm);

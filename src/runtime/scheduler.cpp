@@ -86,7 +86,7 @@ struct Scheduler::Active {
 };
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& o)
-    : engine_(model, EngineOptions{o.kv, nullptr, o.threads, nullptr}), tok_(tok), opt_(o) {
+    : engine_(make_step_engine(model, EngineOptions{o.kv, nullptr, o.threads, nullptr}, o.tp)), tok_(tok), opt_(o) {
   UPG_CHECK(o.max_batch >= 1, "max batch must be >= 1, got ", o.max_batch);
   UPG_CHECK(o.max_step_tokens >= o.max_batch, "tokens per step (", o.max_step_tokens,
             ") must be at least the max batch (", o.max_batch, ")");
@@ -112,7 +112,7 @@ std::shared_ptr<RequestHandle> Scheduler::submit(GenerationRequest r) {
   UPG_CHECK(r.logprobs >= -1 && r.logprobs <= 20, "logprobs must be between 0 and 20, got ", r.logprobs);
   UPG_CHECK(!r.prompt_logprobs || r.logprobs >= 0, "prompt logprobs need logprobs >= 0");
   r.sampling.validate();
-  const KvCache& cache = engine_.cache();
+  const KvCache& cache = engine_->cache();
   if (cache.max_blocks() > 0) {
     const int64_t bs = cache.options().block_size;
     const int64_t need = (static_cast<int64_t>(r.prompt.size()) + bs - 1) / bs;
@@ -188,8 +188,8 @@ void Scheduler::finish(Active& a, const std::string& reason, const std::string& 
   a.out.error = error;
   if (a.seq >= 0) {
     // Full blocks of what was computed become a shared prefix for later requests.
-    engine_.publish_prefix(a.seq, std::span<const int32_t>(a.tokens.data(), static_cast<size_t>(a.cached)));
-    engine_.release(a.seq);
+    engine_->publish_prefix(a.seq, std::span<const int32_t>(a.tokens.data(), static_cast<size_t>(a.cached)));
+    engine_->release(a.seq);
     a.seq = -1;
   }
   if (opt_.on_finish) opt_.on_finish(static_cast<int>(a.prompt_len), static_cast<int>(a.generated.size()), reason);
@@ -198,7 +198,7 @@ void Scheduler::finish(Active& a, const std::string& reason, const std::string& 
 void Scheduler::preempt_newest() {
   std::unique_ptr<Active> a = std::move(running_.back());
   running_.pop_back();
-  if (a->seq >= 0) engine_.release(a->seq);
+  if (a->seq >= 0) engine_->release(a->seq);
   a->seq = -1;
   a->cached = 0;
   std::lock_guard lk(mu_);
@@ -298,7 +298,7 @@ void Scheduler::fail_running(const std::string& error) noexcept {
       a->out.error = error;
       if (a->seq >= 0) {
         try {
-          engine_.release(a->seq);
+          engine_->release(a->seq);
         } catch (...) {
         }
         a->seq = -1;
@@ -351,8 +351,8 @@ void Scheduler::run_loop() {
     int finished = retire();
     for (auto& a : running_) {
       if (a->finished || a->seq >= 0) continue;
-      a->seq = engine_.new_sequence();
-      if (a->prompt_lp_done) a->cached = engine_.attach_prefix(a->seq, a->tokens);
+      a->seq = engine_->new_sequence();
+      if (a->prompt_lp_done) a->cached = engine_->attach_prefix(a->seq, a->tokens);
     }
 
     // One step; prompt chunks wait when the cache cannot hold them, and the newest request is
@@ -394,7 +394,7 @@ void Scheduler::run_loop() {
       try {
         if (opt_.turns) opt_.turns->lock();
         try {
-          engine_.step(batch_, logits_);
+          engine_->step(batch_, logits_);
         } catch (...) {
           if (opt_.turns) opt_.turns->unlock();
           throw;
@@ -434,12 +434,12 @@ void Scheduler::run_loop() {
         std::lock_guard lk(mu_);
         idle = waiting_.empty();
       }
-      if (idle && engine_.cache().trim() > 0) malloc_trim(0);
+      if (idle && engine_->trim_cache() > 0) malloc_trim(0);
     }
     std::lock_guard lk(mu_);
     stats_.running = static_cast<int>(running_.size());
     stats_.steps += ran ? 1 : 0;
-    const KvCache& c = engine_.cache();
+    const KvCache& c = engine_->cache();
     stats_.kv_blocks_in_use = c.blocks_in_use();
     stats_.kv_blocks_cached_prefix = c.prefix_blocks();
     stats_.kv_max_blocks = c.max_blocks();

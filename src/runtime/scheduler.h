@@ -1,8 +1,9 @@
-// Continuous batching over one Engine: requests from any number of callers join and leave the
-// running batch at every step. A worker thread repeats: drop cancelled requests, admit waiting ones
-// (up to max_batch running), build one step from one decode token per running request plus chunks
-// of waiting prompts (up to max_step_tokens in all, so a long prompt does not stall the streams),
-// run it, sample each request's next token and send it to the request's handle.
+// Continuous batching over one Engine (or a tensor-parallel group: SchedulerOptions::tp): requests
+// from any number of callers join and leave the running batch at every step. A worker thread
+// repeats: drop cancelled requests, admit waiting ones (up to max_batch running), build one step
+// from one decode token per running request plus chunks of waiting prompts (up to max_step_tokens
+// in all, so a long prompt does not stall the streams), run it, sample each request's next token
+// and send it to the request's handle.
 //
 // The KV cache is paged and capped (KvCacheOptions::max_bytes). Finished sequences publish their
 // full blocks as shared prefixes, so a follow-up with the same start (a chat's next turn, a common
@@ -27,6 +28,7 @@
 
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
+#include "runtime/tensor_parallel.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg {
@@ -109,6 +111,7 @@ struct SchedulerOptions {
   int64_t max_context = 0;     // positions per sequence; <= 0: the model's max_position_embeddings
   KvCacheOptions kv;
   int threads = 0;             // the engine's thread pool (EngineOptions::threads; 0: the current pool's count)
+  TensorParallelOptions tp;    // tensor parallelism (make_step_engine; the default is one Engine)
   ComputeTurns* turns = nullptr;  // shared by the schedulers of one process (optional)
   // Observers for metrics (called on the worker thread; keep them cheap).
   std::function<void(double seconds)> on_first_token;  // from submit() to the first generated token
@@ -141,7 +144,7 @@ class Scheduler {
   void shutdown(std::chrono::milliseconds grace);
 
   int64_t max_context() const { return max_context_; }
-  const Model& model() const { return engine_.model(); }
+  const Model& model() const { return engine_->model(); }
   SchedulerStats stats() const;
 
  private:
@@ -157,7 +160,7 @@ class Scheduler {
   void preempt_newest();
   GeneratedToken token_logprobs(const float* row, int32_t chosen, int top) const;
 
-  Engine engine_;
+  std::unique_ptr<StepEngine> engine_;
   const Tokenizer& tok_;
   SchedulerOptions opt_;
   int64_t max_context_;

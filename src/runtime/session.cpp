@@ -14,23 +14,24 @@ EngineOptions session_options(const Model& model, std::optional<KvType> kv, size
 }
 }  // namespace
 
-Session::Session(const Model& model, int max_context, std::optional<KvType> kv, size_t kv_max_bytes, int threads)
-    : engine_(model, session_options(model, kv, kv_max_bytes, threads)) {
+Session::Session(const Model& model, int max_context, std::optional<KvType> kv, size_t kv_max_bytes, int threads,
+                 const TensorParallelOptions& tp)
+    : engine_(make_step_engine(model, session_options(model, kv, kv_max_bytes, threads), tp)) {
   capacity_ = max_context > 0 ? max_context : model.config().max_position_embeddings;
   UPG_CHECK(capacity_ <= kMaxModelContext, "the context length ", capacity_, " is larger than the ", kMaxModelContext,
             " positions supported");
-  seq_ = engine_.new_sequence();
+  seq_ = engine_->new_sequence();
 }
 
 void Session::reset() {
-  engine_.release(seq_);
-  seq_ = engine_.new_sequence();
+  engine_->release(seq_);
+  seq_ = engine_->new_sequence();
 }
 
 void Session::truncate(int pos) {
   UPG_CHECK(pos >= 0 && pos <= position(), "cannot truncate the session to position ", pos, ": it holds ",
             position(), " positions");
-  engine_.truncate(seq_, pos);
+  engine_->truncate(seq_, pos);
 }
 
 void Session::forward(std::span<const int32_t> tokens, std::vector<float>& logits, bool all_logits) {
@@ -41,7 +42,7 @@ void Session::forward(std::span<const int32_t> tokens, std::vector<float>& logit
             " tokens (", pos + n, " needed)");
   batch_.resize(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) batch_[t] = BatchEntry{seq_, tokens[t], pos + t, all_logits || t == n - 1};
-  engine_.step(batch_, logits);  // validates the token ids (an error changes nothing)
+  engine_->step(batch_, logits);  // validates the token ids (an error changes nothing)
 }
 
 }  // namespace upg

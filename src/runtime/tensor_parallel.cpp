@@ -161,7 +161,7 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
 }
 
 TensorParallelEngine::TensorParallelEngine(const Model& model, const TensorParallelOptions& tp, const EngineOptions& o)
-    : options_(tp), plan_(std::make_shared<const TensorParallelPlan>(plan_tensor_parallel(model, tp.ranks))) {
+    : model_(model), options_(tp), plan_(std::make_shared<const TensorParallelPlan>(plan_tensor_parallel(model, tp.ranks))) {
   const int ranks = tp.ranks;
   UPG_CHECK(tp.devices.empty() || static_cast<int>(tp.devices.size()) == ranks, "tensor parallelism over ", ranks,
             " ranks needs one device per rank, not ", tp.devices.size());
@@ -205,6 +205,36 @@ void TensorParallelEngine::release(SeqId s) {
 
 void TensorParallelEngine::truncate(SeqId s, int64_t len) {
   for (auto& e : engines_) e->truncate(s, len);
+}
+
+int64_t TensorParallelEngine::attach_prefix(SeqId s, std::span<const int32_t> tokens) {
+  const int64_t n = engines_[0]->attach_prefix(s, tokens);
+  for (size_t r = 1; r < engines_.size(); ++r) {
+    const int64_t m = engines_[r]->attach_prefix(s, tokens);
+    UPG_CHECK(m == n, "tensor-parallel ranks disagree on a shared prefix (", n, " vs ", m, " positions)");
+  }
+  return n;
+}
+
+void TensorParallelEngine::publish_prefix(SeqId s, std::span<const int32_t> tokens) {
+  for (auto& e : engines_) e->publish_prefix(s, tokens);
+}
+
+int64_t TensorParallelEngine::trim_cache() {
+  int64_t n = 0;
+  for (auto& e : engines_) n += e->trim_cache();
+  return n;
+}
+
+void TensorParallelEngine::set_observer(Observer) {
+  throw Error("the calibration observer does not run with tensor parallelism (calibrate on one engine)");
+}
+
+std::unique_ptr<StepEngine> make_step_engine(const Model& model, const EngineOptions& o,
+                                             const TensorParallelOptions& tp) {
+  UPG_CHECK(tp.ranks >= 1, "tensor parallelism needs at least one rank, got ", tp.ranks);
+  if (tp.ranks == 1 && tp.devices.empty()) return std::make_unique<Engine>(model, o);
+  return std::make_unique<TensorParallelEngine>(model, tp, o);
 }
 
 void TensorParallelEngine::step(std::span<const BatchEntry> batch, std::vector<float>& logits) {

@@ -40,7 +40,7 @@ struct TensorParallelOptions {
   std::string collectives = "host";
 };
 
-class TensorParallelEngine {
+class TensorParallelEngine : public StepEngine {
  public:
   // One Engine per rank over its shard of `model` (the shards share its embedding and source), with the options of
   // each (threads 0: the current pool's threads shared out between the ranks; o.backend is ignored:
@@ -51,25 +51,34 @@ class TensorParallelEngine {
       : TensorParallelEngine(model, TensorParallelOptions{ranks, {}, "host"}, o) {}
   ~TensorParallelEngine();
 
+  const Model& model() const override { return model_; }
   int ranks() const { return static_cast<int>(engines_.size()); }
   const TensorParallelPlan& plan() const { return *plan_; }
   const Model& shard(int rank) const { return *shards_[static_cast<size_t>(rank)]; }
   Engine& engine(int rank) { return *engines_[static_cast<size_t>(rank)]; }
 
-  SeqId new_sequence();
-  void release(SeqId s);
-  void truncate(SeqId s, int64_t len);
-  int64_t length(SeqId s) const { return engines_[0]->length(s); }
+  // Each applies to every rank (whose caches hold the same sequences, each its own heads).
+  SeqId new_sequence() override;
+  void release(SeqId s) override;
+  void truncate(SeqId s, int64_t len) override;
+  int64_t length(SeqId s) const override { return engines_[0]->length(s); }
+  int64_t attach_prefix(SeqId s, std::span<const int32_t> tokens) override;
+  void publish_prefix(SeqId s, std::span<const int32_t> tokens) override;
+  const KvCache& cache() const override { return engines_[0]->cache(); }
+  int64_t trim_cache() override;
+  // Throws Error: the calibration observer does not run on a split model.
+  void set_observer(Observer observer) override;
 
   // Engine::step on every rank at once (rank 0 on this thread); logits as Engine::step gives them
   // (rank 0's; every rank computes the same). On an error in any rank every rank stops, the
   // sequences are put back to their lengths before the step, and the first rank's error is thrown.
-  void step(std::span<const BatchEntry> batch, std::vector<float>& logits);
+  void step(std::span<const BatchEntry> batch, std::vector<float>& logits) override;
 
  private:
   // The group's communicators, made anew after a failed step.
   std::vector<std::shared_ptr<Communicator>> make_communicators() const;
 
+  const Model& model_;
   TensorParallelOptions options_;
   std::vector<std::shared_ptr<Backend>> backends_;
   std::shared_ptr<const TensorParallelPlan> plan_;
@@ -78,5 +87,10 @@ class TensorParallelEngine {
   std::vector<std::unique_ptr<Engine>> engines_;
   std::vector<std::vector<float>> rank_logits_;
 };
+
+// An Engine over `model` when tp.ranks is 1 and tp.devices is empty, else a TensorParallelEngine
+// (tp.ranks 1 with a device named: one rank through the tensor-parallel path).
+std::unique_ptr<StepEngine> make_step_engine(const Model& model, const EngineOptions& o,
+                                             const TensorParallelOptions& tp = {});
 
 }  // namespace upg

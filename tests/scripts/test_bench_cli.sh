@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end `upg bench` on the bundled tiny model: the markdown and JSON reports carry every
 # field (prompt and generation tests, batch sizes, bandwidth, size, memory), generation at a
-# filled depth works for every KV type, and bad arguments are clear errors. Speeds are not
-# checked (that is for benchmarks, not tests). Argument 1: the upg binary.
+# filled depth works for every KV type, tensor parallelism (--tp) on run and bench, and bad
+# arguments are clear errors. Speeds are not checked (that is for benchmarks, not tests). Argument 1: the upg binary.
 set -uo pipefail
 UPG="$1"
 cd "$(dirname "$0")/../.."
@@ -76,5 +76,24 @@ if ! command -v nvidia-smi > /dev/null || ! nvidia-smi > /dev/null 2>&1; then
   expect_status 1 "cuda without a GPU" "$UPG" run "$M" -p "x" --device cuda
   has "--device cuda"
 fi
+
+# --tp: the model split over ranks (threads with host collectives on the CPU). run gives the greedy
+# text of one engine; bench names the split; splits that cannot be made and bad options are named.
+P="The history of the city"
+"$UPG" run "$M" -p "$P" -n 24 --temp 0 --kv-type f32 -t 2 > "$T/one.txt" 2> /dev/null
+expect_status 0 "run --tp 2" "$UPG" run "$M" -p "$P" -n 24 --temp 0 --kv-type f32 -t 2 --tp 2
+"$UPG" run "$M" -p "$P" -n 24 --temp 0 --kv-type f32 -t 2 --tp 2 > "$T/two.txt" 2> /dev/null
+if [ -s "$T/one.txt" ] && cmp -s "$T/one.txt" "$T/two.txt"; then pass; else fail "run --tp 2 text differs: $(cat "$T/two.txt") vs $(cat "$T/one.txt")"; fi
+expect_status 0 "bench --tp 2" "$UPG" bench "$M" -p 8 -n 4 -b 1,2 -r 1 -t 2 --tp 2
+has "tensor parallel: 2 ranks on cpu cpu, host collectives"
+has "| tg4 | 2 |"
+expect_status 1 "more ranks than kv heads" "$UPG" run "$M" -p "x" --tp 64
+has "needs at least 64 key-value heads"
+expect_status 1 "nccl on the CPU" "$UPG" run "$M" -p "x" --tp 2 --tp-collectives nccl
+has "NCCL communicators need CUDA backends"
+expect_status 1 "devices for fewer ranks" "$UPG" run "$M" -p "x" --tp 2 --tp-devices cpu
+has "needs one device per rank, not 1"
+expect_status 105 "bad collectives" "$UPG" bench "$M" --tp 2 --tp-collectives mpi
+has "mpi not in"
 
 summary

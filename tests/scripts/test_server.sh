@@ -12,6 +12,8 @@
 # 2. Server B: --max-body 64K -c 256 --max-batch 1 --max-queue 1 --shutdown-grace 0: faults.mjs,
 #    then SIGINT while a stream runs and a non-streamed request waits: both are cancelled with
 #    errors (the stream: an error event and [DONE]; the other: HTTP 503), exit 0.
+# 3. Server C: refA with --tp 2 (two ranks of threads): openai_sdk.test.mjs, greedy completions
+#    equal to `upg run` on the whole model.
 #
 # Skips (exit 0, "SKIP: ...") without ../shared/data, node, or tests/server/node_modules.
 # UPG_SERVE_TEST_LOAD_ARGS / UPG_SERVE_TEST_FAULTS_ARGS: extra arguments for load.mjs / faults.mjs.
@@ -301,6 +303,36 @@ EOF
   t_end "server B: SIGINT cancels running and queued requests" "exit $STOP_RC, $STOP_S s after the requests ended"
 else
   fail "server B did not start"
+fi
+
+# ------------------------------------------------------------------------------------------------
+t_start "server C: --tp 2"
+# refA split over two ranks (threads with host collectives): the OpenAI SDK checks again, its greedy
+# completions equal to `upg run` on the whole model (an f32 cache on both: only fp32 rounding
+# separates the split sums from the whole ones).
+"$PY" - "$UPG" "$MODEL" "$REFA" >"$T/expect_tp.json" 2>"$T/expect_tp.err" <<'EOF'
+import json, subprocess, sys
+upg, path, mid = sys.argv[1:4]
+cases = []
+for p in ["The history of the city", "Once upon a time there was a little girl who"]:
+    out = subprocess.run([upg, "run", path, "-p", p, "-n", "24", "--temp", "0", "--repeat-penalty", "1", "-t", "2",
+                          "--kv-type", "f32"], capture_output=True, check=True).stdout
+    cases.append({"model": mid, "prompt": p, "max_tokens": 24, "text": out[len(p.encode()):-1].decode("utf-8")})
+json.dump(cases, sys.stdout, ensure_ascii=False)
+EOF
+[ $? -eq 0 ] || { fail "making the expected texts for --tp failed"; sed 's/^/  | /' "$T/expect_tp.err" | tail -n 5; }
+PORT_C=$(free_port)
+URL_C="http://127.0.0.1:$PORT_C"
+"$UPG" serve -m "$MODEL" --port "$PORT_C" -t 2 --tp 2 --kv-type f32 >"$T/serve_c.log" 2>&1 &
+PID_C=$!
+if wait_health "$URL_C" "$PID_C" "$T/serve_c.log"; then
+  UPG_SERVER_URL="$URL_C" UPG_API_KEY="" UPG_MODELS="$REFA" UPG_MODEL="$REFA" UPG_EXPECT_FILE="$T/expect_tp.json" \
+    node tests/server/openai_sdk.test.mjs > "$T/sdk_tp.log" 2>&1
+  rc=$?; [ $rc -eq 0 ] || { fail "openai_sdk.test.mjs against --tp 2 exited $rc"; tail -n 15 "$T/sdk_tp.log" | sed 's/^/  | /'; }
+  stop_server "$PID_C" TERM "$T/serve_c.log" 20
+  t_end "server C: --tp 2" "sdk exit $rc, $(grep -c '^ok' "$T/sdk_tp.log") checks"
+else
+  fail "server C did not start"
 fi
 
 echo

@@ -305,3 +305,12 @@ TEST(Scheduler, ShutdownCancelsWhatIsLeftAfterTheGrace) {
   EXPECT_EQ(collect(*slow).finish, "cancelled");
   test::expect_error([&] { sched->submit(greedy(prompt_of(5, 3), 2)); }, "shutting down");
 }
+
+// The scheduler over a model split between two ranks (threads with host collectives,
+// runtime/tensor_parallel.h; what `upg serve --tp 2` runs): the same tokens as each request alone on
+// the whole model, with prompts chunked beside decode tokens and prefixes published on every rank.
+TEST(Scheduler, TensorParallelRanksServeTheSameTokens) {
+  SchedulerOptions o = options(4, 8);
+  o.tp = TensorParallelOptions{2, {}, "host"};
+  expect_all_match_alone(o, 6);
+}

@@ -1,9 +1,11 @@
 // Tensor parallelism with simulated ranks (threads of this process on the CPU, runtime/tensor_parallel.h):
 // a model split over N ranks gives the logits of the whole model (TP = 1) on the same batches, for
 // dense models of every architecture with golden outputs, refA, and files of every codec, with o and
-// down split by columns (all-reduce) and gathered; a rank that fails stops the group without a hang.
+// down split by columns (all-reduce) and gathered; a rank that fails stops the group without a hang;
+// a Session over ranks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -14,6 +16,7 @@
 #include "engine_schedule.h"
 #include "logit_compare.h"
 #include "runtime/engine.h"
+#include "runtime/session.h"
 #include "runtime/tensor_parallel.h"
 #include "test_util.h"
 #include "tiny_model.h"
@@ -227,4 +230,53 @@ TEST(TensorParallel, BadOptionsAreClearErrors) {
   test::expect_error([&] { Engine e(*shard, o); }, "needs that rank's communicator");
   test::expect_error([&] { Engine e(*m, o); }, "needs a tensor-parallel shard");
   test::expect_error([&] { plan_tensor_parallel(*shard, 2); }, "already a tensor-parallel shard");
+}
+
+// The single-sequence Session (what `upg run`, `chat` and the evaluations drive) over two ranks: a
+// prompt's logits, greedy steps, a truncation and more steps equal one Engine's to fp32 rounding;
+// the interface both implement (StepEngine) refuses what a split model cannot do.
+TEST(TensorParallel, SessionOverRanksEqualsTheWholeModel) {
+  TempDir dir;
+  test::write_tiny_model(dir.p.string(), wide_tiny_config(), TensorDType::BF16, 9);
+  auto m = Model::load(dir.p.string());
+  Session whole(*m, 64, KvType::F32, 0, 1);
+  Session split(*m, 64, KvType::F32, 0, 1, TensorParallelOptions{2, {}, "host"});
+  EXPECT_NE(dynamic_cast<TensorParallelEngine*>(&split.engine()), nullptr);
+  EXPECT_NE(dynamic_cast<Engine*>(&whole.engine()), nullptr);
+  EXPECT_EQ(&split.model(), m.get());
+  const int64_t V = m->config().vocab_size;
+  std::vector<float> a, b;
+  auto expect_close = [&](const std::string& what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    EXPECT_LE(test::rel_max_error(b.data(), a.data(), static_cast<int64_t>(a.size())), 1e-5) << what;
+  };
+  const std::vector<int32_t> prompt = {3, 14, 15, 92, 65, 35, 89, 79, 32};
+  whole.forward(prompt, a, true);
+  split.forward(prompt, b, true);
+  expect_close("prompt");
+  auto greedy_steps = [&](int steps, const std::string& what) {
+    for (int i = 0; i < steps; ++i) {
+      const int32_t next = static_cast<int32_t>(std::max_element(a.end() - V, a.end()) - (a.end() - V));
+      whole.forward({&next, 1}, a, false);
+      split.forward({&next, 1}, b, false);
+      expect_close(what + " step " + std::to_string(i));
+    }
+  };
+  greedy_steps(6, "decode");
+  EXPECT_EQ(split.position(), whole.position());
+  whole.truncate(4);
+  split.truncate(4);
+  whole.forward({prompt.data() + 4, 3}, a, false);
+  split.forward({prompt.data() + 4, 3}, b, false);
+  expect_close("after truncate");
+  greedy_steps(3, "after truncate");
+  split.reset();
+  EXPECT_EQ(split.position(), 0);
+  EXPECT_EQ(split.engine().cache().blocks_in_use(), 0);
+  test::expect_error([&] { split.set_observer([](const std::string&, const float*, int64_t, int64_t) {}); },
+                     "does not run with tensor parallelism");
+  // make_step_engine: one Engine unless ranks or devices ask for the group.
+  EXPECT_NE(dynamic_cast<Engine*>(make_step_engine(*m, {}, {}).get()), nullptr);
+  EXPECT_NE(dynamic_cast<TensorParallelEngine*>(make_step_engine(*m, {}, {1, {"cpu"}, "host"}).get()), nullptr);
+  test::expect_error([&] { make_step_engine(*m, {}, {0, {}, "host"}); }, "at least one rank");
 }

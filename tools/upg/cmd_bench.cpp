@@ -50,10 +50,7 @@ struct BenchOptions {
   std::string kv_type = "bf16";
   std::string kv_memory;
   std::string output = "md";
-  int tp = 1;
-  std::vector<std::string> tp_devices;
-  std::string tp_collectives;
-  bool tp_given = false;  // --tp on the command line (--tp 1: one rank through the tensor-parallel path)
+  TensorParallelFlags tp;  // --tp 1 given: one rank through the tensor-parallel path
 };
 
 using Clock = std::chrono::steady_clock;
@@ -196,7 +193,7 @@ void bench(const BenchOptions& o) {
   double prepare_s = 0;
   size_t kv_bytes = 0, device_bytes = 0;
   std::string tp_note;
-  if (!o.tp_given && o.tp_devices.empty() && o.tp_collectives.empty()) {
+  if (!o.tp.given()) {
     Engine e(*model, eo);  // uploads the weights to a GPU
     prepare_s = seconds_since(t0) - load_s;
     results = run_tests(e, o, c.vocab_size, [&](Engine& en, SeqId s, std::mt19937& r) { fill_random(en, s, o.depth, r); },
@@ -205,15 +202,9 @@ void bench(const BenchOptions& o) {
     device_bytes = backend->memory_in_use();
   } else {
     UPG_CHECK(o.depth == 0, "--depth with --tp is not supported yet");
-    TensorParallelOptions tp;
-    tp.ranks = o.tp;
-    tp.devices = o.tp_devices;
-    const bool cuda = o.device.rfind("cuda", 0) == 0 || !backend->host_memory();
-    if (tp.devices.empty())
-      for (int r = 0; r < o.tp; ++r) tp.devices.push_back(cuda ? "cuda:" + std::to_string(r) : "cpu");
-    tp.collectives = !o.tp_collectives.empty() ? o.tp_collectives : cuda ? "nccl" : "host";
+    const TensorParallelOptions tp = o.tp.resolve(*backend);
     const std::set<std::string> distinct(tp.devices.begin(), tp.devices.end());
-    if (cuda) bw *= static_cast<double>(distinct.size());  // the ranks' GPUs read in parallel
+    if (!backend->host_memory()) bw *= static_cast<double>(distinct.size());  // the ranks' GPUs read in parallel
     TensorParallelEngine e(*model, tp, eo);
     prepare_s = seconds_since(t0) - load_s;
     results = run_tests(e, o, c.vocab_size, [](TensorParallelEngine&, SeqId, std::mt19937&) {},
@@ -248,7 +239,7 @@ void bench(const BenchOptions& o) {
     j["device"] = backend->name();
     j["upload_seconds"] = prepare_s;
     j["device_memory_in_use_mib"] = static_cast<double>(device_bytes) / (1024.0 * 1024.0);
-    j["tensor_parallel_ranks"] = o.tp;
+    j["tensor_parallel_ranks"] = o.tp.given() ? o.tp.resolve(*backend).ranks : 1;
     j["memory_read_bandwidth_gbs"] = bw / 1e9;
     j["decode_weights_fit_in_last_level_cache"] = backend->host_memory() && decode_bytes < last_level_cache_bytes();
     j["peak_rss_mib"] = rss_mib;
@@ -322,20 +313,10 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16", "f16", "q8"}));
   cmd->add_option("--kv-memory", o->kv_memory, "Cap on KV cache memory, e.g. 512M, 4G (default: none)");
   cmd->add_option("-o,--output", o->output, "md or json")->capture_default_str()->check(CLI::IsMember({"md", "json"}));
-  cmd->add_option("--tp", o->tp, "Tensor parallelism: split the model over this many ranks (GPUs with --device cuda)")
-      ->check(CLI::Range(1, 64))
-      ->capture_default_str();
-  cmd->add_option("--tp-devices", o->tp_devices, "With --tp: each rank's device, comma-separated (e.g. cuda:0,cuda:0)")
-      ->delimiter(',');
-  cmd->add_option("--tp-collectives", o->tp_collectives,
-                  "With --tp: nccl (one GPU per rank; the default on cuda) or host (through host memory; the CPU's)")
-      ->check(CLI::IsMember({"nccl", "host"}));
+  add_tensor_parallel_flags(cmd, o->tp);
   add_threads_flag(cmd, o->threads);
   add_device_flag(cmd, o->device);
-  cmd->callback([o, cmd] {
-    o->tp_given = cmd->count("--tp") > 0;
-    bench(*o);
-  });
+  cmd->callback([o] { bench(*o); });
 }
 
 }  // namespace upg::cli

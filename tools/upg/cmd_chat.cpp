@@ -22,6 +22,7 @@ struct ChatOptions {
   std::string device = "cpu";
   int ctx = 0;
   GenerationFlags gen;
+  TensorParallelFlags tp;
 };
 
 void chat(const ChatOptions& o) {
@@ -29,7 +30,7 @@ void chat(const ChatOptions& o) {
   LoadedModel lm = load_model(o.model, o.device);
   UPG_CHECK(lm.chat_template.has_value(), "model '", o.model,
             "' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template); use `upg run`");
-  Session session(*lm.model, o.ctx, o.gen.kv(), o.gen.kv_bytes());
+  Session session(*lm.model, o.ctx, o.gen.kv(), o.gen.kv_bytes(), 0, o.tp.resolve(*lm.model->backend()));
   const GenerateOptions gen = o.gen.resolve(*lm.model);
   std::vector<int32_t> in_cache;  // tokens the session's KV cache holds, in order
   nlohmann::json messages = nlohmann::json::array();
@@ -83,6 +84,7 @@ void add_chat_command(CLI::App& app) {
   add_threads_flag(cmd, o->threads);
   add_device_flag(cmd, o->device);
   add_generation_flags(cmd, o->gen);
+  add_tensor_parallel_flags(cmd, o->tp);
   cmd->callback([o] { chat(*o); });
 }
 

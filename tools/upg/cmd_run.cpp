@@ -19,6 +19,7 @@ struct RunOptions {
   int ctx = 0;
   bool no_bos = false;
   GenerationFlags gen;
+  TensorParallelFlags tp;
 };
 
 void run(const RunOptions& o) {
@@ -29,7 +30,7 @@ void run(const RunOptions& o) {
   std::vector<int32_t> ids = lm.tokenizer.encode(prompt, !o.no_bos);
   if (ids.empty() && lm.tokenizer.bos_id()) ids.push_back(*lm.tokenizer.bos_id());
   UPG_CHECK(!ids.empty(), "the prompt is empty and the model has no BOS token to start from");
-  Session session(*lm.model, o.ctx, o.gen.kv(), o.gen.kv_bytes());
+  Session session(*lm.model, o.ctx, o.gen.kv(), o.gen.kv_bytes(), 0, o.tp.resolve(*lm.model->backend()));
   const GenerateOptions gen = o.gen.resolve(*lm.model);
   std::cout << prompt << std::flush;
   GenerateStats st;
@@ -53,6 +54,7 @@ void add_run_command(CLI::App& app) {
   add_threads_flag(cmd, o->threads);
   add_device_flag(cmd, o->device);
   add_generation_flags(cmd, o->gen);
+  add_tensor_parallel_flags(cmd, o->tp);
   cmd->callback([o] { run(*o); });
 }
 

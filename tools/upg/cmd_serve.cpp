@@ -30,6 +30,7 @@ struct ServeOptions {
   int ctx = 0;
   int threads = 0;
   std::string device = "cpu";
+  TensorParallelFlags tp;
   std::string kv_type = "bf16";
   std::string kv_memory = "2G";
   std::string max_body = "8M";
@@ -87,6 +88,7 @@ void serve(const ServeOptions& o) {
   std::vector<std::unique_ptr<server::ServedModel>> models;
   for (const auto& [id, path] : wanted) {
     LoadedModel lm = load_model(path, o.device);
+    so.scheduler.tp = o.tp.resolve(*lm.model->backend());  // the same for every model (one --device)
     auto m = std::make_unique<server::ServedModel>(server::ServedModel{
         id, std::move(lm.model), std::move(lm.tokenizer), lm.chat_template, std::nullopt, nullptr});
     m->generation_config = m->model->file_text("generation_config.json");
@@ -147,6 +149,7 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   add_threads_flag(cmd, o->threads);
   add_device_flag(cmd, o->device);
+  add_tensor_parallel_flags(cmd, o->tp);
   cmd->callback([o] { serve(*o); });
 }
 

@@ -44,6 +44,29 @@ void add_device_flag(CLI::App* cmd, std::string& device) {
       ->capture_default_str();
 }
 
+void add_tensor_parallel_flags(CLI::App* cmd, TensorParallelFlags& flags) {
+  cmd->add_option("--tp", flags.ranks,
+                  "Tensor parallelism: split the model over this many ranks (GPUs with --device cuda, threads on the CPU)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--tp-devices", flags.devices, "With --tp: each rank's device, comma-separated (e.g. cuda:0,cuda:0)")
+      ->delimiter(',');
+  cmd->add_option("--tp-collectives", flags.collectives,
+                  "With --tp: nccl (one GPU per rank; the default on cuda) or host (through host memory; the CPU's)")
+      ->check(CLI::IsMember({"nccl", "host"}));
+}
+
+TensorParallelOptions TensorParallelFlags::resolve(const Backend& backend) const {
+  if (!given()) return {};
+  TensorParallelOptions tp;
+  tp.ranks = ranks > 0 ? ranks : std::max(1, static_cast<int>(devices.size()));
+  tp.devices = devices;
+  const bool gpu = !backend.host_memory();
+  if (tp.devices.empty())
+    for (int r = 0; r < tp.ranks; ++r) tp.devices.push_back(gpu ? "cuda:" + std::to_string(r) : "cpu");
+  tp.collectives = !collectives.empty() ? collectives : gpu ? "nccl" : "host";
+  return tp;
+}
+
 void apply_threads(int threads) {
   // The engines' pools (the forward pass) and kernels called outside an engine take the default
   // pool's count; the offline OpenMP loops (conversion, evaluation scoring, decompress, verify) OpenMP's.

@@ -9,6 +9,7 @@
 
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "runtime/tensor_parallel.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg::cli {
@@ -26,6 +27,20 @@ LoadedModel load_model(const std::string& path, const std::string& device = "cpu
 
 // --device: where the forward pass runs.
 void add_device_flag(CLI::App* cmd, std::string& device);
+
+// --tp N, --tp-devices, --tp-collectives: tensor parallelism (runtime/tensor_parallel.h) for run,
+// chat, bench and serve.
+struct TensorParallelFlags {
+  int ranks = 0;  // 0: --tp not given
+  std::vector<std::string> devices;
+  std::string collectives;
+  bool given() const { return ranks > 0 || !devices.empty() || !collectives.empty(); }
+  // The options for a model whose backend is `backend`: none given, one Engine ({}); on a GPU one
+  // rank per GPU (cuda:0 .. cuda:N-1) with NCCL, on the CPU N ranks of threads with host collectives,
+  // unless --tp-devices / --tp-collectives say otherwise.
+  TensorParallelOptions resolve(const Backend& backend) const;
+};
+void add_tensor_parallel_flags(CLI::App* cmd, TensorParallelFlags& flags);
 
 // --threads: 0 = all cores. Applies it to the default thread pool (which engines take their thread
 // count from: base/thread_pool.h) and to OpenMP (the offline loops).
