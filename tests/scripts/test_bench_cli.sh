@@ -87,6 +87,8 @@ if [ -s "$T/one.txt" ] && cmp -s "$T/one.txt" "$T/two.txt"; then pass; else fail
 expect_status 0 "bench --tp 2" "$UPG" bench "$M" -p 8 -n 4 -b 1,2 -r 1 -t 2 --tp 2
 has "tensor parallel: 2 ranks on cpu cpu, host collectives"
 has "| tg4 | 2 |"
+expect_status 0 "bench --tp 2 at a depth" "$UPG" bench "$M" -p 8 -n 3 -b 2 -r 1 -t 2 --tp 2 -d 40 --kv-type bf16
+has "| tg3@d40 | 2 |"
 expect_status 1 "more ranks than kv heads" "$UPG" run "$M" -p "x" --tp 64
 has "needs at least 64 key-value heads"
 expect_status 1 "nccl on the CPU" "$UPG" run "$M" -p "x" --tp 2 --tp-collectives nccl

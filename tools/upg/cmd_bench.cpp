@@ -201,14 +201,16 @@ void bench(const BenchOptions& o) {
     kv_bytes = e.cache().bytes_allocated();
     device_bytes = backend->memory_in_use();
   } else {
-    UPG_CHECK(o.depth == 0, "--depth with --tp is not supported yet");
     const TensorParallelOptions tp = o.tp.resolve(*backend);
     const std::set<std::string> distinct(tp.devices.begin(), tp.devices.end());
     if (!backend->host_memory()) bw *= static_cast<double>(distinct.size());  // the ranks' GPUs read in parallel
     TensorParallelEngine e(*model, tp, eo);
     prepare_s = seconds_since(t0) - load_s;
-    results = run_tests(e, o, c.vocab_size, [](TensorParallelEngine&, SeqId, std::mt19937&) {},
-                        static_cast<double>(decode_bytes), bw);
+    // --depth: every rank's cache gets the positions (random rows of its own key-value heads).
+    auto fill = [&](TensorParallelEngine& g, SeqId s, std::mt19937& r) {
+      for (int k = 0; k < g.ranks(); ++k) fill_random(g.engine(k), s, o.depth, r);
+    };
+    results = run_tests(e, o, c.vocab_size, fill, static_cast<double>(decode_bytes), bw);
     std::ostringstream note;
     note << " | tensor parallel: " << tp.ranks << " ranks on";
     for (const auto& d : tp.devices) note << " " << d;
