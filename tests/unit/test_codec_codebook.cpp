@@ -197,6 +197,31 @@ TEST(CodecCodebook, ProductOfATokenDoesNotDependOnTheOthers) {
   }
 }
 
+// The fp32-activation paths (UPG_INT8_ACTIVATIONS=0, and k >= 5 without AMX): a token's product
+// does not depend on the other tokens of the call either (codec_test_util.h): the one-token kernel
+// (AVX2, or AVX-512 for k <= 6 and groups of 16s) sums each row in the tiled path's order. 37 rows
+// (partial row steps and tiles); 640 columns (two column tiles), 600 (a last step of 8 after the
+// AVX-512 steps of 16), 634 (a partial last chunk); groups of 64 and of 40 (no AVX-512 path).
+TEST(CodecCodebook, Fp32ProductOfATokenDoesNotDependOnTheOthers) {
+  struct Fp32Only {
+    Fp32Only() { set_int8_activations(false); }
+    ~Fp32Only() { set_int8_activations(true); }
+  } fp32_only;
+  auto codec = make_codec("codebook");
+  const int64_t rows = 37;
+  for (int64_t cols : {640, 600, 634})
+    for (int64_t group : {64, 40})
+      for (int bits : {2, 3, 4, 5, 6, 8}) {
+        auto W = gaussian_matrix(rows, cols, 40 + bits);
+        EncodedTensor t = codec->encode(W.data(), rows, cols, {{"bits", bits}, {"group", group}, {"lloyd_iters", 1}});
+        auto views = t.views();
+        auto m = codec->open(views, rows, cols, t.params);
+        expect_product_independent_of_batch(*m, 50 + bits,
+                                            "codebook fp32 " + std::to_string(bits) + " bits, group " +
+                                                std::to_string(group) + ", " + std::to_string(cols) + " columns");
+      }
+}
+
 TEST(CodecCodebook, BitsPerWeight) {
   auto codec = make_codec("codebook");
   for (int bits : {2, 3, 4, 5, 6}) {

@@ -109,3 +109,17 @@ TEST(CodecInt8, BadArraysThrow) {
   expect_error(t.views(), {{"scale_dtype", "bf16"}}, "scale_dtype");
   EXPECT_THROW(make_codec("int9"), Error);
 }
+
+// A token's product does not depend on the other tokens of the call (codec_test_util.h): 37 rows (a
+// partial 16-row tile), 640 columns (5 groups of 128; a second, partial 512-column tile).
+TEST(CodecInt8, ProductOfATokenDoesNotDependOnTheOthers) {
+  auto codec = make_codec("int8");
+  const int64_t rows = 37, cols = 640;
+  auto W = gaussian_matrix(rows, cols, 61);
+  for (int64_t group : {128, 0}) {
+    EncodedTensor t = codec->encode(W.data(), rows, cols, {{"group", group}});
+    auto views = t.views();
+    auto m = codec->open(views, rows, cols, t.params);
+    expect_product_independent_of_batch(*m, 62, "int8 group " + std::to_string(group));
+  }
+}

@@ -261,3 +261,17 @@ TEST(TrellisCodec, DocumentedExampleDecodes) {
   EXPECT_EQ(W[1], 0.01000213623046875f * trellis::code(670));
   EXPECT_EQ(W[2], 0.01000213623046875f * trellis::code(1266));
 }
+
+// A token's product does not depend on the other tokens of the call (codec_test_util.h), through
+// both paths (fused for n <= kFusedTokens, tiled above): random chained states, K = 2, 3, 4, L = 12,
+// groups of 128, 37 x 640 (a scalar tail at the row's end, a partial 16-row tile, two column tiles)
+// and 37 x 520 (the row's end, where 16-byte loads stop, already in the first column tile).
+TEST(TrellisCodec, ProductOfATokenDoesNotDependOnTheOthers) {
+  const int64_t rows = 37;
+  for (int64_t cols : {640, 520})
+    for (int k : {2, 3, 4}) {
+      auto o = random_trellis(k, 12, 128, rows, cols, 80 + k);
+      expect_product_independent_of_batch(*o->m, 90 + k, "trellis K=" + std::to_string(k) + ", " +
+                                                              std::to_string(cols) + " columns");
+    }
+}

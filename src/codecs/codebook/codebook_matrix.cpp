@@ -60,8 +60,9 @@ class CodebookMatrix : public WeightMatrix {
   // kQ8Tokens tokens per pass over the weights: decode, batched decode and prefill alike (on a
   // 2-core Zen 3, TinyLlama shape, prefill of 128 tokens ran 57 tokens/s this way against 46 with
   // the fp32 tiles; passes of 8 tokens beat one of 16). Otherwise, or with int8 activations off,
-  // fp32: fused decode + FMA for n = 1, decoded tiles + one GEMM kernel for n > 1
-  // (kernels/cpu/codebook_kernels.h, tested against decode_rows).
+  // fp32: fused decode + FMA for n = 1, decoded tiles + one GEMM kernel for n > 1, each token summed
+  // in the same order either way (kernels/cpu/codebook_kernels.h, tested against decode_rows, and
+  // bit for bit across token counts by CodecCodebook.Fp32ProductOfATokenDoesNotDependOnTheOthers).
   // On a CPU with AMX, every product (kI8Tokens = 1: decode too): the tile path of
   // kernels/cpu/codebook_i8.h (tested bit for bit against its reference in test_codebook_i8). One
   // path for every token count keeps a token's product independent of the batch it came in (test

@@ -77,26 +77,66 @@ inline float hsum(__m256 v) {
 }
 #endif
 
-// One row of W (stored) dotted with x (fp32), K elements.
-template <TensorDType D>
-inline float dot_row(const uint8_t* w, const float* x, int64_t K) {
-  int64_t k = 0;
-  float s = 0.f;
 #ifdef UPG_DENSE_AVX2
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+inline __m256i tail_mask(int64_t valid) {
+  alignas(32) static const int32_t kIdx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(valid)),
+                            _mm256_load_si256(reinterpret_cast<const __m256i*>(kIdx)));
+}
+
+// One token (decode), Q whole column blocks of one row (w: the row) from column c0: the sums the
+// tiled path (micro below) makes for them, bit for bit: per block one 8-lane FMA chain (lane l
+// takes the block's columns l, l + 8, ...), reduced by hsum and added to the row's sum s in block
+// order. The Q chains are independent, and the row is still read front to back (Q blocks of 256
+// columns side by side: one stream, as decode wants when it streams W from memory).
+template <TensorDType D, int Q>
+inline void blocks_one_token(const uint8_t* w, const float* x, int64_t c0, float& s) {
   constexpr size_t es = elem_size<D>();
-  for (; k + 32 <= K; k += 32) {
-    a0 = _mm256_fmadd_ps(load8<D>(w + (k + 0) * es), _mm256_loadu_ps(x + k + 0), a0);
-    a1 = _mm256_fmadd_ps(load8<D>(w + (k + 8) * es), _mm256_loadu_ps(x + k + 8), a1);
-    a2 = _mm256_fmadd_ps(load8<D>(w + (k + 16) * es), _mm256_loadu_ps(x + k + 16), a2);
-    a3 = _mm256_fmadd_ps(load8<D>(w + (k + 24) * es), _mm256_loadu_ps(x + k + 24), a3);
+  __m256 acc[Q];
+  for (int q = 0; q < Q; ++q) acc[q] = _mm256_setzero_ps();
+  // The Q blocks' chains step through Q places of the row at once, which the hardware prefetcher
+  // does not follow as one stream: each step also prefetches the row's bytes as many ahead.
+  constexpr int64_t ahead = 2 * 4 * kColBlock * es;
+  const uint8_t* pf = w + c0 * es + ahead;
+  for (int64_t k = c0; k < c0 + kColBlock; k += 8, pf += 8 * Q * es) {
+    for (size_t b = 0; b < 8 * Q * es; b += 64) _mm_prefetch(reinterpret_cast<const char*>(pf + b), _MM_HINT_T0);
+    for (int q = 0; q < Q; ++q)
+      acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + q * kColBlock), load8<D>(w + (k + q * kColBlock) * es), acc[q]);
   }
-  for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(load8<D>(w + k * es), _mm256_loadu_ps(x + k), a0);
-  s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-#endif
-  for (; k < K; ++k) s += load_scalar<D>(w, k) * x[k];
+  for (int q = 0; q < Q; ++q) s += hsum(acc[q]);
+}
+
+// One token, one row: y = the tiled path's sum for it, bit for bit, so a token's product does not
+// depend on the other tokens of the call; the last, partial block with zeros in the missing lanes
+// of both operands, as micro's masked tail. The weights are converted in registers, not through
+// the tile.
+template <TensorDType D>
+inline float row_one_token(const uint8_t* w, const float* x, int64_t cols) {
+  constexpr size_t es = elem_size<D>();
+  const int64_t full = cols / kColBlock * kColBlock;
+  float s = 0.f;
+  int64_t c0 = 0;
+  for (; c0 + 4 * kColBlock <= full; c0 += 4 * kColBlock) blocks_one_token<D, 4>(w, x, c0, s);
+  switch ((full - c0) / kColBlock) {
+    case 3: blocks_one_token<D, 3>(w, x, c0, s); break;
+    case 2: blocks_one_token<D, 2>(w, x, c0, s); break;
+    case 1: blocks_one_token<D, 1>(w, x, c0, s); break;
+    default: break;
+  }
+  if (full < cols) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t k = full;
+    for (; k + 8 <= cols; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8<D>(w + k * es), acc);
+    if (k < cols) {
+      alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t j = 0; j < cols - k; ++j) t[j] = load_scalar<D>(w, k + j);
+      acc = _mm256_fmadd_ps(_mm256_maskload_ps(x + k, tail_mask(cols - k)), _mm256_load_ps(t), acc);
+    }
+    s += hsum(acc);
+  }
   return s;
 }
+#endif
 
 // out[m][r] (stride ldo) += sum_k x[m][k] * t[r][k] for MR input rows and NR tile rows, K columns.
 template <int MR, int NR>
@@ -114,12 +154,22 @@ inline void micro(const float* x, int64_t ldx, const float* t, int64_t ldt, int6
       for (int m = 0; m < MR; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
     }
   }
+  if (k < K) {  // column tail: masked loads read zeros past K (the same chain as row_one_token)
+    const __m256i mask = tail_mask(K - k);
+    __m256 xv[MR];
+    for (int m = 0; m < MR; ++m) xv[m] = _mm256_maskload_ps(x + m * ldx + k, mask);
+    for (int r = 0; r < NR; ++r) {
+      const __m256 wv = _mm256_maskload_ps(t + r * ldt + k, mask);
+      for (int m = 0; m < MR; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
+    }
+  }
   for (int m = 0; m < MR; ++m)
     for (int r = 0; r < NR; ++r) out[m * ldo + r] += hsum(acc[m][r]);
-#endif
+#else
   for (; k < K; ++k)
     for (int m = 0; m < MR; ++m)
       for (int r = 0; r < NR; ++r) out[m * ldo + r] += x[m * ldx + k] * t[r * ldt + k];
+#endif
 }
 
 using MicroFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
@@ -132,12 +182,14 @@ constexpr MicroFn kMicro[3][4] = {
 template <TensorDType D>
 void matmul_impl(const uint8_t* W, int64_t rows, int64_t cols, const float* x, int64_t n, float* y) {
   constexpr size_t es = elem_size<D>();
-  if (n == 1) {
+#ifdef UPG_DENSE_AVX2
+  if (n == 1) {  // decode: the tiled path's sums (row_one_token)
     parallel_for(rows, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) y[r] = dot_row<D>(W + static_cast<size_t>(r) * cols * es, x, cols);
+      for (int64_t r = r0; r < r1; ++r) y[r] = row_one_token<D>(W + static_cast<size_t>(r) * cols * es, x, cols);
     });
     return;
   }
+#endif
   const int64_t nblocks = (rows + kRowBlock - 1) / kRowBlock;
   parallel_for_dynamic(nblocks, 1, [&](int64_t b0, int64_t b1) {
     thread_local std::vector<float> tile(static_cast<size_t>(kRowBlock * kColBlock));  // per thread, kept

@@ -1,10 +1,14 @@
 // The plain codec: a weight matrix stored as bf16, f16 or f32 (as in a Hugging Face checkpoint),
 // read in place from the (memory-mapped) tensor bytes; nothing is copied or expanded at load.
 //
-// matmul() converts tiles of W to fp32 on the fly: for n = 1 (decode) each row is converted inside
-// the dot product; for n > 1 (prefill) blocks of 64 rows x 256 columns are converted once into a
-// small fp32 tile and multiplied against every input row with an AVX2/FMA 3x4 register-blocked
-// kernel (scalar fallback when the compiler target lacks AVX2/FMA). OpenMP splits output rows.
+// matmul() converts tiles of W to fp32 on the fly: for n > 1 (prefill) blocks of 64 rows x 256
+// columns are converted once into a small fp32 tile and multiplied against every input row with an
+// AVX2/FMA 3x4 register-blocked kernel (scalar fallback when the compiler target lacks AVX2/FMA);
+// for n = 1 (decode) each row is converted in registers and summed in exactly that kernel's order
+// (per 256-column block one 8-lane FMA chain, 4 blocks side by side, prefetched ahead; masked
+// tail; the same reduction), so a token's product does not depend on the other tokens of the
+// call, bit for bit (test KernelsDense.ProductOfATokenDoesNotDependOnTheOthers). The thread pool
+// splits output rows.
 // matmul_reference() is the plain loop the fast path is tested against.
 #pragma once
 #include <cstdint>

@@ -93,7 +93,9 @@ struct Lookup {
   alignas(32) float lv[K <= 3 ? 8 : (1 << K)] = {};
   __m256 t[kRegs > 8 ? 1 : kRegs];
   __m256 s;
-  explicit Lookup(const float* L) { std::memcpy(lv, L, sizeof(float) << K); }
+  Lookup() = default;
+  explicit Lookup(const float* L) { init(L); }
+  void init(const float* L) { std::memcpy(lv, L, sizeof(float) << K); }
   void set_scale(float scale) {
     s = _mm256_set1_ps(scale);
     if constexpr (K <= 6)
@@ -156,49 +158,77 @@ void decode_segment_avx2(const CodebookView& v, int64_t r, const uint8_t* row, i
   }
 }
 
-// sum_c W[r][c] * x[c], decode fused with the FMA; `sc` = row r's scales as fp32.
-template <int K>
-float row_dot_avx2(const CodebookView& v, int64_t r, const uint8_t* row, const float* sc, const float* x,
-                   const Unpack8<K>& unpack) {
-  Lookup<K> lut(level_table(v, r));
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (int64_t g = 0; g < v.ngroups; ++g) {
-    const int64_t c0 = g * v.group, m = std::min(v.group, v.cols - c0);
-    lut.set_scale(sc[g]);
-    const uint8_t* p = row + c0 / 8 * K;
-    const float* xg = x + c0;
-    int64_t j = 0;
-    for (; j + 16 <= m; j += 16, p += 2 * K) {
-      acc0 = _mm256_fmadd_ps(lut(unpack(p)), _mm256_loadu_ps(xg + j), acc0);
-      acc1 = _mm256_fmadd_ps(lut(unpack(p + K)), _mm256_loadu_ps(xg + j + 8), acc1);
-    }
-    if (j + 8 <= m) {
-      acc0 = _mm256_fmadd_ps(lut(unpack(p)), _mm256_loadu_ps(xg + j), acc0);
-      j += 8;
-      p += K;
-    }
-    if (j < m)  // last group of a row whose length is not a multiple of 8: zero x past the end
-      acc1 = _mm256_fmadd_ps(lut(unpack(p)), _mm256_maskload_ps(xg + j, tail_mask(m - j)), acc1);
+// One token, rows r .. r + R - 1: y[r + i] = the tiled path's sums for that row (decode_segment_avx2
+// + gemm_tile_nt), bit for bit, so a token's product does not depend on the other tokens of the
+// call: per kTileCols-column tile one 8-lane FMA chain (lane l: the tile's columns l, l + 8, ...;
+// the row's last, partial chunk with zeros in the missing lanes of both operands), reduced by hsum8
+// and added to the row's sum from 0. Decoded in registers (the same values: s * L[c] rounded once);
+// R rows give R independent chains. With AVX-512 (K <= 6, group % 16 == 0) the chunks of 16 are
+// decoded by codebook_chains_avx512 (the same chains). sc: the rows' scales, stride ngroups.
+template <int K, int R>
+void rows_one_token(const CodebookView& v, int64_t r, const uint8_t* const* row, const float* sc, const float* x,
+                    const Unpack8<K>& unpack, bool use512, float* y) {
+  const float* levels[R];
+  float s[R];
+  Lookup<K> lut[R];
+  for (int i = 0; i < R; ++i) levels[i] = level_table(v, r + i), s[i] = 0.0f, lut[i].init(levels[i]);
+  __m256 acc[R];
+  int64_t j = 0;
+  if (use512) {  // all but the row's last columns (fewer than 16)
+    alignas(32) float mem[R * 8];
+    j = codebook_chains_avx512(v, R, levels, row, sc, x, kTileCols, s, mem);
+    for (int i = 0; i < R; ++i) acc[i] = _mm256_load_ps(mem + 8 * i);
+  } else {
+    for (int i = 0; i < R; ++i) acc[i] = _mm256_setzero_ps();
   }
-  return hsum8(_mm256_add_ps(acc0, acc1));
+  while (j < v.cols) {  // the rest of the tile holding j, then whole tiles
+    const int64_t end = std::min(v.cols, j / kTileCols * kTileCols + kTileCols);
+    while (j < end) {  // chunks of 8 never straddle a group (group % 8 == 0)
+      const int64_t g = j / v.group, gend = std::min(end, (g + 1) * v.group);
+      for (int i = 0; i < R; ++i) lut[i].set_scale(sc[i * v.ngroups + g]);
+      for (; j + 8 <= gend; j += 8) {  // the R chains interleaved
+        const __m256 xv = _mm256_loadu_ps(x + j);
+        if (((j / 8 * K) & 63) < K)  // R streams: prefetched (as in codebook_chains_avx512)
+          for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(row[i] + j / 8 * K + 1024), _MM_HINT_T0);
+        for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(xv, lut[i](unpack(row[i] + j / 8 * K)), acc[i]);
+      }
+      if (j < gend) {  // the row's last, partial chunk
+        const __m256i mask = tail_mask(gend - j);
+        const __m256 xv = _mm256_maskload_ps(x + j, mask);
+        for (int i = 0; i < R; ++i) {
+          const __m256 w = _mm256_and_ps(lut[i](unpack(row[i] + j / 8 * K)), _mm256_castsi256_ps(mask));
+          acc[i] = _mm256_fmadd_ps(xv, w, acc[i]);
+        }
+        j = gend;
+      }
+    }
+    for (int i = 0; i < R; ++i) s[i] += hsum8(acc[i]), acc[i] = _mm256_setzero_ps();
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = s[i];
 }
-
 
 template <int K>
 void matvec_avx2(const CodebookView& v, const float* x, float* y) {
-  // The AVX-512 row kernel (codebook_kernels_avx512.cpp) when the CPU has it and the level allows.
   const bool use512 = K <= 6 && v.group % 16 == 0 && simd_level() >= SimdLevel::Avx512;
-  parallel_for(v.rows, [&](int64_t r0, int64_t r1) {
+  // Rows per step (independent chains; with k = 5, 6 their AVX2 tables spill, still faster than 2).
+  const int64_t R = 4;
+  parallel_for((v.rows + R - 1) / R, [&](int64_t g0, int64_t g1) {
     const Unpack8<K> unpack;
-    std::vector<float> sc(static_cast<size_t>(v.ngroups));
-    std::vector<uint8_t> pad;
-    for (int64_t r = r0; r < r1; ++r) {
-      row_scales(v, r, sc.data());
-      if (use512) {
-        y[r] = codebook_row_dot_avx512(v, level_table(v, r), padded_row(v, r, pad), sc.data(), x);
-        continue;
+    std::vector<float> sc(static_cast<size_t>(4 * v.ngroups));
+    std::vector<uint8_t> pad[4];
+    const uint8_t* row[4];
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t r = g * R, nr = std::min(R, v.rows - r);
+      for (int64_t i = 0; i < nr; ++i) {
+        row_scales(v, r + i, sc.data() + i * v.ngroups);
+        row[i] = padded_row(v, r + i, pad[i]);
       }
-      y[r] = row_dot_avx2<K>(v, r, padded_row(v, r, pad), sc.data(), x, unpack);
+      switch (nr) {
+        case 1: rows_one_token<K, 1>(v, r, row, sc.data(), x, unpack, use512, y); break;
+        case 2: rows_one_token<K, 2>(v, r, row, sc.data(), x, unpack, use512, y); break;
+        case 3: rows_one_token<K, 3>(v, r, row, sc.data(), x, unpack, use512, y); break;
+        default: rows_one_token<K, 4>(v, r, row, sc.data(), x, unpack, use512, y); break;
+      }
     }
   });
 }

@@ -7,12 +7,15 @@
 // variable shift and one mask, then looks the 8 codes up in registers (k <= 3: one permutevar8x32; k = 4, 5, 6:
 // 2, 4 or 8 permutes + blends; k >= 7: a gather from the level table), with the table
 // pre-multiplied by the group scale (k <= 6) or the result multiplied by it (k >= 7).
-//   matvec (n = 1): decode fused with the FMA against x, one row at a time, OpenMP over rows.
+//   matvec (n = 1): decode fused with the FMA against x, 4 rows at a time (independent chains),
+//     summed in exactly the tiled path's order (per 512-column tile one 8-lane chain per row,
+//     masked tail, the same reduction), so a token's product does not depend on the other tokens
+//     of the call, bit for bit (test CodecCodebook.Fp32ProductOfATokenDoesNotDependOnTheOthers).
 //   matmul (n > 1): tiles decoded to fp32 and multiplied by kernels::gemm_tile_nt (tile_gemm.h).
 //   decode_bf16: decode to fp32 row segments then round to bf16, OpenMP over rows.
-// With AVX-512 F+BW (compiled in only when the target has it) the n = 1 row kernel for k <= 6 and
-// group % 16 == 0 takes 16 codes per step and looks them up with permutexvar_ps (k <= 4) or
-// permutex2var_ps (k = 5, 6); tested on a Sapphire Rapids host, see docs/PERFORMANCE.md.
+// With AVX-512 F+BW (codebook_kernels_avx512.cpp, chosen at run time) the n = 1 kernel for k <= 6
+// and group % 16 == 0 decodes 16 codes per step, looked up with permutexvar_ps (k <= 4) or
+// permutex2var_ps (k = 5, 6), each 16 entering the row's 8-lane chain as two steps of 8.
 // Without AVX2 everything runs the scalar reference loops below.
 #pragma once
 #include <cstdint>

@@ -42,26 +42,79 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-float row_dot_avx2(const Int8View& v, int64_t r, const float* x) {
-  const int8_t* q = v.q + r * v.cols;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float tail = 0.0f;
-  for (int64_t g = 0; g < v.ngroups; ++g) {
-    const int64_t c0 = g * v.group, c1 = std::min(v.cols, c0 + v.group);
-    const float sf = scale_at(v, r, g);
-    const __m256 s = _mm256_set1_ps(sf);
-    int64_t c = c0;
-    for (; c + 16 <= c1; c += 16) {
-      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(load8(q + c), s), _mm256_loadu_ps(x + c), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_mul_ps(load8(q + c + 8), s), _mm256_loadu_ps(x + c + 8), acc1);
+inline __m256i tail_mask(int64_t valid) {
+  alignas(32) static const int32_t kIdx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(valid)),
+                            _mm256_load_si256(reinterpret_cast<const __m256i*>(kIdx)));
+}
+
+// One token, Q whole tiles of one row from column c0 (kTileCols % group == 0): the tiled path's
+// sums for them (tiled_matmul + gemm_tile_nt), bit for bit: per tile one 8-lane FMA chain over
+// the weights q * s (rounded once, as int8_decode_segment gives them), reduced by hsum8 and added
+// to the row's sum s in tile order. The Q chains are independent, and the row is still read front
+// to back (Q tiles side by side: one stream, as decode wants when it streams W from memory).
+// sc: the row's group scales as fp32.
+template <int Q>
+inline void tiles_one_token(const Int8View& v, const int8_t* q, const float* sc, const float* x, int64_t c0, float& s) {
+  __m256 acc[Q];
+  for (int t = 0; t < Q; ++t) acc[t] = _mm256_setzero_ps();
+  // The Q tiles' chains step through Q places of the row at once, which the hardware prefetcher
+  // does not follow as one stream: each step also prefetches the row's bytes as many ahead.
+  const int8_t* pf = q + c0 + 2 * 4 * kTileCols;
+  for (int64_t g0 = c0; g0 < c0 + kTileCols; g0 += v.group) {
+    __m256 sv[Q];
+    for (int t = 0; t < Q; ++t) sv[t] = _mm256_set1_ps(sc[(g0 + t * kTileCols) / v.group]);
+    for (int64_t c = g0; c < g0 + v.group; c += 8, pf += 8 * Q) {
+      if (((c - c0) * Q) % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
+      for (int t = 0; t < Q; ++t) {
+        const int64_t ct = c + t * kTileCols;
+        acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + ct), _mm256_mul_ps(load8(q + ct), sv[t]), acc[t]);
+      }
     }
-    if (c + 8 <= c1) {
-      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(load8(q + c), s), _mm256_loadu_ps(x + c), acc0);
-      c += 8;
-    }
-    for (; c < c1; ++c) tail += static_cast<float>(q[c]) * sf * x[c];
   }
-  return hsum8(_mm256_add_ps(acc0, acc1)) + tail;
+  for (int t = 0; t < Q; ++t) s += hsum8(acc[t]);
+}
+
+// The same for the tile [c0, end) alone, any group % 8 == 0; the row's last, partial chunk with
+// zeros in the missing lanes of both operands, as gemm_tile_nt's masked tail.
+inline void tile_one_token(const Int8View& v, int64_t r, const int8_t* q, const float* sc, const float* x, int64_t c0,
+                           int64_t end, float& s) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t c = c0;
+  while (c + 8 <= end) {  // chunks never straddle a group (group % 8 == 0)
+    const int64_t g = c / v.group, gend = std::min(end, (g + 1) * v.group);
+    const __m256 sv = _mm256_set1_ps(sc[g]);
+    for (; c + 8 <= gend; c += 8)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), _mm256_mul_ps(load8(q + c), sv), acc);
+  }
+  if (c < end) {  // the row's last chunk (cols % 8 != 0)
+    alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int8_decode_segment_reference(v, r, c, end - c, t);
+    acc = _mm256_fmadd_ps(_mm256_maskload_ps(x + c, tail_mask(end - c)), _mm256_load_ps(t), acc);
+  }
+  s += hsum8(acc);
+}
+
+// One token, row r (group % 8 == 0): the tiled path's sum for it, bit for bit, so a token's
+// product does not depend on the other tokens of the call. sc: scratch of ngroups floats.
+float row_one_token(const Int8View& v, int64_t r, const float* x, float* sc) {
+  for (int64_t g = 0; g < v.ngroups; ++g) sc[g] = scale_at(v, r, g);
+  const int8_t* q = v.q + r * v.cols;
+  float s = 0.0f;
+  int64_t c0 = 0;
+  if (kTileCols % v.group == 0) {  // whole tiles 4 at a time
+    const int64_t full = v.cols / kTileCols * kTileCols;
+    for (; c0 + 4 * kTileCols <= full; c0 += 4 * kTileCols) tiles_one_token<4>(v, q, sc, x, c0, s);
+    switch ((full - c0) / kTileCols) {
+      case 3: tiles_one_token<3>(v, q, sc, x, c0, s); break;
+      case 2: tiles_one_token<2>(v, q, sc, x, c0, s); break;
+      case 1: tiles_one_token<1>(v, q, sc, x, c0, s); break;
+      default: break;
+    }
+    c0 = full;
+  }
+  for (; c0 < v.cols; c0 += kTileCols) tile_one_token(v, r, q, sc, x, c0, std::min(v.cols, c0 + kTileCols), s);
+  return s;
 }
 #endif
 
@@ -104,9 +157,11 @@ void int8_matmul_reference(const Int8View& v, const float* x, int64_t n, float* 
 void int8_matmul(const Int8View& v, const float* x, int64_t n, float* y) {
   if (n <= 0) return;
 #ifdef UPG_I8_AVX2
-  if (n == 1) {
+  if (n == 1 && v.group % 8 == 0) {  // decode: the tiled path's sums, decoded in registers
     parallel_for(v.rows, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) y[r] = row_dot_avx2(v, r, x);
+      thread_local std::vector<float> sc;
+      sc.resize(static_cast<size_t>(v.ngroups));
+      for (int64_t r = r0; r < r1; ++r) y[r] = row_one_token(v, r, x, sc.data());
     });
     return;
   }

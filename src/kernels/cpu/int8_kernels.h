@@ -1,8 +1,11 @@
 // CPU kernels for the int8 codec (layout: codecs/int8/int8_codec.h): W[r][c] = q[r][c] *
 // scales[r][c / G], q int8, scales f16 or f32, any group size G >= 1.
-//   matvec (n = 1): per row and group, 8 weights at a time: sign-extend (vpmovsxbd), convert,
+//   matvec (n = 1, G % 8 == 0): per row, 8 weights per step: sign-extend (vpmovsxbd), convert,
 //     multiply by the group scale (so each weight is q * s rounded once, as decode_rows gives it),
-//     FMA with x; a group's last G % 8 weights go through a scalar loop. OpenMP over rows.
+//     FMA with x, summed in exactly the tiled path's order (per 512-column tile one 8-lane chain,
+//     masked tail, the same reduction; 4 tiles side by side for independent chains, prefetched
+//     ahead): a token's product does not depend on the other tokens of the call, bit for bit
+//     (test CodecInt8.ProductOfATokenDoesNotDependOnTheOthers). Other group sizes: the tiled path.
 //   matmul (n > 1): decoded fp32 tiles + kernels::gemm_tile_nt (tile_gemm.h).
 //   decode_bf16: decode to fp32 row segments then round to bf16. OpenMP over rows.
 // Without AVX2 the scalar reference loops run.

@@ -112,53 +112,127 @@ void unit_scales(const TrellisView& v, int64_t r, float* out) {
   }
 }
 
-// y[t][r] for t < nt tokens (x rows t, y rows t of width rows): one decode of the row, nt dots.
-void rows_dot(const TrellisView& v, int64_t r, const float* sc, const float* x, int nt, float* y, float* tail) {
-  float acc[4] = {0, 0, 0, 0};
-  int64_t j = 0;
 #ifdef UPG_TRELLIS_AVX2
-  if (simd_level() >= SimdLevel::Avx512) {
-    j = trellis_rows_dot_avx512(v, r, sc, x, v.cols, nt, acc);
-  } else {
-    const Chunk8 ch(v);
-    const uint8_t* row = v.q + r * v.row_bytes;
-    __m256 va[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (; j + 8 <= v.cols && (j * v.k) / 8 + 8 <= v.row_bytes; j += 8) {
-      // sc already holds scale / 128 (exact): weights() multiplies by 1/128 again, so pass sc * 128.
-      const __m256 w = ch.weights(row + (j * v.k) / 8, sc[j / v.group] * 128.0f);
-      for (int t = 0; t < nt; ++t) va[t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * v.cols + j), va[t]);
-    }
-    for (int t = 0; t < nt; ++t) {
-      alignas(32) float l[8];
-      _mm256_store_ps(l, va[t]);
-      acc[t] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-    }
-  }
-#endif
-  if (j < v.cols) {
-    trellis_decode_segment_scalar(v, r, j, v.cols - j, tail);
-    for (int t = 0; t < nt; ++t)
-      for (int64_t i = j; i < v.cols; ++i) acc[t] += tail[i - j] * x[t * v.cols + i];
-  }
-  for (int t = 0; t < nt; ++t) y[t * v.rows + r] = acc[t];
+inline __m256i tail_mask(int64_t valid) {
+  alignas(32) static const int32_t kIdx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(valid)),
+                            _mm256_load_si256(reinterpret_cast<const __m256i*>(kIdx)));
 }
+
+inline float hsum8(__m256 v) {  // the reduction of tile_gemm.cpp's micro kernel
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// The fused path: rows r .. r + R - 1 (each decoded once, in registers) times NT tokens (x rows t,
+// stride cols; y rows t, stride rows). Each (row, token) gets the tiled path's sums bit for bit, so
+// a token's product does not depend on how many tokens share the call: per kTileCols-column tile
+// one 8-lane FMA chain (lane l: the tile's columns l, l + 8, ...; the row's last, partial chunk
+// with zeros in the missing lanes of both operands), reduced by hsum8 and added to the sum from 0.
+// With AVX-512 the chunks of 16 are decoded by trellis_chains_avx512 (the same chains).
+// sc: the R rows' unit scales (unit_scales), stride ngroups.
+template <int R, int NT>
+void rows_fused(const TrellisView& v, int64_t r, const float* sc, const float* x, float* y) {
+  const Chunk8 ch(v);
+  const uint8_t* row[R];
+  float s[R][NT];
+  for (int i = 0; i < R; ++i) {
+    row[i] = v.q + (r + i) * v.row_bytes;
+    for (int t = 0; t < NT; ++t) s[i][t] = 0.0f;
+  }
+  __m256 acc[R][NT];
+  int64_t j = 0;
+  if (simd_level() >= SimdLevel::Avx512) {  // as far as 16-byte loads stay inside the row
+    alignas(32) float mem[R * NT * 8];
+    j = trellis_chains_avx512(v, r, R, sc, x, v.cols, NT, kTileCols, &s[0][0], mem);
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_load_ps(mem + (i * NT + t) * 8);
+  } else {
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_setzero_ps();
+  }
+  while (j < v.cols) {  // the rest of the tile holding j, then whole tiles
+    const int64_t end = std::min(v.cols, j / kTileCols * kTileCols + kTileCols);
+    for (; j + 8 <= end && (j * v.k) / 8 + 8 <= v.row_bytes; j += 8) {
+      __m256 xv[NT];
+      for (int t = 0; t < NT; ++t) xv[t] = _mm256_loadu_ps(x + t * v.cols + j);
+      if ((((j * v.k) / 8) & 63) < v.k)  // R streams: prefetched (as in trellis_chains_avx512)
+        for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(row[i] + (j * v.k) / 8 + 1024), _MM_HINT_T0);
+      for (int i = 0; i < R; ++i) {
+        // sc holds scale / 128 (exact): weights() multiplies by 1/128 again, so pass sc * 128.
+        const __m256 w = ch.weights(row[i] + (j * v.k) / 8, sc[i * v.ngroups + j / v.group] * 128.0f);
+        for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_fmadd_ps(xv[t], w, acc[i][t]);
+      }
+    }
+    for (; j < end; j += 8) {  // the row's last weights (loads would pass its end): scalar decode
+      const int64_t m = std::min<int64_t>(8, end - j);
+      const __m256i mask = tail_mask(m);
+      __m256 xv[NT];
+      for (int t = 0; t < NT; ++t) xv[t] = _mm256_maskload_ps(x + t * v.cols + j, mask);
+      for (int i = 0; i < R; ++i) {
+        alignas(32) float w[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        trellis_decode_segment_scalar(v, r + i, j, m, w);
+        const __m256 wv = _mm256_load_ps(w);
+        for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_fmadd_ps(xv[t], wv, acc[i][t]);
+      }
+    }
+    j = end;
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < NT; ++t) s[i][t] += hsum8(acc[i][t]), acc[i][t] = _mm256_setzero_ps();
+  }
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < NT; ++t) y[t * v.rows + r + i] = s[i][t];
+}
+
+// Rows r .. r + nr - 1 (nr <= 4) times nt tokens (nt <= 4): 4 chains at most (R x NT).
+void rows_fused_any(const TrellisView& v, int64_t r, int nr, const float* sc, const float* x, int nt, float* y) {
+  if (nt == 1) {
+    switch (nr) {
+      case 1: return rows_fused<1, 1>(v, r, sc, x, y);
+      case 2: return rows_fused<2, 1>(v, r, sc, x, y);
+      case 3: return rows_fused<3, 1>(v, r, sc, x, y);
+      default: return rows_fused<4, 1>(v, r, sc, x, y);
+    }
+  }
+  if (nt == 2 && nr >= 2) {
+    rows_fused<2, 2>(v, r, sc, x, y);
+    if (nr > 2) rows_fused_any(v, r + 2, nr - 2, sc + 2 * v.ngroups, x, nt, y);
+    return;
+  }
+  for (int i = 0; i < nr; ++i) {
+    const float* si = sc + i * v.ngroups;
+    switch (nt) {
+      case 2: rows_fused<1, 2>(v, r + i, si, x, y); break;
+      case 3: rows_fused<1, 3>(v, r + i, si, x, y); break;
+      default: rows_fused<1, 4>(v, r + i, si, x, y); break;
+    }
+  }
+}
+#endif
 
 }  // namespace
 
 void trellis_matmul(const TrellisView& v, const float* x, int64_t n, float* y) {
-  if (n <= kFusedTokens) {  // decode and small batches: one decode of each row, n dot products
-    parallel_for_dynamic(v.rows, 16, [&](int64_t r0, int64_t r1) {
-      thread_local std::vector<float> sc, tail;
-      sc.resize(static_cast<size_t>(v.ngroups));
-      tail.resize(static_cast<size_t>(v.cols));  // the scalar tail (at most ~150 weights)
-      for (int64_t r = r0; r < r1; ++r) {
-        unit_scales(v, r, sc.data());
+#ifdef UPG_TRELLIS_AVX2
+  if (n <= kFusedTokens) {  // decode and small batches: each row decoded once per 4 tokens, in registers
+    constexpr int64_t R = 4;  // rows per step
+    parallel_for_dynamic((v.rows + R - 1) / R, 4, [&](int64_t g0, int64_t g1) {
+      thread_local std::vector<float> sc;
+      sc.resize(static_cast<size_t>(R * v.ngroups));
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t r = g * R;
+        const int nr = static_cast<int>(std::min(R, v.rows - r));
+        for (int i = 0; i < nr; ++i) unit_scales(v, r + i, sc.data() + i * v.ngroups);
         for (int64_t t0 = 0; t0 < n; t0 += 4)
-          rows_dot(v, r, sc.data(), x + t0 * v.cols, static_cast<int>(std::min<int64_t>(4, n - t0)), y + t0 * v.rows, tail.data());
+          rows_fused_any(v, r, nr, sc.data(), x + t0 * v.cols, static_cast<int>(std::min<int64_t>(4, n - t0)),
+                         y + t0 * v.rows);
       }
     });
     return;
   }
+#endif
   tiled_matmul(v.rows, v.cols, x, n, y, [&](int64_t r0, int64_t nr, int64_t c0, int64_t kc, float* tile, int64_t ldt) {
     for (int64_t i = 0; i < nr; ++i) trellis_decode_segment(v, r0 + i, c0, kc, tile + i * ldt);
   });

@@ -11,8 +11,12 @@
 // 16-byte broadcast. The last chunks of a row (whose loads would pass the row's end) and segments
 // not starting at a multiple of 8 take the scalar loop.
 //   matmul, n <= kFusedTokens (decode, small batches): each row decoded once in registers and
-//   multiplied into up to 4 tokens at a time (FMA), threads over rows; larger n: tiles decoded to
-//   fp32 and multiplied by kernels::gemm_tile_nt (tile_gemm.h).
+//   multiplied into up to 4 tokens at a time (FMA; 4 rows at a time for one token, 2 for two),
+//   threads over rows; larger n: tiles decoded to fp32 and multiplied by kernels::gemm_tile_nt
+//   (tile_gemm.h). The fused path sums each (row, token) in exactly the tiled path's order (per
+//   512-column tile one 8-lane chain, AVX-512's 16-weight steps entering it as two steps of 8,
+//   masked tail, the same reduction): a token's product does not depend on the other tokens of
+//   the call, bit for bit (test TrellisCodec.ProductOfATokenDoesNotDependOnTheOthers).
 #pragma once
 #include <cstdint>
 

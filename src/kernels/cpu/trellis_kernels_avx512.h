@@ -11,10 +11,15 @@ namespace upg::kernels {
 // load inside the row; writes out[0 ..] and returns the position where it stopped.
 int64_t trellis_decode_chunks_avx512(const TrellisView& v, int64_t r, int64_t j, int64_t end, float* out);
 
-// acc[t] = sum over j < J of W[r][j] * x[t * ldx + j] for t < nt (1..4), J the returned position
-// (where a 16-byte load would pass the row's end, or cols rounded down to 16). sc: row r's group
-// scales as fp32, already multiplied by 1/128 (the code's unit).
-int64_t trellis_rows_dot_avx512(const TrellisView& v, int64_t r, const float* sc, const float* x, int64_t ldx, int nt,
-                                float* acc);
+// The chains of trellis_matmul's fused path (trellis_kernels.cpp) for rows r .. r + nr - 1 (nr <= 4)
+// and nt tokens (nt <= 4, x rows t of stride ldx), from column 0, 16 weights decoded per step; each
+// 16 enter their 8-lane FMA chain as two steps of 8, in column order: the tiled path's chains (one
+// per `tile` columns), bit for bit. At each tile's end its chains' sums (hsum8, tile_gemm.cpp's
+// reduction) are added to sums[i * nt + t]. Stops where a step's 16-byte load would pass the row's
+// end (or at cols) and returns that column j, with acc[(i * nt + t) * 8 .. + 8) = the chains of the
+// tile holding j over its columns before j (zeros when j starts it). sc: the rows' group scales as
+// fp32 times 1/128 (the code's unit), stride ngroups. tile % 16 == 0.
+int64_t trellis_chains_avx512(const TrellisView& v, int64_t r, int nr, const float* sc, const float* x, int64_t ldx,
+                              int nt, int64_t tile, float* sums, float* acc);
 
 }  // namespace upg::kernels
