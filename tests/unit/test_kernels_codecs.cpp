@@ -276,21 +276,27 @@ TEST(KernelsMdcsr, DensitiesValueModesAndEscapes) {
       }
 }
 
+// W (rows x cols) stored as dt in `bytes`, one byte past an aligned start, as a memory-mapped
+// tensor may be; returns the start.
+static const uint8_t* store_misaligned(const std::vector<float>& W, TensorDType dt, std::vector<uint8_t>& bytes) {
+  bytes.assign(W.size() * 4 + 1, 0);
+  uint8_t* p = bytes.data() + 1;
+  for (size_t i = 0; i < W.size(); ++i) {
+    if (dt == TensorDType::F32) std::memcpy(p + 4 * i, &W[i], 4);
+    else {
+      const uint16_t h = dt == TensorDType::F16 ? f32_to_f16(W[i]) : f32_to_bf16(W[i]);
+      std::memcpy(p + 2 * i, &h, 2);
+    }
+  }
+  return p;
+}
+
 TEST(KernelsDense, Bf16F16F32) {
   const int64_t rows = 29, cols = 133;
   const std::vector<float> W = gaussian_matrix(rows, cols, 9, 1.0f);
   for (TensorDType dt : {TensorDType::F32, TensorDType::F16, TensorDType::BF16}) {
-    // Stored one byte past an aligned start, as a memory-mapped tensor may be.
-    std::vector<uint8_t> bytes(rows * cols * 4 + 1);
-    uint8_t* p = bytes.data() + 1;
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      if (dt == TensorDType::F32) std::memcpy(p + 4 * i, &W[i], 4);
-      else {
-        const uint16_t h = dt == TensorDType::F16 ? f32_to_f16(W[i]) : f32_to_bf16(W[i]);
-        std::memcpy(p + 2 * i, &h, 2);
-      }
-    }
-    DenseMatrix m(p, dt, rows, cols);
+    std::vector<uint8_t> bytes;
+    DenseMatrix m(store_misaligned(W, dt, bytes), dt, rows, cols);
     check_all(m, 500, "dense " + m.codec());
   }
 }
@@ -302,16 +308,8 @@ TEST(KernelsDense, ProductOfATokenDoesNotDependOnTheOthers) {
   const int64_t rows = 37, cols = 600;
   const std::vector<float> W = gaussian_matrix(rows, cols, 19, 1.0f);
   for (TensorDType dt : {TensorDType::F32, TensorDType::F16, TensorDType::BF16}) {
-    std::vector<uint8_t> bytes(rows * cols * 4 + 1);
-    uint8_t* p = bytes.data() + 1;
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      if (dt == TensorDType::F32) std::memcpy(p + 4 * i, &W[i], 4);
-      else {
-        const uint16_t h = dt == TensorDType::F16 ? f32_to_f16(W[i]) : f32_to_bf16(W[i]);
-        std::memcpy(p + 2 * i, &h, 2);
-      }
-    }
-    DenseMatrix m(p, dt, rows, cols);
+    std::vector<uint8_t> bytes;
+    DenseMatrix m(store_misaligned(W, dt, bytes), dt, rows, cols);
     expect_product_independent_of_batch(m, 20, "dense " + m.codec());
   }
 }
