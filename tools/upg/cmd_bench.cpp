@@ -193,6 +193,7 @@ void bench(const BenchOptions& o) {
   double prepare_s = 0;
   size_t kv_bytes = 0, device_bytes = 0;
   std::string tp_note;
+  int tp_ranks = 1;
   if (!o.tp.given()) {
     Engine e(*model, eo);  // uploads the weights to a GPU
     prepare_s = seconds_since(t0) - load_s;
@@ -202,6 +203,7 @@ void bench(const BenchOptions& o) {
     device_bytes = backend->memory_in_use();
   } else {
     const TensorParallelOptions tp = o.tp.resolve(*backend);
+    tp_ranks = tp.ranks;
     const std::set<std::string> distinct(tp.devices.begin(), tp.devices.end());
     if (!backend->host_memory()) bw *= static_cast<double>(distinct.size());  // the ranks' GPUs read in parallel
     TensorParallelEngine e(*model, tp, eo);
@@ -241,7 +243,7 @@ void bench(const BenchOptions& o) {
     j["device"] = backend->name();
     j["upload_seconds"] = prepare_s;
     j["device_memory_in_use_mib"] = static_cast<double>(device_bytes) / (1024.0 * 1024.0);
-    j["tensor_parallel_ranks"] = o.tp.given() ? o.tp.resolve(*backend).ranks : 1;
+    j["tensor_parallel_ranks"] = tp_ranks;
     j["memory_read_bandwidth_gbs"] = bw / 1e9;
     j["decode_weights_fit_in_last_level_cache"] = backend->host_memory() && decode_bytes < last_level_cache_bytes();
     j["peak_rss_mib"] = rss_mib;
