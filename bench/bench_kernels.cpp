@@ -1,4 +1,4 @@
-// CPU kernel benchmarks: every codec x {matmul n = 1, matmul n = 16 (a prefill tile),
+// CPU kernel benchmarks: every codec x {matmul n = 1, 4, 8 (batched decode), 16 and 128 (prefill),
 // decode-to-bf16} at Phi-4 layer shapes, against this machine's memory bandwidth measured in the
 // same run.
 //
@@ -226,7 +226,7 @@ void all_args(benchmark::internal::Benchmark* b, bool with_n) {
   for (int c = 0; c < static_cast<int>(std::size(kCodecs)); ++c)
     for (int s = 0; s < static_cast<int>(std::size(kShapes)); ++s) {
       if (with_n)
-        for (int64_t n : {1, 16, 128}) b->Args({c, s, n});
+        for (int64_t n : {1, 4, 8, 16, 128}) b->Args({c, s, n});
       else
         b->Args({c, s});
     }

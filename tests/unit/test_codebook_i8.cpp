@@ -1,10 +1,11 @@
-// The AMX codebook path (kernels/cpu/codebook_i8.h): the tile kernel against the scalar reference of
-// the same integers and fp32 order (bit for bit), the reference against the exact fp32 product W x
+// The int8 codebook path (kernels/cpu/codebook_i8.h): the AMX tile kernel and the two AVX-512 VNNI
+// kernels (few tokens, token tiles; each forced for every token count) against the scalar reference
+// of the same integers and fp32 order (bit for bit), the reference against the exact fp32 product W x
 // within the documented bound, the activation quantizer and its B-tile packing, the signed tables,
 // and the codec's matmul choosing the path (same result as the kernel). Random codebook views
 // (random_codebook.h): row counts that are not multiples of 32, several table blocks, k = 2, 3, 4,
 // groups of 64 to 320 columns, token counts from 1 to 49 (odd numbers of 16-token tiles, partial
-// tiles). On a CPU without AMX the kernel tests skip with a message (the reference still runs).
+// tiles). Kernels the CPU cannot run are skipped with a message (the reference still runs).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,6 +28,24 @@ using namespace upg::kernels::test_support;
 namespace {
 
 bool have_amx() { return cpu_simd_level() >= SimdLevel::Amx; }
+bool have_vnni() { return cpu_simd_level() >= SimdLevel::Avx512Vnni; }
+
+// The kernels this CPU runs: (SIMD cap, VNNI tile threshold, name).
+struct KernelChoice {
+  SimdLevel cap;
+  int64_t tile_tokens;
+  const char* name;
+};
+std::vector<KernelChoice> kernels_here() {
+  std::vector<KernelChoice> k;
+  if (have_amx()) k.push_back({SimdLevel::Amx, 0, "AMX"});
+  if (have_vnni()) {
+    k.push_back({SimdLevel::Avx512Vnni, 0, "VNNI (default split)"});
+    k.push_back({SimdLevel::Avx512Vnni, 1, "VNNI token tiles"});
+    k.push_back({SimdLevel::Avx512Vnni, int64_t{1} << 40, "VNNI few tokens"});
+  }
+  return k;
+}
 
 // Reference against exact within sum_j (|s_j| alpha / 2 |x_j| + |w^_j| d_j / 2) (+ 1e-5 sum |w x| for
 // fp32 rounding and the rounding of x / d); the kernel (when AMX is here) bit for bit against the
@@ -41,15 +60,17 @@ double check(const RandomCodebook& c, const std::vector<float>& x, int64_t n, co
   EXPECT_TRUE(a.finite);
   std::vector<float> yr(static_cast<size_t>(n * v.rows), NAN);
   codebook_matmul_i8_reference(v, T, a, yr.data());
-  if (have_amx()) {
+  for (const KernelChoice& kc : kernels_here()) {
+    set_simd_cap(kc.cap);
     std::vector<float> yf(yr.size(), NAN);
-    codebook_matmul_i8(v, T, a, yf.data());
+    codebook_matmul_i8(v, T, a, yf.data(), kc.tile_tokens);
+    set_simd_cap(std::nullopt);
     int bad = 0;
     for (size_t i = 0; i < yf.size(); ++i)
       if (std::memcmp(&yf[i], &yr[i], 4) != 0 && ++bad <= 5)
-        ADD_FAILURE() << what << " n=" << n << " token " << i / v.rows << " row " << i % v.rows << ": AMX " << yf[i]
-                      << ", reference " << yr[i];
-    EXPECT_EQ(bad, 0) << what << " n=" << n;
+        ADD_FAILURE() << what << " n=" << n << " token " << i / v.rows << " row " << i % v.rows << ": " << kc.name << " "
+                      << yf[i] << ", reference " << yr[i];
+    EXPECT_EQ(bad, 0) << what << " n=" << n << " " << kc.name;
   }
   std::vector<float> W(static_cast<size_t>(v.rows * v.cols));
   for (int64_t r = 0; r < v.rows; ++r) codebook_decode_segment_reference(v, r, 0, v.cols, W.data() + r * v.cols);
@@ -81,13 +102,14 @@ double check(const RandomCodebook& c, const std::vector<float>& x, int64_t n, co
 }
 
 TEST(CodebookI8, KernelMatchesReferenceAndExact) {
-  if (!have_amx()) std::printf("this CPU has no usable AMX-INT8: only the reference is checked here\n");
+  if (!have_amx()) std::printf("this CPU has no usable AMX-INT8: the AMX kernel is not checked here\n");
+  if (!have_vnni()) std::printf("this CPU has no AVX-512 VNNI: only the reference is checked here\n");
   uint32_t seed = 1;
   for (int k : {2, 3, 4})
     for (int64_t group : {64, 128, 192, 320}) {
       const int64_t rows = 45, cols = 640;
       const RandomCodebook c = make_codebook(k, rows, cols, group, /*cb_rows=*/12, seed++);
-      for (int64_t n : {1, 5, 16, 17, 33, 49}) {
+      for (int64_t n : {1, 2, 3, 5, 8, 9, 16, 17, 25, 33, 49}) {
         const double rel = check(c, gaussian(n * cols, seed++), n, "k=" + std::to_string(k) + " G=" + std::to_string(group));
         EXPECT_LT(rel, 0.03) << "k=" << k << " G=" << group << " n=" << n;
       }
@@ -136,6 +158,17 @@ TEST(CodebookI8, QuantizeActivations) {
           EXPECT_LE(std::fabs(x[t * cols + c * 64 + j] - q * d), 0.5f * d * (1 + 1e-5f) + 1e-30f);
         }
       }
+    // qp: each token's chunks in the tiles' column order; qsum: the chunk's sum of q (0 past n).
+    for (int64_t c = 0; c < cols / 64; ++c)
+      for (int64_t t = 0; t < 32; ++t) {
+        int32_t sum = 0;
+        for (int p = 0; p < 64 && t < n; ++p) {
+          const int q = a.q[static_cast<size_t>(t * cols + 64 * c + 32 * (p / 32) + pi[p % 32])];
+          ASSERT_EQ(a.qp[static_cast<size_t>(t * cols + 64 * c + p)], q);
+          sum += q;
+        }
+        ASSERT_EQ(a.qsum[static_cast<size_t>(c * 32 + t)], sum) << "chunk " << c << " token " << t;
+      }
     // B tiles: byte (kk, t, i) = q[16 tt + t][64 c + 32 (p / 32) + pi[p % 32]] with p = 4 kk + i, 0 past n.
     for (int64_t c = 0; c < cols / 64; ++c)
       for (int64_t tt = 0; tt < 2; ++tt)
@@ -172,7 +205,7 @@ TEST(CodebookI8, Supported) {
   EXPECT_FALSE(codebook_i8_supported(c96.v));
 }
 
-// Without AMX (the level capped below it) codebook_matmul_i8 runs the reference: same bits.
+// Below AVX-512 VNNI (the level capped) codebook_matmul_i8 runs the reference: same bits.
 TEST(CodebookI8, CappedLevelRunsTheReference) {
   const RandomCodebook c = make_codebook(4, 50, 256, 128, 25, 77);
   const CodebookI8Tables T = codebook_i8_tables(c.v);
@@ -180,7 +213,7 @@ TEST(CodebookI8, CappedLevelRunsTheReference) {
   const std::vector<float> x = gaussian(20 * 256, 78);
   quantize_act_i8(x.data(), 20, 256, 4, a);
   std::vector<float> y1(20 * 50), y2(20 * 50);
-  set_simd_cap(SimdLevel::Avx512Vnni);
+  set_simd_cap(SimdLevel::Avx512);
   codebook_matmul_i8(c.v, T, a, y1.data());
   set_simd_cap(std::nullopt);
   codebook_matmul_i8_reference(c.v, T, a, y2.data());

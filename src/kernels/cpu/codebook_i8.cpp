@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #ifdef __AVX2__
@@ -14,6 +15,7 @@
 #include "base/half.h"
 #include "base/thread_pool.h"
 #include "kernels/cpu/codebook_i8_amx.h"
+#include "kernels/cpu/codebook_i8_avx512vnni.h"
 #include "kernels/cpu/codebook_q8.h"
 
 namespace upg::kernels {
@@ -122,6 +124,8 @@ void quantize_act_i8(const float* x, int64_t n, int64_t cols, int k, ActI8& out)
   out.q.resize(static_cast<size_t>(n * cols));
   out.d.assign(static_cast<size_t>(nch * ntt * 16), 0.0f);
   out.tiles.resize(static_cast<size_t>(nch * ntt * 1024));
+  out.qp.resize(static_cast<size_t>(n * cols));
+  out.qsum.assign(static_cast<size_t>(nch * ntt * 16), 0);
   // Source column of each of a chunk's 64 tile positions (blocks of 32 in the order pi_k).
   uint8_t colmap[kChunk];
   const uint8_t* pi = codebook_q8_pi(k);
@@ -141,7 +145,10 @@ void quantize_act_i8(const float* x, int64_t n, int64_t cols, int k, ActI8& out)
           }
           int8_t* qc = out.q.data() + t * cols + c * kChunk;
           out.d[static_cast<size_t>(c * ntt * 16 + t)] = quantize_chunk(x + t * cols + c * kChunk, bad[static_cast<size_t>(t)], qc);
-          for (int p = 0; p < kChunk; ++p) pt[p] = qc[colmap[p]];
+          int32_t sum = 0;
+          for (int p = 0; p < kChunk; ++p) pt[p] = qc[colmap[p]], sum += qc[p];
+          out.qsum[static_cast<size_t>(c * ntt * 16 + t)] = sum;
+          std::memcpy(out.qp.data() + t * cols + c * kChunk, pt, kChunk);
         }
         // B tile: the 4-byte group kk of token t at 64 kk + 4 t (a 16 x 16 transpose of 4-byte words).
         int8_t* tile = out.tiles.data() + (c * ntt + tt) * 1024;
@@ -172,18 +179,45 @@ void codebook_matmul_i8_reference(const CodebookView& v, const CodebookI8Tables&
   }
 }
 
-void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y) {
+namespace {
+
+// UPG_CPU_I8_TILE_TOKENS overrides kI8VnniTileTokens (measurements).
+int64_t default_vnni_tile_tokens() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("UPG_CPU_I8_TILE_TOKENS");
+    return e ? std::max<int64_t>(1, std::atol(e)) : kI8VnniTileTokens;
+  }();
+  return v;
+}
+
+// 64-byte aligned view of a per-thread buffer of at least `bytes`.
+uint8_t* thread_scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < bytes + 64) buf.resize(bytes + 64);
+  return buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
+}
+
+}  // namespace
+
+void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y,
+                        int64_t vnni_tile_tokens) {
   if (x.n <= 0 || v.rows <= 0) return;
-  if (simd_level() < SimdLevel::Amx) return codebook_matmul_i8_reference(v, T, x, y);
-  // The pool's templates and the per-thread buffer stay here, out of the AMX-compiled file.
+  if (simd_level() < SimdLevel::Avx512Vnni) return codebook_matmul_i8_reference(v, T, x, y);
+  // The pool's templates and the per-thread buffers stay here, out of the AVX-512-compiled files.
   const Q8K3Unpack k3 = codebook_q8_k3_unpack();
+  if (simd_level() < SimdLevel::Amx) {
+    const ActI8Pointers p{x.tiles.data(), x.qp.data(), x.d.data(), x.qsum.data(), x.n, x.ntt};
+    const size_t scratch = codebook_i8_vnni_scratch_bytes(v.cols, v.ngroups);
+    const int64_t tile_tokens = vnni_tile_tokens > 0 ? vnni_tile_tokens : default_vnni_tile_tokens();
+    parallel_for((v.rows + 15) / 16, [&](int64_t u0, int64_t u1) {
+      codebook_i8_vnni_units(v, k3, T.v.data(), T.alpha.data(), p, tile_tokens, y, thread_scratch(scratch), u0, u1);
+    });
+    return;
+  }
   const size_t scratch = codebook_i8_amx_scratch_bytes(v.cols);
   parallel_for((v.rows + 31) / 32, [&](int64_t b0, int64_t b1) {
-    thread_local std::vector<uint8_t> buf;
-    if (buf.size() < scratch + 64) buf.resize(scratch + 64);
-    uint8_t* aligned = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
-    codebook_i8_amx_tiles(v, k3, T.v.data(), T.alpha.data(), x.tiles.data(), x.d.data(), x.n, x.ntt, y, aligned,
-                          b0, b1);
+    codebook_i8_amx_tiles(v, k3, T.v.data(), T.alpha.data(), x.tiles.data(), x.d.data(), x.n, x.ntt, y,
+                          thread_scratch(scratch), b0, b1);
   });
 }
 

@@ -26,7 +26,8 @@
 // that a step's tile work overlaps the previous step's fold. y is written with one masked scatter
 // of 16 tokens per row. Threads: the current ThreadPool over 32-row tiles.
 // Used when simd_level() >= SimdLevel::Amx (AMX-INT8 and the kernel's permission, base/
-// cpu_features.h); the reference runs anywhere.
+// cpu_features.h); without AMX, AVX-512 VNNI kernels compute the same integers
+// (codebook_i8_avx512vnni.h); the reference runs anywhere.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -57,6 +58,8 @@ struct ActI8 {
   std::vector<float> d;            // [nch][ntt * 16] chunk scales, 0 for the padding tokens
   std::vector<int8_t> tiles;       // [nch][ntt] B tiles of 1 KiB: byte (kk, t, i) at 64 kk + 4 t + i =
                                    // q[16 tt + t][64 c + 32 (p / 32) + pi_k[p % 32]], p = 4 kk + i
+  std::vector<int8_t> qp;          // [n][cols]: byte 64 c + p of token t = q[t][64 c + 32 (p / 32) + pi_k[p % 32]]
+  std::vector<int32_t> qsum;       // [nch][ntt * 16] sum of the chunk's q (0 for the padding tokens)
 };
 
 // x: n x cols fp32, cols % 64 == 0. A token holding NaN or Inf is quantized as zeros and out.finite
@@ -64,8 +67,11 @@ struct ActI8 {
 void quantize_act_i8(const float* x, int64_t n, int64_t cols, int k, ActI8& out);
 
 // y (x.n x rows, row-major) fully overwritten; x.cols == v.cols, x.k == v.k, T from v. On AMX
-// (simd_level() >= SimdLevel::Amx) the tile kernel, multithreaded; otherwise the reference.
-void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y);
+// (simd_level() >= SimdLevel::Amx) the tile kernel, with AVX-512 VNNI (>= Avx512Vnni) the kernels of
+// codebook_i8_avx512vnni.h, multithreaded; otherwise the reference. All give the same bits.
+// vnni_tile_tokens > 0 overrides from how many tokens the VNNI tile kernel runs (tests run both).
+void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y,
+                        int64_t vnni_tile_tokens = 0);
 // The same integers and the same fp32 order, plain loops, single-threaded.
 void codebook_matmul_i8_reference(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y);
 
