@@ -193,92 +193,83 @@ void unpack_unit(const CodebookView& v, const Unpack2<K>& up, const int8_t* leve
   }
 }
 
-// Many tokens, step 2: rows 8 half .. 8 half + 7 of the unit at r0, token tile tt.
+// A token tile's registers: 16 tokens in 512 bits, or the first 8 in 256 bits (a tile of at most 8
+// tokens: half the work where the other half would be padding).
+struct Tokens16 {
+  using I = __m512i;
+  using F = __m512;
+  static I zero() { return _mm512_setzero_si512(); }
+  static F zerof() { return _mm512_setzero_ps(); }
+  static I load(const int8_t* p) { return _mm512_loadu_si512(p); }
+  static I flip(I a) { return _mm512_xor_si512(a, _mm512_set1_epi8(static_cast<char>(0x80))); }
+  static I dpbusd(I acc, I u, int32_t s4) { return _mm512_dpbusd_epi32(acc, u, _mm512_set1_epi32(s4)); }
+  static F loadf(const float* p) { return _mm512_loadu_ps(p); }
+  static F fold(I acc, int32_t corr, float s, F d, F accf) {
+    const I C = _mm512_sub_epi32(acc, _mm512_set1_epi32(corr));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(C), _mm512_mul_ps(_mm512_set1_ps(s), d), accf);
+  }
+  // y[t0 + l][row] = alpha accf[l] for the tile's tokens l < left.
+  static void store(float* y, int64_t rows, int64_t left, float alpha, F accf) {
+    const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+    const __m512i stride = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(static_cast<int>(rows)));
+    _mm512_mask_i32scatter_ps(y, m, stride, _mm512_mul_ps(_mm512_set1_ps(alpha), accf), 4);
+  }
+};
+struct Tokens8 {
+  using I = __m256i;
+  using F = __m256;
+  static I zero() { return _mm256_setzero_si256(); }
+  static F zerof() { return _mm256_setzero_ps(); }
+  static I load(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static I flip(I a) { return _mm256_xor_si256(a, _mm256_set1_epi8(static_cast<char>(0x80))); }
+  static I dpbusd(I acc, I u, int32_t s4) { return _mm256_dpbusd_epi32(acc, u, _mm256_set1_epi32(s4)); }
+  static F loadf(const float* p) { return _mm256_loadu_ps(p); }
+  static F fold(I acc, int32_t corr, float s, F d, F accf) {
+    const I C = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(C), _mm256_mul_ps(_mm256_set1_ps(s), d), accf);
+  }
+  static void store(float* y, int64_t rows, int64_t left, float alpha, F accf) {
+    const __mmask8 m = left >= 8 ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << left) - 1);
+    const __m256i stride = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(rows)));
+    _mm256_mask_i32scatter_ps(y, m, stride, _mm256_mul_ps(_mm256_set1_ps(alpha), accf), 4);
+  }
+};
+
+// Many tokens, step 2: rows 8 half .. 8 half + 7 of the unit at r0, token tile tt (T: its registers).
+template <class T>
 void token_tile(const CodebookView& v, const ActI8Pointers& x, const Scratch& S, int64_t ng16, int64_t r0, int half,
                 int64_t tt, const float* av, float* y) {
   const int64_t nch = v.cols / kChunk, per = v.group / kChunk;
   int64_t g = 0, in_group = 0;
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512 accf[8];
-  for (int r = 0; r < 8; ++r) accf[r] = _mm512_setzero_ps();
+  typename T::F accf[8];
+  for (int r = 0; r < 8; ++r) accf[r] = T::zerof();
   for (int64_t c = 0; c < nch; ++c) {
     const int8_t* a = S.a + (c * kUnit + 8 * half) * kChunk;
     const int8_t* b = x.tiles + (c * x.ntt + tt) * 1024;
-    __m512i acc[8];
-    for (int r = 0; r < 8; ++r) acc[r] = _mm512_setzero_si512();
+    typename T::I acc[8];
+    for (int r = 0; r < 8; ++r) acc[r] = T::zero();
 #pragma GCC unroll 16
     for (int kk = 0; kk < 16; ++kk) {
-      const __m512i bu = _mm512_xor_si512(_mm512_loadu_si512(b + 64 * kk), flip);  // q + 128
+      const typename T::I bu = T::flip(T::load(b + 64 * kk));  // q + 128
 #pragma GCC unroll 8
       for (int r = 0; r < 8; ++r) {
-        int32_t w4;
+        int32_t w4;  // the row's 4 levels: an embedded broadcast
         __builtin_memcpy(&w4, a + r * kChunk + 4 * kk, 4);
-        acc[r] = _mm512_dpbusd_epi32(acc[r], bu, _mm512_set1_epi32(w4));
+        acc[r] = T::dpbusd(acc[r], bu, w4);
       }
     }
-    const __m512 dv = _mm512_loadu_ps(x.d + (c * x.ntt + tt) * 16);
+    const typename T::F dv = T::loadf(x.d + (c * x.ntt + tt) * 16);
     const float* sc = S.s + 8 * half * ng16 + g;
     const int32_t* corr = S.corr + 8 * half * nch + c;
-    for (int r = 0; r < 8; ++r) {
-      const __m512i C = _mm512_sub_epi32(acc[r], _mm512_set1_epi32(corr[r * nch]));
-      accf[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(C), _mm512_mul_ps(_mm512_set1_ps(sc[r * ng16]), dv), accf[r]);
-    }
+    for (int r = 0; r < 8; ++r) accf[r] = T::fold(acc[r], corr[r * nch], sc[r * ng16], dv, accf[r]);
     if (++in_group == per) in_group = 0, ++g;
   }
-  // y[t][row] = alpha acc: one masked scatter of the tile's tokens per row.
-  const int64_t t0 = 16 * tt, left = x.n - t0;
-  const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
-  const __m512i stride = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(static_cast<int>(v.rows)));
+  const int64_t t0 = 16 * tt;
   for (int r = 0; r < 8; ++r) {
     const int64_t row = r0 + 8 * half + r;
     if (row >= v.rows) break;
-    const __m512 out = _mm512_mul_ps(_mm512_set1_ps(av[8 * half + r]), accf[r]);
-    _mm512_mask_i32scatter_ps(y + t0 * v.rows + row, m, stride, out, 4);
-  }
-}
-
-// The same for a tile with at most 8 tokens: its first 8 token columns in 256-bit registers (half
-// the work of the 512-bit version where the other half would be padding).
-void token_tile8(const CodebookView& v, const ActI8Pointers& x, const Scratch& S, int64_t ng16, int64_t r0, int half,
-                 int64_t tt, const float* av, float* y) {
-  const int64_t nch = v.cols / kChunk, per = v.group / kChunk;
-  int64_t g = 0, in_group = 0;
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-  __m256 accf[8];
-  for (int r = 0; r < 8; ++r) accf[r] = _mm256_setzero_ps();
-  for (int64_t c = 0; c < nch; ++c) {
-    const int8_t* a = S.a + (c * kUnit + 8 * half) * kChunk;
-    const int8_t* b = x.tiles + (c * x.ntt + tt) * 1024;
-    __m256i acc[8];
-    for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_si256();
-#pragma GCC unroll 16
-    for (int kk = 0; kk < 16; ++kk) {
-      const __m256i bu = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * kk)), flip);
-#pragma GCC unroll 8
-      for (int r = 0; r < 8; ++r) {
-        int32_t w4;
-        __builtin_memcpy(&w4, a + r * kChunk + 4 * kk, 4);
-        acc[r] = _mm256_dpbusd_epi32(acc[r], bu, _mm256_set1_epi32(w4));
-      }
-    }
-    const __m256 dv = _mm256_loadu_ps(x.d + (c * x.ntt + tt) * 16);
-    const float* sc = S.s + 8 * half * ng16 + g;
-    const int32_t* corr = S.corr + 8 * half * nch + c;
-    for (int r = 0; r < 8; ++r) {
-      const __m256i C = _mm256_sub_epi32(acc[r], _mm256_set1_epi32(corr[r * nch]));
-      accf[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(C), _mm256_mul_ps(_mm256_set1_ps(sc[r * ng16]), dv), accf[r]);
-    }
-    if (++in_group == per) in_group = 0, ++g;
-  }
-  const int64_t t0 = 16 * tt, left = x.n - t0;
-  const __mmask8 m = left >= 8 ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << left) - 1);
-  const __m256i stride = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(v.rows)));
-  for (int r = 0; r < 8; ++r) {
-    const int64_t row = r0 + 8 * half + r;
-    if (row >= v.rows) break;
-    const __m256 out = _mm256_mul_ps(_mm256_set1_ps(av[8 * half + r]), accf[r]);
-    _mm256_mask_i32scatter_ps(y + t0 * v.rows + row, m, stride, out, 4);
+    T::store(y + t0 * v.rows + row, v.rows, x.n - t0, av[8 * half + r], accf[r]);
   }
 }
 
@@ -300,8 +291,8 @@ void run(const CodebookView& v, const Q8K3Unpack& k3, const int8_t* levels, cons
       unpack_unit<K>(v, up, levels, r0, S);
       for (int half = 0; half < 2 && r0 + 8 * half < v.rows; ++half)
         for (int64_t tt = 0; tt < x.ntt; ++tt) {
-          if (x.n - 16 * tt > 8) token_tile(v, x, S, ng16, r0, half, tt, av, y);
-          else token_tile8(v, x, S, ng16, r0, half, tt, av, y);
+          if (x.n - 16 * tt > 8) token_tile<Tokens16>(v, x, S, ng16, r0, half, tt, av, y);
+          else token_tile<Tokens8>(v, x, S, ng16, r0, half, tt, av, y);
         }
     } else {
       for (int64_t t0 = 0; t0 < x.n; t0 += 4)
