@@ -1,5 +1,5 @@
-// The codebook codec's products on AMX tiles (every token count: prompts, batches and decode; one
-// path for all keeps a token's product independent of its batch): int8 levels times int8 activations in
+// The codebook codec's products on AMX tiles or with AVX-512 VNNI (every token count: prompts, batches
+// and decode; one path for all keeps a token's product independent of its batch): int8 levels times int8 activations in
 // chunks of 64 columns, one tile multiply (TDPBSSD) per chunk. The file layout is unchanged; only
 // the 2^k-entry level tables are converted, once, when the matrix is opened.
 //
@@ -9,7 +9,7 @@
 //                             d[t][c] = max|x| / 127, q = round(x / d) in [-127, 127] (0 when d = 0)
 //   C[r][t][c] = sum over the chunk of v[code] q        (exact int32: |C| <= 64 * 127 * 127)
 //   y[t][r] = alpha_B(r) * acc,  acc = fma(float(C), s[r][g(c)] * d[t][c], acc) for c = 0, 1, ...
-// in exactly that fp32 order, so the AMX kernel and the scalar reference agree bit for bit.
+// in exactly that fp32 order, so the AMX kernel, the VNNI kernels and the scalar reference agree bit for bit.
 // Accuracy: w^ = s alpha v, |w^ - w| <= |s| alpha / 2; x^ = q d, |x^ - x| <= d / 2 (+ one rounding
 // of x / d), so |y - W x| <= sum_j (|s_j| alpha / 2 |x_j| + |w^_j| d_j / 2) + fp32 rounding.
 // alpha / 2 = max|L| / 254: at most the step of codebook_q8.h's unsigned tables for symmetric
