@@ -48,7 +48,7 @@ std::vector<KernelChoice> kernels_here() {
 }
 
 // Reference against exact within sum_j (|s_j| alpha / 2 |x_j| + |w^_j| d_j / 2) (+ 1e-5 sum |w x| for
-// fp32 rounding and the rounding of x / d); the kernel (when AMX is here) bit for bit against the
+// fp32 rounding and the rounding of x / d); each kernel this CPU runs (kernels_here) bit for bit against the
 // reference. Returns rms(reference - exact) / rms(exact).
 double check(const RandomCodebook& c, const std::vector<float>& x, int64_t n, const std::string& what) {
   const CodebookView& v = c.v;

@@ -3,11 +3,13 @@
 // equal it, and the AMX kernel, bit for bit. vpdpbusd multiplies unsigned by signed bytes, so one
 // operand is shifted by 128 and the shift taken out exactly in int32:
 //   few tokens (n < kI8VnniTileTokens): unsigned levels u = v + 128, C = sum u q - 128 sum q
-//     (sum q per token and chunk: ActI8::qsum). Per 16 rows (8 pairs, the q8 kernels' layout: one
+//     (sum q per token and chunk: ActI8::qsum). Per 16 rows (8 pairs; 8 rows for 3-4 tokens, so the
+//     int32 sums stay in registers; the q8 kernels' layout: one
 //     block of 32 codes of row 2p in the low 256 bits, of row 2p + 1 in the high ones, the code
 //     unpack of codebook_q8_unpack_avx512.h), per block and token one vpdpbusd against the token's
 //     32 bytes broadcast to both halves (ActI8::qp, the order pi_k); per chunk the 8 pairs' lane
-//     sums reduced to 16 row sums in one transposing tree (22 instructions), then the fp32 fold.
+//     sums reduced to 16 row sums in one transposing tree (22 instructions), then the fp32 fold; the
+//     next unit's codes are prefetched a slice per chunk.
 //   many tokens: unsigned activations q + 128 (the B tiles of ActI8 with the top bit flipped),
 //     C = sum v (q + 128) - 128 sum v. Per 16 rows the codes are unpacked once into signed levels
 //     (ActI8-tile order: row r's chunk c as 64 bytes in the order pi_k) with sum v per row and chunk;
