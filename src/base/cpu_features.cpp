@@ -26,6 +26,7 @@ const CpuFeatures& cpu_features() {
     c.avx512vl = __builtin_cpu_supports("avx512vl");
     c.avx512vnni = __builtin_cpu_supports("avx512vnni");
     c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+    c.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
 #endif
 #if defined(__x86_64__) && defined(__linux__)
     unsigned a = 0, b = 0, cx = 0, d = 0;

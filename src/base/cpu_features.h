@@ -13,6 +13,7 @@ namespace upg {
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  bool avx512vbmi = false;  // byte permutes (vpermb, vpmultishiftqb): Ice Lake, Zen 4 and later; not a level
   // AMX-TILE + AMX-INT8 in CPUID and the kernel granted this process the tile data state
   // (arch_prctl ARCH_REQ_XCOMP_PERM, asked once here; Linux 5.16 or later).
   bool amx_int8 = false;

@@ -3,7 +3,8 @@
 // of the same integers and fp32 order (bit for bit), the reference against the exact fp32 product W x
 // within the documented bound, the activation quantizer and its B-tile packing, the signed tables,
 // and the codec's matmul choosing the path (same result as the kernel). Random codebook views
-// (random_codebook.h): row counts that are not multiples of 32, several table blocks, k = 2, 3, 4,
+// (random_codebook.h): row counts that are not multiples of 32, several table blocks, k = 2 to 6 (5, 6:
+// the VBMI unpack, natural column order; AMX CPUs run them with the VNNI kernels too),
 // groups of 64 to 320 columns, token counts from 1 to 49 (odd numbers of 16-token tiles, partial
 // tiles). Kernels the CPU cannot run are skipped with a message (the reference still runs).
 #include <gtest/gtest.h>
@@ -29,6 +30,7 @@ namespace {
 
 bool have_amx() { return cpu_simd_level() >= SimdLevel::Amx; }
 bool have_vnni() { return cpu_simd_level() >= SimdLevel::Avx512Vnni; }
+bool have_vbmi() { return have_vnni() && cpu_features().avx512vbmi; }
 
 // The kernels this CPU runs: (SIMD cap, VNNI tile threshold, name).
 struct KernelChoice {
@@ -104,11 +106,15 @@ double check(const RandomCodebook& c, const std::vector<float>& x, int64_t n, co
 TEST(CodebookI8, KernelMatchesReferenceAndExact) {
   if (!have_amx()) std::printf("this CPU has no usable AMX-INT8: the AMX kernel is not checked here\n");
   if (!have_vnni()) std::printf("this CPU has no AVX-512 VNNI: only the reference is checked here\n");
+  else if (!have_vbmi()) std::printf("this CPU has no AVX-512 VBMI: k = 5, 6 check only the reference here\n");
   uint32_t seed = 1;
-  for (int k : {2, 3, 4})
+  for (int k : {2, 3, 4, 5, 6})
     for (int64_t group : {64, 128, 192, 320}) {
       const int64_t rows = 45, cols = 640;
-      const RandomCodebook c = make_codebook(k, rows, cols, group, /*cb_rows=*/12, seed++);
+      // One table per 12 rows, per row, per 7 rows: the rows of a pair (few-token kernel) with one
+      // table or two.
+      const int64_t cb_rows = group == 128 ? 1 : group == 192 ? 7 : 12;
+      const RandomCodebook c = make_codebook(k, rows, cols, group, cb_rows, seed++);
       for (int64_t n : {1, 2, 3, 5, 8, 9, 16, 17, 25, 33, 49}) {
         const double rel = check(c, gaussian(n * cols, seed++), n, "k=" + std::to_string(k) + " G=" + std::to_string(group));
         EXPECT_LT(rel, 0.03) << "k=" << k << " G=" << group << " n=" << n;
@@ -119,7 +125,7 @@ TEST(CodebookI8, KernelMatchesReferenceAndExact) {
 // Wide rows (several KiB of A tiles per row tile), an exact multiple of 32 rows, one row, a table
 // with all levels equal (alpha from them, v all +-127) and an all-zero table (alpha = 0).
 TEST(CodebookI8, ShapesAndTables) {
-  for (int k : {2, 3, 4}) {
+  for (int k : {2, 3, 4, 5, 6}) {
     check(make_codebook(k, 64, 4096, 64, 64, 300 + k), gaussian(32 * 4096, 310 + k), 32, "4096 cols");
     check(make_codebook(k, 1, 64, 64, 1, 320 + k), gaussian(20 * 64, 330 + k), 20, "one row");
     check(make_codebook(k, 40, 128, 64, 16, 340 + k, /*degenerate=*/true), gaussian(18 * 128, 350 + k), 18,
@@ -136,12 +142,14 @@ TEST(CodebookI8, QuantizeActivations) {
   std::vector<float> x = gaussian(n * cols, 21);
   x[40] = 1000.0f;
   std::fill(x.begin() + cols + 64, x.begin() + cols + 128, 0.0f);
-  for (int k : {2, 3, 4}) {
+  uint8_t natural[32];
+  for (int i = 0; i < 32; ++i) natural[i] = static_cast<uint8_t>(i);
+  for (int k : {2, 3, 4, 5, 6}) {
     ActI8 a;
     quantize_act_i8(x.data(), n, cols, k, a);
     ASSERT_TRUE(a.finite);
     ASSERT_EQ(a.ntt, 2);
-    const uint8_t* pi = codebook_q8_pi(k);
+    const uint8_t* pi = k <= 4 ? codebook_q8_pi(k) : natural;
     for (int64_t t = 0; t < 32; ++t)
       for (int64_t c = 0; c < cols / 64; ++c) {
         const float d = a.d[static_cast<size_t>(c * 32 + t)];
@@ -195,12 +203,19 @@ TEST(CodebookI8, Supported) {
   v.group = 32;
   v.ngroups = 4;
   EXPECT_FALSE(codebook_i8_supported(v));
-  for (int k : {1, 5, 6}) {
+  for (int k : {1, 2, 4, 5, 6, 7, 8}) {
     v = c.v;
     v.k = k;
     v.row_bytes = v.cols * k / 8;
+    EXPECT_EQ(codebook_i8_supported(v), k >= 2 && k <= 6) << k;
+    v.row_bytes += 1;  // rows not packed
     EXPECT_FALSE(codebook_i8_supported(v)) << k;
   }
+  // Kernels: VNNI (or AMX) for k <= 4, and VBMI too for k = 5, 6; none below VNNI.
+  for (int k = 2; k <= 6; ++k) EXPECT_EQ(codebook_i8_has_kernel(k), k <= 4 ? have_vnni() : have_vbmi()) << k;
+  set_simd_cap(SimdLevel::Avx512);
+  for (int k = 2; k <= 6; ++k) EXPECT_FALSE(codebook_i8_has_kernel(k)) << k;
+  set_simd_cap(std::nullopt);
   const RandomCodebook c96 = make_codebook(2, 8, 96, 32, 8, 6);
   EXPECT_FALSE(codebook_i8_supported(c96.v));
 }
@@ -222,7 +237,7 @@ TEST(CodebookI8, CappedLevelRunsTheReference) {
 
 // Accuracy against the exact product on a TinyLlama-like row shape, printed for the record.
 TEST(CodebookI8, AccuracyReport) {
-  for (int k : {2, 3, 4}) {
+  for (int k : {2, 3, 4, 5, 6}) {
     const RandomCodebook c = make_codebook(k, 64, 2048, 64, 64, 400 + k);
     const double rel = check(c, gaussian(16 * 2048, 11), 16, "report");
     std::printf("k=%d: rms(y - Wx) / rms(Wx) = %.3g\n", k, rel);

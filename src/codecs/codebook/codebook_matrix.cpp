@@ -63,9 +63,11 @@ class CodebookMatrix : public WeightMatrix {
   // fp32: fused decode + FMA for n = 1, decoded tiles + one GEMM kernel for n > 1, each token summed
   // in the same order either way (kernels/cpu/codebook_kernels.h, tested against decode_rows, and
   // bit for bit across token counts by CodecCodebook.Fp32ProductOfATokenDoesNotDependOnTheOthers).
-  // On a CPU with AMX or AVX-512 VNNI, every product (kI8Tokens = 1: decode too): the path of
+  // On a CPU with AMX or AVX-512 VNNI, every product (kI8Tokens = 1: decode too) for k = 2..4, and
+  // for k = 5, 6 where the CPU also has AVX-512 VBMI (kernels::codebook_i8_has_kernel): the path of
   // kernels/cpu/codebook_i8.h, AMX tiles or the VNNI kernels of codebook_i8_avx512vnni.h (each tested
-  // bit for bit against its reference in test_codebook_i8). One
+  // bit for bit against its reference in test_codebook_i8; k = 5, 6 went the fp32 path before, 2-8x
+  // slower, docs/PERFORMANCE.md "k = 5 and 6 on the int8 path"). One
   // path for every token count keeps a token's product independent of the batch it came in (test
   // CodecCodebook.ProductOfATokenDoesNotDependOnTheOthers): with the int8 path below for fewer than
   // 16 tokens, the two paths' different activation scales (blocks of 32 with 12-bit multipliers,
@@ -73,7 +75,7 @@ class CodebookMatrix : public WeightMatrix {
   // 3-bit matrices streamed from memory, up to ~10-20% slower for some shapes or cache-resident
   // models (measurements in docs/PERFORMANCE.md, "One path for every token count").
   void matmul(const float* x, int64_t n, float* y) const override {
-    if (i8_ && n >= i8_min_tokens() && int8_activations() && simd_level() >= SimdLevel::Avx512Vnni) {
+    if (i8_ && n >= i8_min_tokens() && int8_activations() && kernels::codebook_i8_has_kernel(l_.k)) {
       thread_local kernels::ActI8 act;
       kernels::quantize_act_i8(x, n, cols_, l_.k, act);
       if (act.finite) kernels::codebook_matmul_i8(view(), *i8_, act, y);

@@ -27,16 +27,20 @@ constexpr int64_t kChunk = 64;
 }  // namespace
 
 bool codebook_i8_supported(const CodebookView& v) {
-  // The q8 path's conditions (k 2..4, packed rows, one scale per group) with 64-column chunks.
-  return codebook_q8_supported(v) && v.cols % kChunk == 0 && v.group % kChunk == 0;
+  return v.k >= 2 && v.k <= 6 && v.cols > 0 && v.cols % kChunk == 0 && v.group > 0 && v.group % kChunk == 0 &&
+         v.cb_rows > 0 && v.row_bytes == v.cols * v.k / 8 && v.ngroups == (v.cols + v.group - 1) / v.group;
+}
+
+bool codebook_i8_has_kernel(int k) {
+  return simd_level() >= SimdLevel::Avx512Vnni && (k <= 4 || cpu_features().avx512vbmi);
 }
 
 CodebookI8Tables codebook_i8_tables(const CodebookView& v) {
   CodebookI8Tables T;
   T.k = v.k;
   T.nblocks = (v.rows + v.cb_rows - 1) / v.cb_rows;
-  const int nl = 1 << v.k;
-  T.v.assign(static_cast<size_t>(16 * T.nblocks), 0);
+  const int nl = 1 << v.k, stride = T.stride();
+  T.v.assign(static_cast<size_t>(stride * T.nblocks), 0);
   T.alpha.assign(static_cast<size_t>(T.nblocks), 0.0f);
   for (int64_t B = 0; B < T.nblocks; ++B) {
     const float* L = v.levels + B * nl;
@@ -44,10 +48,10 @@ CodebookI8Tables codebook_i8_tables(const CodebookView& v) {
     for (int c = 0; c < nl; ++c) mx = std::max(mx, std::fabs(L[c]));
     const float alpha = mx / 127.0f;
     T.alpha[static_cast<size_t>(B)] = alpha;
-    for (int c = 0; c < 16; ++c) {
+    for (int c = 0; c < stride; ++c) {
       const float f = alpha > 0.0f ? L[c % nl] / alpha : 0.0f;
       const int8_t q = static_cast<int8_t>(std::clamp(std::lround(f), -127L, 127L));
-      T.v[static_cast<size_t>(16 * B + c)] = q;
+      T.v[static_cast<size_t>(stride * B + c)] = q;
       if (c < nl && mx > 0.0f) T.max_level_err = std::max(T.max_level_err, std::fabs(alpha * q - L[c]) / mx);
     }
   }
@@ -126,10 +130,10 @@ void quantize_act_i8(const float* x, int64_t n, int64_t cols, int k, ActI8& out)
   out.tiles.resize(static_cast<size_t>(nch * ntt * 1024));
   out.qp.resize(static_cast<size_t>(n * cols));
   out.qsum.assign(static_cast<size_t>(nch * ntt * 16), 0);
-  // Source column of each of a chunk's 64 tile positions (blocks of 32 in the order pi_k).
+  // Source column of each of a chunk's 64 tile positions (blocks of 32 in the order pi_k; natural for k >= 5).
   uint8_t colmap[kChunk];
-  const uint8_t* pi = codebook_q8_pi(k);
-  for (int p = 0; p < kChunk; ++p) colmap[p] = static_cast<uint8_t>(32 * (p / 32) + pi[p % 32]);
+  const uint8_t* pi = k <= 4 ? codebook_q8_pi(k) : nullptr;
+  for (int p = 0; p < kChunk; ++p) colmap[p] = static_cast<uint8_t>(32 * (p / 32) + (pi ? pi[p % 32] : p % 32));
   std::vector<char> bad(static_cast<size_t>(n), 0);
   parallel_for(ntt, [&](int64_t tt0, int64_t tt1) {
     alignas(64) int8_t perm[16][kChunk];  // the tile's tokens, one chunk, in tile order
@@ -164,7 +168,7 @@ void codebook_matmul_i8_reference(const CodebookView& v, const CodebookI8Tables&
   const int64_t per = v.group / kChunk;
   for (int64_t r = 0; r < v.rows; ++r) {
     const int64_t tb = r / v.cb_rows;
-    const int8_t* lv = T.v.data() + 16 * tb;
+    const int8_t* lv = T.v.data() + T.stride() * tb;
     for (int64_t t = 0; t < x.n; ++t) {
       float acc = 0.0f;
       for (int64_t c = 0; c < x.nch; ++c) {
@@ -202,15 +206,17 @@ uint8_t* thread_scratch(size_t bytes) {
 void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y,
                         int64_t vnni_tile_tokens) {
   if (x.n <= 0 || v.rows <= 0) return;
-  if (simd_level() < SimdLevel::Avx512Vnni) return codebook_matmul_i8_reference(v, T, x, y);
+  if (!codebook_i8_has_kernel(v.k)) return codebook_matmul_i8_reference(v, T, x, y);
   // The pool's templates and the per-thread buffers stay here, out of the AVX-512-compiled files.
   const Q8K3Unpack k3 = codebook_q8_k3_unpack();
-  if (simd_level() < SimdLevel::Amx) {
+  if (simd_level() < SimdLevel::Amx || v.k >= 5) {  // the AMX kernel unpacks k <= 4 only
     const ActI8Pointers p{x.tiles.data(), x.qp.data(), x.d.data(), x.qsum.data(), x.n, x.ntt};
     const size_t scratch = codebook_i8_vnni_scratch_bytes(v.cols, v.ngroups);
     const int64_t tile_tokens = vnni_tile_tokens > 0 ? vnni_tile_tokens : default_vnni_tile_tokens();
     parallel_for((v.rows + 15) / 16, [&](int64_t u0, int64_t u1) {
-      codebook_i8_vnni_units(v, k3, T.v.data(), T.alpha.data(), p, tile_tokens, y, thread_scratch(scratch), u0, u1);
+      uint8_t* s = thread_scratch(scratch);
+      if (v.k >= 5) codebook_i8_vbmi_units(v, T.v.data(), T.alpha.data(), p, tile_tokens, y, s, u0, u1);
+      else codebook_i8_vnni_units(v, k3, T.v.data(), T.alpha.data(), p, tile_tokens, y, s, u0, u1);
     });
     return;
   }

@@ -3,7 +3,7 @@
 // chunks of 64 columns, one tile multiply (TDPBSSD) per chunk. The file layout is unchanged; only
 // the 2^k-entry level tables are converted, once, when the matrix is opened.
 //
-// Integers (k = 2, 3, 4; cols and the group G multiples of 64, so a chunk never straddles groups):
+// Integers (k = 2..6; cols and the group G multiples of 64, so a chunk never straddles groups):
 //   levels of table block B:  v[c] = round(L[c] / alpha_B) in [-127, 127], alpha_B = max|L| / 127
 //   activations, per token t and chunk c (columns 64c .. 64c + 63):
 //                             d[t][c] = max|x| / 127, q = round(x / d) in [-127, 127] (0 when d = 0)
@@ -26,8 +26,8 @@
 // that a step's tile work overlaps the previous step's fold. y is written with one masked scatter
 // of 16 tokens per row. Threads: the current ThreadPool over 32-row tiles.
 // Used when simd_level() >= SimdLevel::Amx (AMX-INT8 and the kernel's permission, base/
-// cpu_features.h); without AMX, AVX-512 VNNI kernels compute the same integers
-// (codebook_i8_avx512vnni.h); the reference runs anywhere.
+// cpu_features.h) for k <= 4; without AMX, and for k = 5, 6 (with AVX-512 VBMI), AVX-512 VNNI
+// kernels compute the same integers (codebook_i8_avx512vnni.h); the reference runs anywhere.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -36,17 +36,21 @@
 
 namespace upg::kernels {
 
-// Signed level tables: per table block, v[16] (entries 2^k..15 repeat the table) and alpha.
+// Signed level tables: per table block, v[stride()] (entries past 2^k repeat the table) and alpha.
 struct CodebookI8Tables {
   int k = 0;
   int64_t nblocks = 0;
-  std::vector<int8_t> v;    // [nblocks][16]
+  int stride() const { return k <= 4 ? 16 : 64; }
+  std::vector<int8_t> v;    // [nblocks][stride()]
   std::vector<float> alpha;  // [nblocks]
   float max_level_err = 0;   // max |alpha v - L| / max|L| over all tables (<= 1/254)
 };
 
-// k in {2, 3, 4}, cols % 64 == 0, group % 64 == 0, cb_rows > 0.
+// k in 2..6, cols % 64 == 0, group % 64 == 0, cb_rows > 0, rows packed (row_bytes = cols k / 8).
 bool codebook_i8_supported(const CodebookView& v);
+// Whether codebook_matmul_i8 runs a SIMD kernel for k-bit codes on this CPU at the current SIMD level
+// (AMX or AVX-512 VNNI, and for k = 5, 6 AVX-512 VBMI too); else it runs its scalar reference.
+bool codebook_i8_has_kernel(int k);
 CodebookI8Tables codebook_i8_tables(const CodebookView& v);
 
 // n tokens quantized in chunks of 64 columns, for codes of k bits.
@@ -58,6 +62,7 @@ struct ActI8 {
   std::vector<float> d;            // [nch][ntt * 16] chunk scales, 0 for the padding tokens
   std::vector<int8_t> tiles;       // [nch][ntt] B tiles of 1 KiB: byte (kk, t, i) at 64 kk + 4 t + i =
                                    // q[16 tt + t][64 c + 32 (p / 32) + pi_k[p % 32]], p = 4 kk + i
+                                   // (pi_k of codebook_q8.h for k <= 4, the identity for k >= 5)
   std::vector<int8_t> qp;          // [n][cols]: byte 64 c + p of token t = q[t][64 c + 32 (p / 32) + pi_k[p % 32]]
   std::vector<int32_t> qsum;       // [nch][ntt * 16] sum of the chunk's q (0 for the padding tokens)
 };
@@ -67,8 +72,9 @@ struct ActI8 {
 void quantize_act_i8(const float* x, int64_t n, int64_t cols, int k, ActI8& out);
 
 // y (x.n x rows, row-major) fully overwritten; x.cols == v.cols, x.k == v.k, T from v. On AMX
-// (simd_level() >= SimdLevel::Amx) the tile kernel, with AVX-512 VNNI (>= Avx512Vnni) the kernels of
-// codebook_i8_avx512vnni.h, multithreaded; otherwise the reference. All give the same bits.
+// (simd_level() >= SimdLevel::Amx) the tile kernel for k <= 4, with AVX-512 VNNI (>= Avx512Vnni) the
+// kernels of codebook_i8_avx512vnni.h (k = 5, 6: with VBMI), multithreaded; otherwise the reference.
+// All give the same bits.
 // vnni_tile_tokens > 0 overrides from how many tokens the VNNI tile kernel runs (tests run both).
 void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y,
                         int64_t vnni_tile_tokens = 0);

@@ -17,7 +17,11 @@
 //     embedded broadcast and the tile's 16 tokens x 4 bytes one 64-byte load shared by the 8 rows;
 //     the int32 sums of a chunk folded into fp32 sums kept in registers.
 // Both give the same bits (tested against the reference for every token count in
-// test_codebook_i8), so a token's product does not depend on how many came with it.
+// test_codebook_i8), so a token's product does not depend on how many came with it. The kernels are
+// templates over the code unpack (codebook_i8_avx512vnni_kernels.h): the one above for k = 2, 3, 4,
+// and for k = 5, 6 (32 or 64 levels, too many for vpshufb) an AVX-512 VBMI one: codes in natural
+// column order (ActI8 with pi_k the identity) from vpermb + vpmultishiftqb, the levels from vpermb
+// (k = 5: both rows' 32 levels in one register) or vpermt2b (k = 6: two registers).
 // This header is plain C++; its .cpp is compiled with AVX-512 VNNI flags (cmake/UpgSimdFlags.cmake),
 // has internal linkage only and calls no inline function of the standard library or the project.
 #pragma once
@@ -47,9 +51,14 @@ size_t codebook_i8_vnni_scratch_bytes(int64_t cols, int64_t ngroups);
 // 16-row units [unit_begin, unit_end) (rows 16 u .. 16 u + 15, clipped to v.rows) of y (n x v.rows)
 // overwritten, on the calling thread; tile_tokens: from how many tokens the tile kernel runs.
 // levels, alpha: CodebookI8Tables::v and alpha; scratch: codebook_i8_vnni_scratch_bytes bytes,
-// 64-byte aligned. Requirements: codebook_i8_supported(v).
+// 64-byte aligned. Requirements: codebook_i8_supported(v), v.k <= 4.
 void codebook_i8_vnni_units(const CodebookView& v, const Q8K3Unpack& k3, const int8_t* levels, const float* alpha,
                             const ActI8Pointers& x, int64_t tile_tokens, float* y, uint8_t* scratch,
                             int64_t unit_begin, int64_t unit_end);
+// The same for v.k = 5, 6 (codebook_i8_avx512vbmi.cpp, which also needs AVX-512 VBMI: the codes in
+// natural column order unpacked with vpermb + vpmultishiftqb, the 32- or 64-entry tables looked up
+// with vpermb / vpermt2b; levels with CodebookI8Tables::stride() = 64).
+void codebook_i8_vbmi_units(const CodebookView& v, const int8_t* levels, const float* alpha, const ActI8Pointers& x,
+                            int64_t tile_tokens, float* y, uint8_t* scratch, int64_t unit_begin, int64_t unit_end);
 
 }  // namespace upg::kernels
