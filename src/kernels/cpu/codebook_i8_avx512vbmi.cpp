@@ -24,6 +24,7 @@ struct LevelsVbmi {
   static_assert(K == 5 || K == 6, "k = 5 or 6");
   static constexpr int kBlockBytes = 4 * K;
   static constexpr int kStride = 64;
+  static constexpr int kTableRegs = K == 5 ? 1 : 2;
   static constexpr bool kTailLoads = true;  // 32-byte loads of 20- or 24-byte blocks
   struct Table {
     __m512i a, b;  // K = 5: a = [A 0..31 | B 0..31]; K = 6: a = A, b = B

@@ -19,6 +19,7 @@ template <int K>
 struct LevelsShuffle {
   static constexpr int kBlockBytes = 4 * K;
   static constexpr int kStride = 16;
+  static constexpr int kTableRegs = 1;
   static constexpr bool kTailLoads = K == 3;  // 16-byte loads of 12-byte blocks
   using Table = __m512i;
   Unpack2<K> up;

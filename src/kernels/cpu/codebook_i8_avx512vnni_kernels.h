@@ -4,6 +4,7 @@
 // An unpacker U has:
 //   kBlockBytes            bytes of 32 codes (4 k)
 //   kStride                entries per table block in CodebookI8Tables::v (its stride())
+//   kTableRegs             registers per row pair's table (2: the few-token kernel takes 8 rows a pass)
 //   kTailLoads             whether a block's plain load reads past it (then the matrix's last block
 //                          is loaded with a mask: `tail`)
 //   Table table(la, lb, flip)   the table(s) of row A (low 256 bits) and row B (high 256 bits) from
@@ -146,14 +147,16 @@ void few_tokens(const CodebookView& v, const U& up, const int8_t* levels, const 
 template <class U>
 void few_tokens_unit(const CodebookView& v, const U& up, const int8_t* levels, const ActI8Pointers& x,
                      int64_t r0, int64_t t0, int64_t nt, const float* s, int64_t ng16, const float* av, float* y) {
-  if (nt <= 2) {
+  if (nt <= 2 && U::kTableRegs == 1) {
     if (nt == 2) few_tokens<U, 2, 8>(v, up, levels, x, r0, r0, t0, s, ng16, av, y);
     else few_tokens<U, 1, 8>(v, up, levels, x, r0, r0, t0, s, ng16, av, y);
     return;
   }
   for (int64_t rb0 = r0; rb0 < r0 + kUnit && rb0 < v.rows; rb0 += 8) {
     if (nt == 4) few_tokens<U, 4, 4>(v, up, levels, x, r0, rb0, t0, s, ng16, av, y);
-    else few_tokens<U, 3, 4>(v, up, levels, x, r0, rb0, t0, s, ng16, av, y);
+    else if (nt == 3) few_tokens<U, 3, 4>(v, up, levels, x, r0, rb0, t0, s, ng16, av, y);
+    else if (nt == 2) few_tokens<U, 2, 4>(v, up, levels, x, r0, rb0, t0, s, ng16, av, y);
+    else few_tokens<U, 1, 4>(v, up, levels, x, r0, rb0, t0, s, ng16, av, y);
   }
 }
 
