@@ -40,7 +40,10 @@ struct KernelChoice {
 };
 std::vector<KernelChoice> kernels_here() {
   std::vector<KernelChoice> k;
-  if (have_amx()) k.push_back({SimdLevel::Amx, 0, "AMX"});
+  if (have_amx()) {
+    k.push_back({SimdLevel::Amx, 0, "AMX (default split: VNNI few-token kernel below it)"});
+    k.push_back({SimdLevel::Amx, 1, "AMX (every token count)"});
+  }
   if (have_vnni()) {
     k.push_back({SimdLevel::Avx512Vnni, 0, "VNNI (default split)"});
     k.push_back({SimdLevel::Avx512Vnni, 1, "VNNI token tiles"});

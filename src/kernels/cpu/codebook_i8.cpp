@@ -204,15 +204,16 @@ uint8_t* thread_scratch(size_t bytes) {
 }  // namespace
 
 void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y,
-                        int64_t vnni_tile_tokens) {
+                        int64_t tile_tokens) {
   if (x.n <= 0 || v.rows <= 0) return;
   if (!codebook_i8_has_kernel(v.k)) return codebook_matmul_i8_reference(v, T, x, y);
   // The pool's templates and the per-thread buffers stay here, out of the AVX-512-compiled files.
   const Q8K3Unpack k3 = codebook_q8_k3_unpack();
-  if (simd_level() < SimdLevel::Amx || v.k >= 5) {  // the AMX kernel unpacks k <= 4 only
+  if (tile_tokens <= 0) tile_tokens = default_vnni_tile_tokens();
+  // The AMX kernel unpacks k <= 4 only, and for a few tokens (decode) it ran slower than VNNI.
+  if (simd_level() < SimdLevel::Amx || v.k >= 5 || x.n < tile_tokens) {
     const ActI8Pointers p{x.tiles.data(), x.qp.data(), x.d.data(), x.qsum.data(), x.n, x.ntt};
     const size_t scratch = codebook_i8_vnni_scratch_bytes(v.cols, v.ngroups);
-    const int64_t tile_tokens = vnni_tile_tokens > 0 ? vnni_tile_tokens : default_vnni_tile_tokens();
     parallel_for((v.rows + 15) / 16, [&](int64_t u0, int64_t u1) {
       uint8_t* s = thread_scratch(scratch);
       if (v.k >= 5) codebook_i8_vbmi_units(v, T.v.data(), T.alpha.data(), p, tile_tokens, y, s, u0, u1);

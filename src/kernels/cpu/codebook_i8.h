@@ -71,13 +71,15 @@ struct ActI8 {
 // set to false: the caller must then take the fp32 path. Multithreaded (tokens); reuse `out`.
 void quantize_act_i8(const float* x, int64_t n, int64_t cols, int k, ActI8& out);
 
-// y (x.n x rows, row-major) fully overwritten; x.cols == v.cols, x.k == v.k, T from v. On AMX
-// (simd_level() >= SimdLevel::Amx) the tile kernel for k <= 4, with AVX-512 VNNI (>= Avx512Vnni) the
-// kernels of codebook_i8_avx512vnni.h (k = 5, 6: with VBMI), multithreaded; otherwise the reference.
-// All give the same bits.
-// vnni_tile_tokens > 0 overrides from how many tokens the VNNI tile kernel runs (tests run both).
+// y (x.n x rows, row-major) fully overwritten; x.cols == v.cols, x.k == v.k, T from v. With AVX-512
+// VNNI (>= Avx512Vnni; k = 5, 6: with VBMI) fewer than tile_tokens tokens (default kI8VnniTileTokens)
+// take the VNNI few-token kernel, and more the AMX tile kernel where there is one (simd_level() >=
+// SimdLevel::Amx, k <= 4; on a 16-core Sapphire Rapids the AMX kernel decoded one token at 0.45x the
+// few-token kernel's speed) or else the VNNI tile kernel (codebook_i8_avx512vnni.h), multithreaded;
+// otherwise the reference. All give the same bits.
+// tile_tokens > 0 overrides the split (tests run every kernel for every token count).
 void codebook_matmul_i8(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y,
-                        int64_t vnni_tile_tokens = 0);
+                        int64_t tile_tokens = 0);
 // The same integers and the same fp32 order, plain loops, single-threaded.
 void codebook_matmul_i8_reference(const CodebookView& v, const CodebookI8Tables& T, const ActI8& x, float* y);
 
