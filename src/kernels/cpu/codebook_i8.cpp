@@ -27,8 +27,7 @@ constexpr int64_t kChunk = 64;
 }  // namespace
 
 bool codebook_i8_supported(const CodebookView& v) {
-  return v.k >= 2 && v.k <= 6 && v.cols > 0 && v.cols % kChunk == 0 && v.group > 0 && v.group % kChunk == 0 &&
-         v.cb_rows > 0 && v.row_bytes == v.cols * v.k / 8 && v.ngroups == (v.cols + v.group - 1) / v.group;
+  return v.k >= 2 && v.k <= 6 && codebook_packed_in_chunks(v, kChunk);
 }
 
 bool codebook_i8_has_kernel(int k) {

@@ -23,7 +23,6 @@
 namespace upg::kernels {
 namespace {
 
-
 constexpr int64_t kChunk = 64;
 constexpr int64_t kUnit = 16;  // rows per unit
 
@@ -304,8 +303,9 @@ void run(const CodebookView& v, const U& up, const int8_t* levels, const float* 
     if (x.n >= tile_tokens) {
       unpack_unit<U>(v, up, levels, r0, S);
       // At most 16 tokens (one tile per half: batched decode), the next unit's codes arrive during the
-      // first tile (without this, the unpack waited on memory: about half its time at 16 tokens; with
-      // more tiles the unpack matters less, and the prefetch cost 10-15% at 128 tokens).
+      // first tile (without this, the unpack waited on memory: about half its time at 16 tokens). With
+      // more tiles the unpack matters less, and the one build that also prefetched at 128 tokens
+      // measured 10-15% slower there (that build also tested the prefetch at run time in the kernel).
       const uint8_t* q_end = v.q + v.rows * v.row_bytes;
       const uint8_t* next = min64(r0 + kUnit, v.rows) * v.row_bytes + v.q;
       const uint8_t* next_end = next + kUnit * v.row_bytes < q_end ? next + kUnit * v.row_bytes : q_end;
@@ -326,7 +326,6 @@ void run(const CodebookView& v, const U& up, const int8_t* levels, const float* 
     }
   }
 }
-
 
 }  // namespace
 }  // namespace upg::kernels

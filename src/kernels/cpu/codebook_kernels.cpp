@@ -259,6 +259,11 @@ void decode_segment_k(const CodebookView& v, int64_t r, int64_t c0, int64_t m, f
 
 }  // namespace
 
+bool codebook_packed_in_chunks(const CodebookView& v, int64_t chunk) {
+  return v.cols > 0 && v.cols % chunk == 0 && v.group > 0 && v.group % chunk == 0 && v.cb_rows > 0 &&
+         v.row_bytes == v.cols * v.k / 8 && v.ngroups == (v.cols + v.group - 1) / v.group;
+}
+
 void codebook_decode_segment_reference(const CodebookView& v, int64_t r, int64_t c0, int64_t m, float* out) {
   const uint8_t* row = v.q + r * v.row_bytes;
   const float* L = level_table(v, r);

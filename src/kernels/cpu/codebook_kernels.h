@@ -34,6 +34,11 @@ struct CodebookView {
   const float* levels = nullptr;   // fp32 [ceil(rows / cb_rows), 2^k], 4-byte aligned
 };
 
+// The layout the int8-activation paths (codebook_q8.h, codebook_i8.h) need: columns and groups in
+// whole chunks of `chunk` columns, rows packed without padding, one scale per group, cb_rows > 0.
+// (Out of line: AVX-512-compiled files include this header.)
+bool codebook_packed_in_chunks(const CodebookView& v, int64_t chunk);
+
 // W[r][c0 .. c0 + m) to fp32 in out (m values); c0 % 8 == 0.
 void codebook_decode_segment(const CodebookView& v, int64_t r, int64_t c0, int64_t m, float* out);
 // Scalar reference of the same (code extraction from a 64-bit window, table lookup, scale).

@@ -463,8 +463,7 @@ void quantize_act_q8(const float* x, int64_t n, int64_t cols, ActQ8& out) {
 }
 
 bool codebook_q8_supported(const CodebookView& v) {
-  return v.k >= 2 && v.k <= 4 && v.cols > 0 && v.cols % kBlock == 0 && v.group > 0 && v.group % kBlock == 0 &&
-         v.cb_rows > 0 && v.row_bytes == v.cols * v.k / 8 && v.ngroups == (v.cols + v.group - 1) / v.group;
+  return v.k >= 2 && v.k <= 4 && codebook_packed_in_chunks(v, kBlock);
 }
 
 CodebookQ8Tables codebook_q8_tables(const CodebookView& v) {
