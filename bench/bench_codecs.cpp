@@ -68,6 +68,7 @@ const Config kConfigs[] = {
     {"trellis2_g64", "trellis", R"({"bits":2,"group":64,"passes":1})"},
     {"trellis3_g64", "trellis", R"({"bits":3,"group":64,"passes":1})"},
     {"trellis4_g64", "trellis", R"({"bits":4,"group":64,"passes":1})"},
+    {"trellis3_g512", "trellis", R"({"bits":3,"group":512,"passes":1})"},  // what the converter's candidates use
 };
 constexpr int64_t kRows = 5120, kCols = 5120;
 

@@ -134,13 +134,14 @@ TEST(TrellisCodec, PackedStatesDecodeBitExactly) {
 
 // The chunk decoders (AVX2: 8 per step, AVX-512: 16) give exactly the scalar decoder's floats for
 // every K, L, group and segment start/length; matmul (n = 1, 3, 17) agrees with decode + dense product.
+// Groups of 48 and 512 (the converter's) over several 512-column tiles too.
 void check_kernels(SimdLevel level) {
   set_simd_cap(level);
   uint32_t seed = 40;
   for (int k = 1; k <= 4; ++k)
     for (int L : {k + 1, 8, 12, 16})
       for (auto [group, rows, cols] :
-           std::vector<std::tuple<int64_t, int64_t, int64_t>>{{64, 7, 203}, {8, 5, 61}, {24, 3, 1030}, {512, 4, 512}}) {
+           std::vector<std::tuple<int64_t, int64_t, int64_t>>{{64, 7, 203}, {8, 5, 61}, {24, 3, 1030}, {512, 4, 512}, {48, 3, 1100}, {512, 2, 1560}}) {
         auto o = random_trellis(k, L, group, rows, cols, ++seed);
         const auto* tm = o->m.get();
         kernels::TrellisView v;
@@ -268,9 +269,9 @@ TEST(TrellisCodec, DocumentedExampleDecodes) {
 // and 37 x 520 (the row's end, where 16-byte loads stop, already in the first column tile).
 TEST(TrellisCodec, ProductOfATokenDoesNotDependOnTheOthers) {
   const int64_t rows = 37;
-  for (int64_t cols : {640, 520})
+  for (int64_t cols : {640, 520, 1100})
     for (int k : {2, 3, 4}) {
-      auto o = random_trellis(k, 12, 128, rows, cols, 80 + k);
+      auto o = random_trellis(k, 12, cols == 1100 ? 48 : 128, rows, cols, 80 + k);
       expect_product_independent_of_batch(*o->m, 90 + k, "trellis K=" + std::to_string(k) + ", " +
                                                               std::to_string(cols) + " columns");
     }

@@ -354,6 +354,44 @@ TEST(Convert, TinyModelAtSeveralBudgets) {
   fs::remove_all(dir);
 }
 
+// `--candidates trellis`: the codebook menu plus trellis at 2, 3 and 4 bits, one scale per 512
+// columns, rotated; under a budget between those widths the file meets it and uses trellis.
+TEST(Convert, TrellisCandidatesUnderABudget) {
+  const std::vector<Candidate> menu = named_candidates("trellis");
+  std::vector<int> trellis_bits;
+  for (const Candidate& c : menu)
+    if (c.codec == "trellis") {
+      trellis_bits.push_back(c.params.at("bits").get<int>());
+      EXPECT_EQ(c.params.at("group").get<int>(), 512) << c.label;
+      EXPECT_TRUE(c.params.at("rotate").get<bool>()) << c.label;
+    }
+  EXPECT_EQ(trellis_bits, (std::vector<int>{2, 3, 4}));
+  EXPECT_EQ(menu.size(), default_candidates().size() + 3);
+  EXPECT_THROW(named_candidates("lattice"), Error);
+
+  const std::string src = golden("phi4_gqa_bf16");
+  const fs::path dir = temp_dir("tiny-trellis");
+  auto orig = Model::load(src);
+  ConvertOptions o;
+  o.bpw = 6.0;  // the golden's embedding and head are most of it: 6 bits leaves room for 3-4-bit matrices
+  o.candidates = {parse_codec_spec("codebook:bits=4,group=64"), parse_codec_spec("trellis:bits=3,group=512,rotate=true"),
+                  parse_codec_spec("trellis:bits=4,group=512,rotate=true"), parse_codec_spec("bf16")};
+  o.calib_tokens = random_tokens(64 * 16, orig->config().vocab_size, 2);
+  o.calib.window = 64;
+  o.calib.max_windows = 16;
+  o.probe_windows = 2;
+  const std::string out = (dir / "tiny-trellis.upg").string();
+  const ConvertReport r = convert_model(src, out, o);
+  EXPECT_LE(r.bpw, 6.0 + 1e-9);
+  int trellis = 0;
+  for (const ConvertedTensor& t : r.tensors) trellis += t.choice.rfind("trellis", 0) == 0;
+  EXPECT_GT(trellis, 0) << "no matrix took a trellis encoding";
+  const std::vector<int32_t> probe = random_tokens(48, orig->config().vocab_size, 11);
+  auto m = Model::load(out);
+  EXPECT_LT(rel_l2(all_logits(*m, probe), all_logits(*orig, probe)), 0.6);
+  fs::remove_all(dir);
+}
+
 TEST(Convert, FixedCodecWithoutCalibration) {
   const std::string src = golden("phi4_gqa_bf16");
   const fs::path dir = temp_dir("fixed");
