@@ -26,6 +26,7 @@ CONFIGS = {
     "k3g64": ("trellis:bits=3,group=64", dict(bits=3, group=64, state_bits=12)),
     "k2g32l10rot": ("trellis:bits=2,group=32,state_bits=10,rotate=true", dict(bits=2, group=32, state_bits=10)),
     "k4l16": ("trellis:bits=4,state_bits=16,passes=1", dict(bits=4, group=64, state_bits=16)),
+    "k5g512rot": ("trellis:bits=5,group=512,rotate=true,passes=1", dict(bits=5, group=512, state_bits=12)),
 }
 
 

@@ -53,7 +53,7 @@ std::vector<Candidate> trellis_candidates() {
   // leaves little for group scales to do: on refA (3 bits, LDLQ) groups of 512 columns lose the same
   // KL divergence as groups of 64 (0.2075 against 0.2086, 40 windows) at 0.22 bits per weight less,
   // and at 2 bits groups of 64 buy 3% for those 0.22 bits (docs/CONVERT.md).
-  for (int k : {2, 3, 4})
+  for (int k : {2, 3, 4, 5})
     v.push_back(parse_codec_spec("trellis:bits=" + std::to_string(k) + ",group=512,rotate=true"));
   return v;
 }

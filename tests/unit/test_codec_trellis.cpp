@@ -79,7 +79,7 @@ TEST(TrellisViterbi, EqualsBruteForce) {
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::uniform_real_distribution<float> ud(0.0f, 2.0f);
-  for (auto [K, L, n] : std::vector<std::tuple<int, int, int>>{{1, 4, 7}, {2, 5, 5}, {3, 6, 4}, {4, 7, 3}, {2, 3, 6}}) {
+  for (auto [K, L, n] : std::vector<std::tuple<int, int, int>>{{1, 4, 7}, {2, 5, 5}, {3, 6, 4}, {4, 7, 3}, {2, 3, 6}, {5, 7, 3}}) {
     for (int64_t prev : {int64_t{-1}, int64_t{5}}) {
       std::vector<float> t(n), u(n);
       for (int i = 0; i < n; ++i) {
@@ -118,7 +118,8 @@ TEST(TrellisViterbi, EqualsBruteForce) {
 
 TEST(TrellisCodec, PackedStatesDecodeBitExactly) {
   for (auto [k, L, group, rows, cols] : std::vector<std::tuple<int, int, int64_t, int64_t, int64_t>>{
-           {3, 12, 64, 5, 203}, {1, 9, 8, 3, 61}, {2, 16, 24, 4, 130}, {4, 12, 128, 3, 512}, {4, 5, 8, 2, 1}}) {
+           {3, 12, 64, 5, 203}, {1, 9, 8, 3, 61}, {2, 16, 24, 4, 130}, {4, 12, 128, 3, 512}, {4, 5, 8, 2, 1},
+           {5, 12, 512, 3, 1030}, {5, 16, 64, 2, 77}}) {
     std::vector<uint32_t> st;
     std::vector<float> sc;
     auto o = random_trellis(k, L, group, rows, cols, 7 + k, &st, &sc);
@@ -138,7 +139,7 @@ TEST(TrellisCodec, PackedStatesDecodeBitExactly) {
 void check_kernels(SimdLevel level) {
   set_simd_cap(level);
   uint32_t seed = 40;
-  for (int k = 1; k <= 4; ++k)
+  for (int k = 1; k <= 5; ++k)
     for (int L : {k + 1, 8, 12, 16})
       for (auto [group, rows, cols] :
            std::vector<std::tuple<int64_t, int64_t, int64_t>>{{64, 7, 203}, {8, 5, 61}, {24, 3, 1030}, {512, 4, 512}, {48, 3, 1100}, {512, 2, 1560}}) {
@@ -175,17 +176,18 @@ TEST(TrellisKernels, Avx512MatchesScalar) {
 }
 
 // On Gaussian weights the trellis code's error is well below the scalar codebook's at equal bits
-// (Lloyd-Max vs. trellis: about 0.61x, 0.55x, 0.53x of the squared error at 2, 3, 4 bits with L = 12).
+// (Lloyd-Max vs. trellis: about 0.61x, 0.55x, 0.53x of the squared error at 2, 3, 4 bits with L = 12;
+// at 5 bits, with 7 bits of memory left in a 12-bit state, 0.71x).
 TEST(TrellisCodec, BeatsScalarCodebookOnGaussianWeights) {
   const int64_t rows = 24, cols = 512;
   const std::vector<float> W = gaussian_matrix(rows, cols, 11);
-  for (int k : {2, 3, 4}) {
+  for (int k : {2, 3, 4, 5}) {
     const EncodedTensor t = make_codec("trellis")->encode(W.data(), rows, cols, {{"bits", k}, {"group", 128}});
     const EncodedTensor c = make_codec("codebook")->encode(W.data(), rows, cols, {{"bits", k}, {"group", 128}});
     auto ot = open_encoded(t, rows, cols);
     auto oc = open_encoded(c, rows, cols);
     const double et = rel_error(W, decode_all(*ot->m), cols), ec = rel_error(W, decode_all(*oc->m), cols);
-    EXPECT_LT(et * et, 0.72 * ec * ec) << "k=" << k << ": trellis " << et << ", codebook " << ec;
+    EXPECT_LT(et * et, (k == 5 ? 0.8 : 0.72) * ec * ec) << "k=" << k << ": trellis " << et << ", codebook " << ec;
     EXPECT_NEAR(t.bits_per_weight(rows, cols), k + 16.0 / 128 + (12.0 - k) / cols, 0.02) << k;
     std::printf("k=%d: relative error trellis %.4f, codebook %.4f (squared ratio %.2f)\n", k, et, ec, et * et / (ec * ec));
   }
@@ -220,7 +222,7 @@ TEST(TrellisCodec, RejectsBadParamsArraysAndWeights) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  expect_error([&] { codec->encode(W.data(), rows, cols, {{"bits", 5}}); }, "bits");
+  expect_error([&] { codec->encode(W.data(), rows, cols, {{"bits", 6}}); }, "bits");
   expect_error([&] { codec->encode(W.data(), rows, cols, {{"bits", 3}, {"state_bits", 3}}); }, "state_bits");
   expect_error([&] { codec->encode(W.data(), rows, cols, {{"group", 12}}); }, "group");
   std::vector<float> bad = W;

@@ -354,7 +354,7 @@ TEST(Convert, TinyModelAtSeveralBudgets) {
   fs::remove_all(dir);
 }
 
-// `--candidates trellis`: the codebook menu plus trellis at 2, 3 and 4 bits, one scale per 512
+// `--candidates trellis`: the codebook menu plus trellis at 2, 3, 4 and 5 bits, one scale per 512
 // columns, rotated; under a budget between those widths the file meets it and uses trellis.
 TEST(Convert, TrellisCandidatesUnderABudget) {
   const std::vector<Candidate> menu = named_candidates("trellis");
@@ -365,8 +365,8 @@ TEST(Convert, TrellisCandidatesUnderABudget) {
       EXPECT_EQ(c.params.at("group").get<int>(), 512) << c.label;
       EXPECT_TRUE(c.params.at("rotate").get<bool>()) << c.label;
     }
-  EXPECT_EQ(trellis_bits, (std::vector<int>{2, 3, 4}));
-  EXPECT_EQ(menu.size(), default_candidates().size() + 3);
+  EXPECT_EQ(trellis_bits, (std::vector<int>{2, 3, 4, 5}));
+  EXPECT_EQ(menu.size(), default_candidates().size() + 4);
   EXPECT_THROW(named_candidates("lattice"), Error);
 
   const std::string src = golden("phi4_gqa_bf16");

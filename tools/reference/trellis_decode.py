@@ -193,8 +193,8 @@ def row_bytes(cols, K, L):
 
 
 def check_params(cols, K, L, G):
-    if not 1 <= K <= 4:
-        raise FormatError(f"trellis: bits K = {K} not in 1..4")
+    if not 1 <= K <= 5:
+        raise FormatError(f"trellis: bits K = {K} not in 1..5")
     if not K + 1 <= L <= 16:
         raise FormatError(f"trellis: state_bits L = {L} not in K+1 .. 16")
     if G <= 0 or G % 8:

@@ -15,7 +15,7 @@
 //                 significant (so state(r, j + 1) = ((state(r, j) << K) | next K bits) mod 2^L)
 //   W[r][j] = scales[r][j / G] * code(state(r, j)), with the computed code of trellis_code.h:
 //             x = (34038481 * s + 76625530) mod 2^32; code(s) = (sum of x's four bytes - 510) / 128
-// Params: "bits" K (1..4, default 3), "state_bits" L (K + 1 .. 16, default 12), "group" G
+// Params: "bits" K (1..5, default 3), "state_bits" L (K + 1 .. 16, default 12), "group" G
 // (8..cols rounded up, a multiple of 8, default 64), "passes" (Viterbi passes of the encoder,
 // each followed by a least-squares refit of the scales; 1..4, default 2; not needed to decode).
 // Bits per weight: K + (L - K) / cols + 16 / G (+ pad to a byte per row).

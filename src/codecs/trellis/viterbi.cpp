@@ -150,13 +150,14 @@ double search(int L, const float* t, const float* u, int64_t n, int64_t prev, ui
 
 double viterbi_search(int K, int L, const float* t, const float* u, int64_t n, int64_t prev, uint32_t* states,
                       ViterbiScratch& scratch) {
-  UPG_CHECK(K >= 1 && K <= 4 && L > K && L <= 16 && n >= 1, "trellis: viterbi_search(K = ", K, ", L = ", L,
+  UPG_CHECK(K >= 1 && K <= 5 && L > K && L <= 16 && n >= 1, "trellis: viterbi_search(K = ", K, ", L = ", L,
             ", n = ", n, ") out of range");
   switch (K) {
     case 1: return search<1>(L, t, u, n, prev, states, scratch);
     case 2: return search<2>(L, t, u, n, prev, states, scratch);
     case 3: return search<3>(L, t, u, n, prev, states, scratch);
-    default: return search<4>(L, t, u, n, prev, states, scratch);
+    case 4: return search<4>(L, t, u, n, prev, states, scratch);
+    default: return search<5>(L, t, u, n, prev, states, scratch);
   }
 }
 

@@ -23,7 +23,7 @@ struct ViterbiScratch {
 
 // Positions [0, n): writes the best states to states[0 .. n). prev >= 0: the state before
 // position 0 is fixed (s_0 = ((prev << K) | x) mod 2^L for some K-bit x); prev < 0: s_0 is free.
-// Returns the minimal cost. K in 1..4, K < L <= 16; n >= 1; t and u finite, u >= 0.
+// Returns the minimal cost. K in 1..5, K < L <= 16; n >= 1; t and u finite, u >= 0.
 double viterbi_search(int K, int L, const float* t, const float* u, int64_t n, int64_t prev, uint32_t* states,
                       ViterbiScratch& scratch);
 

@@ -24,7 +24,7 @@ struct Chunk16 {
     alignas(64) uint8_t ctrl[64];
     alignas(64) int32_t shl[16];
     for (int i = 0; i < 16; ++i) {
-      const int o = (i * v.k) >> 3;  // <= 7, so o + 3 < 16: inside each 128-bit lane's copy
+      const int o = (i * v.k) >> 3;  // <= 9 (K <= 5), so o + 3 < 16: inside each 128-bit lane's copy
       for (int b = 0; b < 4; ++b) ctrl[4 * (i % 4) + 16 * (i / 4) + b] = static_cast<uint8_t>(o + 3 - b);
       shl[i] = (i * v.k) & 7;
     }
