@@ -10,6 +10,9 @@
 namespace upg::trellis {
 
 constexpr uint32_t kCodeMul = 34038481u, kCodeAdd = 76625530u;
+// The largest K (bits per weight) the codec takes: the encoder's parameter check, the Viterbi search
+// and the kernels' chunk loads (static_asserts beside them) all follow this one bound.
+constexpr int kMaxBits = 5;
 constexpr float kCodeUnit = 1.0f / 128.0f;
 
 inline int code_int(uint32_t s) {

@@ -2,6 +2,7 @@
 // refit of the scales for the chosen states, repeated `passes` times; packing of the states.
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "codecs/codec_util.h"
 #include "kernels/trellis_code.h"
@@ -28,7 +29,7 @@ struct BitWriter {
 
 TrellisLayout read_trellis_layout(const CodecParams& p, int64_t cols) {
   TrellisLayout l;
-  l.k = static_cast<int>(param_int(p, kName, "bits", 3, 1, 5));
+  l.k = static_cast<int>(param_int(p, kName, "bits", 3, 1, trellis::kMaxBits));
   l.l = static_cast<int>(param_int(p, kName, "state_bits", 12, l.k + 1, 16));
   l.group = param_int(p, kName, "group", 64, 8, INT32_MAX);
   UPG_CHECK(l.group % 8 == 0, kName, ": param 'group' = ", l.group, " must be a multiple of 8");
@@ -46,8 +47,9 @@ float trellis_initial_scale_factor(int k) {
   // Times RMS of the group / RMS of the code (1.155). Measured on Gaussian weights (L = 12, group
   // 128): the error is flat within 2% for factors 1.0 .. 1.2 at K = 2 .. 4 and rises below 0.9 (the
   // least-squares refit after a pass does not move the scale far from where the search started).
-  static const float f[6] = {0.f, 0.9f, 1.0f, 1.1f, 1.1f, 1.1f};
-  return f[std::clamp(k, 1, 5)];
+  static const float f[] = {0.f, 0.9f, 1.0f, 1.1f, 1.1f, 1.1f};
+  static_assert(std::size(f) == trellis::kMaxBits + 1, "one factor per K");
+  return f[std::clamp(k, 1, trellis::kMaxBits)];
 }
 
 std::vector<float> trellis_initial_scales(const TrellisLayout& l, const float* W, int64_t rows, int64_t cols,

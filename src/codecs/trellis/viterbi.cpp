@@ -150,7 +150,8 @@ double search(int L, const float* t, const float* u, int64_t n, int64_t prev, ui
 
 double viterbi_search(int K, int L, const float* t, const float* u, int64_t n, int64_t prev, uint32_t* states,
                       ViterbiScratch& scratch) {
-  UPG_CHECK(K >= 1 && K <= 5 && L > K && L <= 16 && n >= 1, "trellis: viterbi_search(K = ", K, ", L = ", L,
+  static_assert(kMaxBits == 5, "one search<K> per K below");
+  UPG_CHECK(K >= 1 && K <= kMaxBits && L > K && L <= 16 && n >= 1, "trellis: viterbi_search(K = ", K, ", L = ", L,
             ", n = ", n, ") out of range");
   switch (K) {
     case 1: return search<1>(L, t, u, n, prev, states, scratch);

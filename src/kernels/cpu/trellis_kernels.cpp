@@ -48,6 +48,7 @@ struct Chunk8 {
   explicit Chunk8(const TrellisView& v) {
     alignas(32) uint8_t ctrl[32];
     alignas(32) int32_t shl[8];
+    static_assert(((7 * trellis::kMaxBits) >> 3) + 3 < 8, "chunk of 8: its bytes must lie in the 8 loaded");
     for (int i = 0; i < 8; ++i) {
       const int o = (i * v.k) >> 3;
       for (int b = 0; b < 4; ++b) ctrl[4 * i + b] = static_cast<uint8_t>(o + 3 - b);

@@ -23,8 +23,9 @@ struct Chunk16 {
   explicit Chunk16(const TrellisView& v) {
     alignas(64) uint8_t ctrl[64];
     alignas(64) int32_t shl[16];
+    static_assert(((15 * trellis::kMaxBits) >> 3) + 3 < 16, "chunk of 16: its bytes must lie in the 16 loaded");
     for (int i = 0; i < 16; ++i) {
-      const int o = (i * v.k) >> 3;  // <= 9 (K <= 5), so o + 3 < 16: inside each 128-bit lane's copy
+      const int o = (i * v.k) >> 3;  // o + 3 < 16 (the assert): inside each 128-bit lane's copy
       for (int b = 0; b < 4; ++b) ctrl[4 * (i % 4) + 16 * (i / 4) + b] = static_cast<uint8_t>(o + 3 - b);
       shl[i] = (i * v.k) & 7;
     }
