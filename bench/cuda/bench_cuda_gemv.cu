@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/half.h"
+#include "kernels/trellis_code.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace cu = upg::cuda;
@@ -116,18 +117,24 @@ struct Weights {  // host arrays as the codec stores them
   std::function<cu::DeviceMatrix()> upload;
 };
 
+// count f16 scales 0.01 * N(0, 1) (signed, like the codecs'), as little-endian bytes.
+static void random_f16_scales(std::vector<uint8_t>& out, int64_t count) {
+  out.resize(count * 2);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t i = 0; i < count; ++i) {
+    const uint16_t s = upg::f32_to_f16(0.01f * nd(rng));
+    std::memcpy(&out[2 * i], &s, 2);
+  }
+}
+
 // The make_* functions fill h in place (its lambdas refer to h, which must not move afterwards).
 static void make_codebook(Weights& h, int64_t rows, int64_t cols, int bits, int G) {
   h.name = "codebook " + std::to_string(bits) + "-bit g" + std::to_string(G);
   const int64_t RB = (cols * bits + 7) / 8, ng = (cols + G - 1) / G;
   h.q.resize(rows * RB);
   for (auto& b : h.q) b = static_cast<uint8_t>(rng());
-  h.scales.resize(rows * ng * 2);
+  random_f16_scales(h.scales, rows * ng);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (int64_t i = 0; i < rows * ng; ++i) {
-    const uint16_t s = upg::f32_to_f16(0.01f * nd(rng));
-    std::memcpy(&h.scales[2 * i], &s, 2);
-  }
   std::vector<float> lv(1 << bits);
   for (auto& v : lv) v = nd(rng);
   std::sort(lv.begin(), lv.end());
@@ -165,6 +172,30 @@ static void make_int8(Weights& h, int64_t rows, int64_t cols, int G) {
   };
   h.upload = [&h, rows, cols, G] {
     return cu::DeviceMatrix::upload(cu::Int8Host{h.q.data(), h.scales.data(), true, rows, cols, G, {}});
+  };
+}
+
+// Trellis K bits, L = 12 (the converter's), one scale per G columns; random streams (every stream
+// is a valid trellis row).
+static void make_trellis(Weights& h, int64_t rows, int64_t cols, int bits, int G) {
+  const int L = 12;
+  h.name = "trellis " + std::to_string(bits) + "-bit g" + std::to_string(G);
+  const int64_t RB = (L + (cols - 1) * bits + 7) / 8, ng = (cols + G - 1) / G;
+  h.q.resize(rows * RB);
+  for (auto& b : h.q) b = static_cast<uint8_t>(rng());
+  random_f16_scales(h.scales, rows * ng);
+  h.w = [&h, RB, ng, bits, G, L](int64_t r, int64_t c) {
+    uint32_t state = 0;
+    for (int t = 0; t < L; ++t) {
+      const int64_t bit = c * bits + t;
+      state = state << 1 | ((h.q[r * RB + bit / 8] >> (7 - bit % 8)) & 1u);
+    }
+    uint16_t s;
+    std::memcpy(&s, &h.scales[2 * (r * ng + c / G)], 2);
+    return upg::f16_to_f32(s) * upg::trellis::code(state);
+  };
+  h.upload = [&h, rows, cols, bits, G, L] {
+    return cu::DeviceMatrix::upload(cu::TrellisHost{h.q.data(), h.scales.data(), rows, cols, bits, L, G, {}});
   };
 }
 
@@ -257,6 +288,7 @@ int main(int argc, char** argv) {
 
     std::vector<std::function<void(Weights&)>> makers;
     for (int bits = 2; bits <= 6; ++bits) makers.push_back([&, bits](Weights& h) { make_codebook(h, sh.rows, sh.cols, bits, 64); });
+    for (int bits = 2; bits <= 4; ++bits) makers.push_back([&, bits](Weights& h) { make_trellis(h, sh.rows, sh.cols, bits, 512); });
     makers.push_back([&](Weights& h) { make_int8(h, sh.rows, sh.cols, 128); });
     makers.push_back([&](Weights& h) { make_bf16(h, sh.rows, sh.cols); });
     for (auto& make : makers) {

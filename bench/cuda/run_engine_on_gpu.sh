@@ -2,7 +2,7 @@
 # On the lent GPU machine, which lacks the Debian libraries of the full build: runs binaries built on
 # the Debian build machine (with nvcc there) from a bundle made by bench/cuda/make_gpu_bundle.sh:
 # test_cuda_kernels and test_cuda_engine (GPU against CPU; refA from the bundle); `upg synth` of the
-# Phi-4 shape at 3.2 bpw and `upg bench --device cuda` (also without CUDA graphs, and with the
+# Phi-4 shape at 3.2 bpw (codebook, and trellis) and `upg bench --device cuda` (also without CUDA graphs, and with the
 # earlier GEMV launch rules); bench_cuda_gemv; then compute-sanitizer memcheck on part of both tests.
 # The bundle's own loader and libraries are used (the host's glibc may be older than Debian 12's).
 # Usage: [SKIP_TESTS=1] bench/cuda/run_engine_on_gpu.sh BUNDLE.tar.xz OUT_DIR
@@ -33,6 +33,11 @@ t0=$(date +%s); run "$G/upg" synth --config "$G/microsoft_phi-4.config.json" --b
 echo "exit $? in $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/synth.log"
 echo "=== upg bench --device cuda"
 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 512 -n 128 -b 1,4,16 -r ${REPS:-3} 2>&1 | tee "$OUT/bench_phi4.md"
+echo "=== synth phi-4 with the trellis codec (3 bits, group 512, rotated), upg bench --device cuda"
+run "$G/upg" synth --config "$G/microsoft_phi-4.config.json" --bpw 3.2 --codec trellis -o /tmp/phi4-trellis3.upg > "$OUT/synth_trellis.log" 2>&1
+echo "exit $?"; tail -1 "$OUT/synth_trellis.log"
+run "$G/upg" bench /tmp/phi4-trellis3.upg --device cuda -p 512 -n 128 -b 1,4,16 -r ${REPS:-3} 2>&1 | tee "$OUT/bench_phi4_trellis3.md"
+rm -f /tmp/phi4-trellis3.upg
 echo "=== decode without CUDA graphs (UPG_CUDA_GRAPHS=0), then graph nodes per recorded step"
 [ -z "${SKIP_LONG:-}" ] && UPG_CUDA_GRAPHS=0 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 128 -b 1 -r 2 2>&1 | tee "$OUT/bench_phi4_nographs.md"
 UPG_CUDA_VERBOSE=1 run "$G/upg" bench /tmp/phi4-3.2.upg --device cuda -p 0 -n 16 -b 1,16 -r 1 2>&1 | grep -E "recorded|tg" | tee "$OUT/graph_nodes.txt"
@@ -60,7 +65,7 @@ timeout 200 compute-sanitizer --tool memcheck "$G/lib/ld-linux-x86-64.so.2" --li
   --gtest_filter='CudaEngine.BatchOfSequencesEqualsEachAlone:CudaEngine.KvCacheFullOnTheDeviceIsAnError:CudaEngine.RecordedStepsEqualStepsRunOpByOp' > "$OUT/memcheck.log" 2>&1
 echo "exit $?"; tail -3 "$OUT/memcheck.log"
 timeout 120 compute-sanitizer --tool memcheck "$G/lib/ld-linux-x86-64.so.2" --library-path "$LP" "$G/test_cuda_kernels" \
-  --gtest_filter='CudaGemm.Int8:CudaGemm.DenseBf16F16F32:CudaGemm.CodebookShapesAndBlocks' > "$OUT/memcheck_kernels.log" 2>&1
+  --gtest_filter='CudaGemm.Int8:CudaGemm.DenseBf16F16F32:CudaGemm.CodebookShapesAndBlocks:CudaGemm.Trellis*' > "$OUT/memcheck_kernels.log" 2>&1
 echo "exit $?"; tail -3 "$OUT/memcheck_kernels.log"
 fi
 fi

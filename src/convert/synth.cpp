@@ -8,6 +8,10 @@
 #include "base/mapped_file.h"
 #include "codecs/codebook/codebook_codec.h"
 #include "codecs/codebook/levels.h"
+#include "codecs/codec_util.h"
+#include "codecs/compose.h"
+#include "codecs/trellis/trellis_codec.h"
+#include "kernels/trellis_code.h"
 #include "models/registry.h"
 #include "format/upg_writer.h"
 #include "models/model_config.h"
@@ -55,6 +59,36 @@ EncodedTensor random_codebook(int64_t rows, int64_t cols, int k, uint64_t seed) 
   return codebook_from_codes(params, rows, cols, codes.data(), scales.data(), levels.data());
 }
 
+// Random trellis arrays: K bits, L = 12, one scale per 512 columns, rotated (the converter's trellis
+// candidates). Every bit stream is a valid trellis row, so the streams are random bytes (the bits past
+// the last state zero, as the format requires); scales 0.0173 * U(0.75, 1.25), so that weights (codes
+// of standard deviation 1.155) look roughly like N(0, 0.02^2).
+EncodedTensor random_trellis(int64_t rows, int64_t cols, int k, uint64_t seed) {
+  const TrellisLayout l = read_trellis_layout({{"bits", k}, {"state_bits", 12}, {"group", 512}}, cols);
+  EncodedTensor t;
+  t.codec = "trellis";
+  t.params = trellis_params(l);
+  Array q = make_array(DType::U8, {rows, l.row_bytes});
+  Array s = make_array(DType::F16, {rows, l.ngroups});
+  const int64_t used = l.l + (cols - 1) * l.k;  // stream bits holding states
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    SplitMix g{seed + static_cast<uint64_t>(r) * 0x632BE59BD9B4E019ull};
+    uint8_t* row = q.bytes.data() + r * l.row_bytes;
+    for (int64_t b = 0; b < l.row_bytes; b += 8) {
+      uint64_t bits = g.next();
+      for (int64_t i = b; i < std::min(l.row_bytes, b + 8); ++i, bits >>= 8) row[i] = static_cast<uint8_t>(bits);
+    }
+    for (int64_t bit = used; bit < l.row_bytes * 8; ++bit) row[bit / 8] &= static_cast<uint8_t>(~(0x80u >> (bit % 8)));
+    for (int64_t i = 0; i < l.ngroups; ++i)
+      store_le<uint16_t>(s.bytes.data(), r * l.ngroups + i, f32_to_f16(0.0173f * (0.75f + 0.5f * g.uniform())));
+  }
+  t.arrays["qweight"] = std::move(q);
+  t.arrays["scales"] = std::move(s);
+  t.params["rotate"] = {{"seed", seed >> 1}, {"block", default_rotation_block(cols)}};  // seeds are < 2^63
+  return t;
+}
+
 }  // namespace
 
 std::string synth_tokenizer_json(int64_t vocab_size) {
@@ -84,7 +118,12 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
   const ArchSpec& arch = get_arch(cfg.architecture, source);
   const std::vector<ModelTensor> plan = model_tensors(cfg, arch);
   SynthReport rep;
+  UPG_CHECK(o.codec == "codebook" || o.codec == "trellis", "synth: --codec '", o.codec,
+            "' is not one of: codebook, trellis");
   rep.bits = o.bpw >= 12 ? 0 : static_cast<int>(std::clamp<long>(std::lround(o.bpw - 0.25), 1, 8));
+  UPG_CHECK(o.codec != "trellis" || (rep.bits >= 1 && rep.bits <= trellis::kMaxBits), "synth: the trellis codec takes 1 to ",
+            trellis::kMaxBits, " bits per weight; --bpw ", o.bpw, " asks for ", rep.bits == 0 ? "bf16" : std::to_string(rep.bits));
+  rep.codec = rep.bits == 0 ? "bf16" : o.codec;
   uint64_t total = 0;
   for (const auto& t : plan) {
     rep.params += t.numel();
@@ -106,7 +145,7 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
   }
   w.set_converter({{"name", "upg synth"},
                    {"version", UPG_VERSION},
-                   {"options", {{"bpw", o.bpw}, {"seed", o.seed}, {"bits", rep.bits}, {"random", true}}}});
+                   {"options", {{"bpw", o.bpw}, {"seed", o.seed}, {"bits", rep.bits}, {"codec", rep.codec}, {"random", true}}}});
   uint64_t done = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     const ModelTensor& t = plan[i];
@@ -124,7 +163,8 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
       w.add_raw(t.name, meta, TensorDType::BF16, v.data(), v.size() * 2);
       done += t.numel() * 2;
     } else {
-      w.add(t.name, meta, random_codebook(t.shape[0], t.shape[1], rep.bits, seed));
+      w.add(t.name, meta, o.codec == "trellis" ? random_trellis(t.shape[0], t.shape[1], rep.bits, seed)
+                                               : random_codebook(t.shape[0], t.shape[1], rep.bits, seed));
       done += t.numel() * rep.bits / 8;
     }
     if (o.progress) o.progress(i + 1, plan.size(), done, total, t.name);

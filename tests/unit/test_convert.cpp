@@ -473,9 +473,39 @@ TEST(Synth, WritesALoadableRandomModel) {
     for (float v : lg) ASSERT_TRUE(std::isfinite(v));
     ASSERT_TRUE(m->file_text("tokenizer.json").has_value());
   }
+  {  // trellis: every matrix a valid trellis tensor (the loader checks the arrays; decoding every row
+     // of one checks the streams), logits finite
+    SynthOptions o;
+    o.bpw = 3.2;
+    o.codec = "trellis";
+    const std::string out = (dir / "t.upg").string();
+    const SynthReport r = synth_model(cfg, "config.json", out, o);
+    EXPECT_EQ(r.bits, 3);
+    EXPECT_EQ(r.codec, "trellis");
+    auto m = Model::load(out);
+    const WeightMatrix& down = *m->layers()[0].mlp.down;
+    EXPECT_EQ(down.codec(), "trellis");
+    std::vector<float> rows(static_cast<size_t>(down.rows() * down.cols()));
+    down.decode_rows(0, down.rows(), rows.data());
+    double ss = 0;
+    for (float v : rows) ss += static_cast<double>(v) * v;
+    const double rms = std::sqrt(ss / static_cast<double>(rows.size()));
+    EXPECT_GT(rms, 0.01);
+    EXPECT_LT(rms, 0.03);
+    const auto lg = all_logits(*m, random_tokens(8, m->config().vocab_size, 1));
+    for (float v : lg) ASSERT_TRUE(std::isfinite(v));
+  }
   SynthOptions too_few;
   too_few.bpw = 0.5;
   EXPECT_THROW(synth_model(cfg, "config.json", (dir / "x.upg").string(), too_few), Error);
+  EXPECT_FALSE(fs::exists(dir / "x.upg"));
+  SynthOptions too_many;  // the trellis codec stops at 5 bits
+  too_many.bpw = 6.5;
+  too_many.codec = "trellis";
+  EXPECT_THROW(synth_model(cfg, "config.json", (dir / "x.upg").string(), too_many), Error);
+  SynthOptions unknown;
+  unknown.codec = "nope";
+  EXPECT_THROW(synth_model(cfg, "config.json", (dir / "x.upg").string(), unknown), Error);
   EXPECT_FALSE(fs::exists(dir / "x.upg"));
   fs::remove_all(dir);
 }

@@ -159,6 +159,25 @@ void run_codebook(const CbCase& c) {
   check_products(dm, W, c.rows, c.cols, what);
 }
 
+// Random N(0, 0.05^2) weights encoded by `codec` with params p; W gets the codec's own decoding (the
+// reference), rot the rotation the encoding chose (when p asks for one).
+EncodedTensor encode_random(const char* codec, const CodecParams& p, int64_t rows, int64_t cols,
+                            std::vector<float>& W, cu::RotateParams& rot) {
+  const std::vector<float> w0 = randn(static_cast<size_t>(rows * cols), 0.05f);
+  EncodedTensor t = make_codec(codec)->encode(w0.data(), rows, cols, p);
+  const auto views = t.views();
+  auto wm = make_codec(codec)->open(views, rows, cols, t.params);
+  W.assign(static_cast<size_t>(rows * cols), 0.f);
+  wm->decode_rows(0, rows, W.data());
+  rot = cu::RotateParams{};
+  if (t.params.contains("rotate")) {
+    rot.on = true;
+    rot.seed = t.params.at("rotate").at("seed").get<uint64_t>();
+    rot.block = t.params.at("rotate").at("block").get<int64_t>();
+  }
+  return t;
+}
+
 }  // namespace
 
 TEST(CudaGemm, CodebookEveryBitWidthRotateOnOff) {
@@ -193,24 +212,54 @@ TEST(CudaGemm, Int8) {
   for (const Case& c : {Case{64, 512, 128, "f16", false}, Case{37, 200, 0, "f16", false}, Case{50, 768, 32, "f32", false},
                         Case{29, 640, 64, "f32", true}, Case{33, 256, 0, "f32", true}, Case{20, 120, 24, "f16", false},
                         Case{200, 4608, 128, "f16", false}}) {
-    const std::vector<float> w0 = randn(static_cast<size_t>(c.rows * c.cols), 0.05f);
     CodecParams p = {{"group", c.group}, {"scale_dtype", c.scale_dtype}};
     if (c.rotate) p["rotate"] = true;
-    const EncodedTensor t = make_codec("int8")->encode(w0.data(), c.rows, c.cols, p);
-    const auto views = t.views();
-    auto wm = make_codec("int8")->open(views, c.rows, c.cols, t.params);
-    std::vector<float> W(static_cast<size_t>(c.rows * c.cols));
-    wm->decode_rows(0, c.rows, W.data());
+    std::vector<float> W;
     cu::RotateParams rot;
-    if (c.rotate) {
-      rot.on = true;
-      rot.seed = t.params.at("rotate").at("seed").get<uint64_t>();
-      rot.block = t.params.at("rotate").at("block").get<int64_t>();
-    }
+    const EncodedTensor t = encode_random("int8", p, c.rows, c.cols, W, rot);
     cu::Int8Host h{t.arrays.at("qweight").bytes.data(), t.arrays.at("scales").bytes.data(),
                    std::string(c.scale_dtype) == "f16", c.rows, c.cols, c.group, rot};
     const cu::DeviceMatrix dm = cu::DeviceMatrix::upload(h);
     check_products(dm, W, c.rows, c.cols, dm.layout() + " g" + std::to_string(c.group));
+  }
+}
+
+// Trellis: random weights encoded by the codec (its Viterbi search), the reference its own decoder.
+// Row counts that are not multiples of the rows per block (4 for one token; UPG_CUDA_TRELLIS_ROWS = 1,
+// 2 or 8 runs the test with another) cover the short last block; 200 columns one warp per block,
+// 5120 eight.
+TEST(CudaGemm, TrellisEveryBitWidthRotateOnOff) {
+  REQUIRE_CUDA_DEVICE();
+  struct Case {
+    int64_t rows, cols;
+    int bits, state_bits, group;
+    bool rotate;
+  };
+  std::vector<Case> cases;
+  for (int bits = 1; bits <= 5; ++bits)
+    for (bool rotate : {false, true}) {
+      cases.push_back({48, 512, bits, 12, 512, rotate});   // one group per row (the converter's choice)
+      cases.push_back({37, 200, bits, 12, 64, rotate});    // partial last step, 4 groups
+      cases.push_back({70, 1000, bits, 12, 128, rotate});  // last group partial
+    }
+  cases.push_back({21, 100, 3, 16, 8, false});   // cols % 8 != 0 (scalar x loads), group 8, L = 16
+  cases.push_back({19, 102, 2, 7, 24, false});   // cols % 4 != 0, short state
+  cases.push_back({40, 5120, 3, 12, 512, true}); // Phi-4 width
+  for (const Case& c : cases) {
+    CodecParams p = {{"bits", c.bits}, {"state_bits", c.state_bits}, {"group", c.group}, {"passes", 1}};
+    if (c.rotate) p["rotate"] = true;
+    std::vector<float> W;
+    cu::RotateParams rot;
+    const EncodedTensor t = encode_random("trellis", p, c.rows, c.cols, W, rot);
+    cu::TrellisHost h{t.arrays.at("qweight").bytes.data(), t.arrays.at("scales").bytes.data(), c.rows, c.cols, c.bits,
+                      c.state_bits, c.group, rot};
+    const cu::DeviceMatrix dm = cu::DeviceMatrix::upload(h);
+    EXPECT_EQ(dm.layout(), "trellis" + std::to_string(c.bits) + "-rows");
+    const std::string what = testing::PrintToString(c.rows) + "x" + testing::PrintToString(c.cols) + " " + dm.layout() +
+                             " L" + std::to_string(c.state_bits) + " g" + std::to_string(c.group) +
+                             (c.rotate ? " rotated" : "");
+    check_products(dm, W, c.rows, c.cols, what);
+    for (int64_t n : {2, 5}) check_matmul(dm, W, c.rows, c.cols, n, what);  // the 2- and 8-token passes
   }
 }
 

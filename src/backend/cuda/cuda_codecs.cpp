@@ -8,6 +8,7 @@
 #include "codecs/codec.h"
 #include "codecs/compose.h"
 #include "codecs/dense/dense_matrix.h"
+#include "codecs/trellis/trellis_codec.h"
 
 namespace upg {
 
@@ -47,6 +48,14 @@ cuda::DeviceMatrix upload_int8(const WeightMatrix& w) {
                                                    w.rows(), w.cols(), group, rotation(s, w.cols())});
 }
 
+cuda::DeviceMatrix upload_trellis(const WeightMatrix& w) {
+  const StoredTensor& s = stored_of(w);
+  const TrellisLayout l = read_trellis_layout(s.params, w.cols());
+  return cuda::DeviceMatrix::upload(cuda::TrellisHost{array(s, "qweight").data, array(s, "scales").data, w.rows(),
+                                                      w.cols(), l.k, l.l, static_cast<int>(l.group),
+                                                      rotation(s, w.cols())});
+}
+
 int dense_code(TensorDType t) {
   switch (t) {
     case TensorDType::BF16: return 0;
@@ -61,6 +70,7 @@ const std::vector<CudaCodecRow>& cuda_codec_table() {
   static const std::vector<CudaCodecRow> t = {
       {"codebook", upload_codebook},
       {"int8", upload_int8},
+      {"trellis", upload_trellis},
   };
   return t;
 }

@@ -113,6 +113,13 @@ struct Int8Host {
   int64_t group;            // 0 = one scale per row
   RotateParams rotate;
 };
+struct TrellisHost {
+  const uint8_t* qweight;   // U8 [rows, ceil((L + (cols - 1) K) / 8)]: each row's bit stream, MSB first
+  const uint8_t* scales;    // F16 [rows, ceil(cols/group)]
+  int64_t rows, cols;
+  int bits, state_bits, group;  // K 1..5, L K+1..16, group a multiple of 8
+  RotateParams rotate;
+};
 struct DenseHost {
   const uint8_t* data;      // [rows, cols] of BF16, F16 or F32
   int dtype;                // 0 = bf16, 1 = f16, 2 = f32
@@ -147,6 +154,7 @@ class DeviceMatrix {
  public:
   static DeviceMatrix upload(const CodebookHost& w);
   static DeviceMatrix upload(const Int8Host& w);
+  static DeviceMatrix upload(const TrellisHost& w);
   static DeviceMatrix upload(const DenseHost& w);
   DeviceMatrix();
   ~DeviceMatrix();
@@ -158,7 +166,7 @@ class DeviceMatrix {
 
   int64_t rows() const;
   int64_t cols() const;
-  // "codebook3-tiles", "int8-tiles", "bf16-tiles", or "bf16-tiles (decoded ...)" when the codec's
+  // "codebook3-tiles", "int8-tiles", "trellis3-rows", "bf16-tiles", or "bf16-tiles (decoded ...)" when the codec's
   // params fall outside what the packed kernel takes and the matrix was decoded to bf16 at upload.
   std::string layout() const;
   size_t device_bytes() const;  // weight bytes held on the device

@@ -207,7 +207,7 @@ void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, bool accumula
   UPG_CUDA_LAUNCHED("f32_to_bf16_kernel");
   check_cublas(l.set_stream(g.handle, as_stream(stream)), "cublasSetStream");
 
-  const ToBf16Fn fn = pick_to_bf16(*this);
+  const ToBf16Fn fn = dec == Dec::Trellis ? nullptr : pick_to_bf16(*this);
   ToBf16Args a;
   a.w = w.as<const uint4>();
   a.scales = scales.data();
@@ -225,11 +225,15 @@ void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, bool accumula
     a.mt1 = static_cast<int>(mt1);
     // Row tiles per block: the level table (up to 32 KB at 4 bits) is loaded once per block.
     a.tpb = static_cast<int>(std::min<int64_t>(mt1 - mt0, dec == Dec::Codebook ? 8 : 1));
-    const dim3 grid(static_cast<unsigned>((mt1 - mt0 + a.tpb - 1) / a.tpb),
-                    static_cast<unsigned>((S + kDecodeWarps - 1) / kDecodeWarps));
-    fn<<<grid, kDecodeWarps * 32, 0, as_stream(stream)>>>(a);
-    UPG_CUDA_LAUNCHED("tiles_to_bf16_kernel");
     const int64_t r0 = mt0 * kTileRows, r1 = std::min(rows, mt1 * kTileRows);
+    if (dec == Dec::Trellis) {
+      launch_trellis_to_bf16(*this, r0, r1, g.wbuf.data(), Kp, stream);
+    } else {
+      const dim3 grid(static_cast<unsigned>((mt1 - mt0 + a.tpb - 1) / a.tpb),
+                      static_cast<unsigned>((S + kDecodeWarps - 1) / kDecodeWarps));
+      fn<<<grid, kDecodeWarps * 32, 0, as_stream(stream)>>>(a);
+      UPG_CUDA_LAUNCHED("tiles_to_bf16_kernel");
+    }
     // Column-major view: y^T (rows x n, ld rows) = W_chunk (as k x m, transposed) * x^T (k x n).
     check_cublas(l.gemm(g.handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(r1 - r0), static_cast<int>(n),
                         static_cast<int>(cols), &one, g.wbuf.data(), CUDA_R_16BF, static_cast<int>(Kp), g.xb.data(),

@@ -25,6 +25,11 @@
 // Codebook level tables (for one codebook block): k <= 4: the 4^k pairs bf16x2(level[i & m],
 // level[i >> k]); k = 5, 6: the 2^k levels, bf16 in the low half of a 32-bit word. Each entry is
 // replicated 32 times (entry e, copy l at word 32 e + l) so that lane l always reads its own bank.
+// Trellis matrices are not cut into tiles (consecutive weights share state bits, so the MMA fragment
+// order would cost L + K bits per pair): their own kernels (trellis_gemv.cu) read each row's bit stream
+// as 32-bit words, word i holding stream bits [32 i, 32 i + 32) with the first stream bit most
+// significant, rows `pitch` words apart (at least 2 words of zeros after the stream, a multiple of 4),
+// and the F16 scales as the codec stores them ([rows, ceil(cols / group)]).
 // x is read by the kernel itself in fp32: for n-tile nt (rows 8 nt .. 8 nt + 7 of x) and slice s,
 // lane l's B register (j, h) is bf16x2(x[8 nt + g][256 s + 16 j + 2 t + 8 h + {0, 1}]) (zero past n
 // or cols).
@@ -37,11 +42,13 @@
 namespace upg::cuda {
 
 constexpr int kTileRows = 16, kTileCols = 256, kLaneValues = 128;
-enum class Dec : int { Codebook = 0, Int8 = 1, Bf16 = 2 };
+enum class Dec : int { Codebook = 0, Int8 = 1, Bf16 = 2, Trellis = 3 };
 
 struct DeviceMatrix::Impl {
   Dec dec = Dec::Bf16;
-  int bits = 0;          // codebook
+  int bits = 0;          // codebook, trellis (K)
+  int state_bits = 0;    // trellis: L
+  int64_t group = 0, pitch = 0;  // trellis: columns per scale, words per row
   int fold = 1;          // F (k-steps per scale window); 0 for dense
   bool scale_f32 = false;
   int64_t rows = 0, cols = 0, mtiles = 0, S = 0;
@@ -79,5 +86,10 @@ struct DeviceMatrix::Impl {
 
 // Kernel launcher (gemv_mma.cu): y (+)= x W^T, n <= 16, x fp32 (rotated already if the codec rotates).
 void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, float* y, bool accumulate, void* stream);
+
+// Trellis (trellis_gemv.cu): y (+)= x W^T for n <= 16 (x rotated already), and rows [r0, r1) of W
+// decoded to bf16 into out (row r at out + (r - r0) ld) for the prefill GEMM.
+void launch_trellis_gemv(const DeviceMatrix::Impl& m, const float* x, int64_t n, float* y, bool accumulate, void* stream);
+void launch_trellis_to_bf16(const DeviceMatrix::Impl& m, int64_t r0, int64_t r1, void* out, int64_t ld, void* stream);
 
 }  // namespace upg::cuda

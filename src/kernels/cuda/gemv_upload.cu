@@ -128,7 +128,10 @@ const float* DeviceMatrix::Impl::source(const float* x, int64_t n, void* stream)
 }
 
 void DeviceMatrix::Impl::multiply(const float* src, int64_t n, float* y, bool accumulate, void* stream) const {
-  launch_tiles_gemm(*this, src, n, y, accumulate, stream);
+  if (dec == Dec::Trellis)
+    launch_trellis_gemv(*this, src, n, y, accumulate, stream);
+  else
+    launch_tiles_gemm(*this, src, n, y, accumulate, stream);
 }
 
 void DeviceMatrix::Impl::product(const float* x, int64_t n, float* y, bool accumulate, void* stream,
@@ -234,6 +237,34 @@ DeviceMatrix DeviceMatrix::upload(const Int8Host& w) {
   return out;
 }
 
+DeviceMatrix DeviceMatrix::upload(const TrellisHost& w) {
+  DeviceMatrix out;
+  Impl& m = *out.impl_;
+  init_shape(m, w.rows, w.cols);
+  const int K = w.bits, L = w.state_bits;
+  UPG_CHECK(K >= 1 && K <= 5 && L > K && L <= 16 && w.group >= 8 && w.group % 8 == 0, "cuda upload: trellis bits ", K,
+            " / state_bits ", L, " / group ", w.group, " out of range");
+  const int64_t RB = (L + (w.cols - 1) * K + 7) / 8, ng = (w.cols + w.group - 1) / w.group;
+  // Words per row: the stream, then at least 2 words of zeros (a lane reads 3 words from its first), to 16 bytes.
+  const int64_t pitch = ((RB + 3) / 4 + 2 + 3) / 4 * 4;
+  std::vector<uint32_t> words(static_cast<size_t>(w.rows * pitch), 0u);
+#pragma omp parallel for
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t b = 0; b < RB; ++b)
+      words[r * pitch + b / 4] |= static_cast<uint32_t>(w.qweight[r * RB + b]) << (8 * (3 - b % 4));
+  m.dec = Dec::Trellis;
+  m.bits = K, m.state_bits = L, m.group = w.group, m.pitch = pitch;
+  m.fold = 0;
+  m.w = to_device(words);
+  std::vector<uint16_t> scales(static_cast<size_t>(w.rows * ng));
+  for (size_t i = 0; i < scales.size(); ++i) scales[i] = load_u16(w.scales, static_cast<int64_t>(i));
+  m.scales = to_device(scales);
+  set_rotation(m, w.rotate);
+  m.layout = str_cat("trellis", K, "-rows");
+  m.alloc_scratch();
+  return out;
+}
+
 DeviceMatrix DeviceMatrix::upload(const DenseHost& w) {
   DeviceMatrix out;
   Impl& m = *out.impl_;
@@ -272,6 +303,7 @@ DeviceMatrix DeviceMatrix::clone() const {
     return c;
   };
   m.dec = s.dec, m.bits = s.bits, m.fold = s.fold, m.scale_f32 = s.scale_f32;
+  m.state_bits = s.state_bits, m.group = s.group, m.pitch = s.pitch;
   m.rows = s.rows, m.cols = s.cols, m.mtiles = s.mtiles, m.S = s.S, m.units = s.units;
   m.w = copy(s.w), m.scales = copy(s.scales), m.lut = copy(s.lut);
   m.nb = s.nb, m.cb_tiles = s.cb_tiles, m.lut_bytes = s.lut_bytes, m.rot = s.rot, m.signs = copy(s.signs);

@@ -120,6 +120,8 @@ auto dispatch_tiles(const DeviceMatrix::Impl& m, Fn&& f) {
         case 5: return go(CB{}, std::integral_constant<int, 5>{});
         case 6: return go(CB{}, std::integral_constant<int, 6>{});
       }
+      break;
+    case Dec::Trellis: break;  // its own kernels (trellis_gemv.cu)
   }
   throw Error(str_cat("tiles: no kernel for layout ", m.layout));
 }
