@@ -244,6 +244,7 @@ DeviceMatrix DeviceMatrix::upload(const TrellisHost& w) {
   const int K = w.bits, L = w.state_bits;
   UPG_CHECK(K >= 1 && K <= 5 && L > K && L <= 16 && w.group >= 8 && w.group % 8 == 0, "cuda upload: trellis bits ", K,
             " / state_bits ", L, " / group ", w.group, " out of range");
+  UPG_CHECK(w.cols < (int64_t{1} << 30), "cuda upload: trellis rows of ", w.cols, " columns (the kernels index columns in int)");
   const int64_t RB = (L + (w.cols - 1) * K + 7) / 8, ng = (w.cols + w.group - 1) / w.group;
   // Words per row: the stream, then at least 2 words of zeros (a lane reads 3 words from its first), to 16 bytes.
   const int64_t pitch = ((RB + 3) / 4 + 2 + 3) / 4 * 4;
