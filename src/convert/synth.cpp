@@ -11,7 +11,6 @@
 #include "codecs/codec_util.h"
 #include "codecs/compose.h"
 #include "codecs/trellis/trellis_codec.h"
-#include "kernels/trellis_code.h"
 #include "models/registry.h"
 #include "format/upg_writer.h"
 #include "models/model_config.h"
@@ -63,8 +62,10 @@ EncodedTensor random_codebook(int64_t rows, int64_t cols, int k, uint64_t seed) 
 // candidates). Every bit stream is a valid trellis row, so the streams are random bytes (the bits past
 // the last state zero, as the format requires); scales 0.0173 * U(0.75, 1.25), so that weights (codes
 // of standard deviation 1.155) look roughly like N(0, 0.02^2).
+CodecParams trellis_synth_params(int k) { return {{"bits", k}, {"state_bits", 12}, {"group", 512}}; }
+
 EncodedTensor random_trellis(int64_t rows, int64_t cols, int k, uint64_t seed) {
-  const TrellisLayout l = read_trellis_layout({{"bits", k}, {"state_bits", 12}, {"group", 512}}, cols);
+  const TrellisLayout l = read_trellis_layout(trellis_synth_params(k), cols);
   EncodedTensor t;
   t.codec = "trellis";
   t.params = trellis_params(l);
@@ -121,8 +122,13 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
   UPG_CHECK(o.codec == "codebook" || o.codec == "trellis", "synth: --codec '", o.codec,
             "' is not one of: codebook, trellis");
   rep.bits = o.bpw >= 12 ? 0 : static_cast<int>(std::clamp<long>(std::lround(o.bpw - 0.25), 1, 8));
-  UPG_CHECK(o.codec != "trellis" || (rep.bits >= 1 && rep.bits <= trellis::kMaxBits), "synth: the trellis codec takes 1 to ",
-            trellis::kMaxBits, " bits per weight; --bpw ", o.bpw, " asks for ", rep.bits == 0 ? "bf16" : std::to_string(rep.bits));
+  if (o.codec == "trellis" && rep.bits > 0) {  // the codec's own range check, before anything is written
+    try {
+      read_trellis_layout(trellis_synth_params(rep.bits), 512);
+    } catch (const Error& e) {
+      throw Error(str_cat("synth: --bpw ", o.bpw, " asks for ", rep.bits, "-bit trellis codes: ", e.what()));
+    }
+  }
   rep.codec = rep.bits == 0 ? "bf16" : o.codec;
   uint64_t total = 0;
   for (const auto& t : plan) {
