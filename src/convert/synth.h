@@ -7,9 +7,10 @@
 // would take as long as a real conversion): uniformly random codes, per-group f16 scales
 // 0.05 * U(0.75, 1.25), and the Lloyd-Max Gaussian level table, so weights look roughly like
 // N(0, 0.02^2). With codec "trellis" they use the trellis codec instead (K = the same k, 1..5; L = 12,
-// group 512, rotated: the converter's trellis candidates), random bit streams. Norm weights are 1, biases 0 (bf16). The tokenizer is taken from a directory
-// (tokenizer.json [, tokenizer_config.json]) or generated: byte-level BPE with the 256 byte tokens,
-// no merges, and filler tokens "<|synth_N|>" up to the config's vocab_size.
+// group 512, rotated: the converter's trellis candidates), random bit streams. Norm weights are 1,
+// biases 0 (bf16). The tokenizer is taken from a directory (tokenizer.json [, tokenizer_config.json])
+// or generated: byte-level BPE with the 256 byte tokens, no merges, and filler tokens "<|synth_N|>"
+// up to the config's vocab_size.
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -11,6 +11,7 @@
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/gemv_layout.h"
 #include "kernels/rotation_signs.h"
+#include "kernels/trellis_code.h"
 
 namespace upg::cuda {
 
@@ -242,7 +243,7 @@ DeviceMatrix DeviceMatrix::upload(const TrellisHost& w) {
   Impl& m = *out.impl_;
   init_shape(m, w.rows, w.cols);
   const int K = w.bits, L = w.state_bits;
-  UPG_CHECK(K >= 1 && K <= 5 && L > K && L <= 16 && w.group >= 8 && w.group % 8 == 0, "cuda upload: trellis bits ", K,
+  UPG_CHECK(K >= 1 && K <= trellis::kMaxBits && L > K && L <= 16 && w.group >= 8 && w.group % 8 == 0, "cuda upload: trellis bits ", K,
             " / state_bits ", L, " / group ", w.group, " out of range");
   UPG_CHECK(w.cols < (int64_t{1} << 30), "cuda upload: trellis rows of ", w.cols, " columns (the kernels index columns in int)");
   const int64_t RB = (L + (w.cols - 1) * K + 7) / 8, ng = (w.cols + w.group - 1) / w.group;
@@ -257,9 +258,9 @@ DeviceMatrix DeviceMatrix::upload(const TrellisHost& w) {
   m.bits = K, m.state_bits = L, m.group = w.group, m.pitch = pitch;
   m.fold = 0;
   m.w = to_device(words);
-  std::vector<uint16_t> scales(static_cast<size_t>(w.rows * ng));
-  for (size_t i = 0; i < scales.size(); ++i) scales[i] = load_u16(w.scales, static_cast<int64_t>(i));
-  m.scales = to_device(scales);
+  const size_t scale_bytes = static_cast<size_t>(w.rows * ng) * 2;  // F16 as stored, little-endian
+  m.scales = DeviceBuffer(scale_bytes);
+  m.scales.upload(w.scales, scale_bytes);
   set_rotation(m, w.rotate);
   m.layout = str_cat("trellis", K, "-rows");
   m.alloc_scratch();

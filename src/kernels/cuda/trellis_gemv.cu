@@ -62,7 +62,7 @@ __device__ __forceinline__ int group_of(int j, int group, int gshift) {
   return gshift >= 0 ? j >> gshift : static_cast<int>(static_cast<unsigned>(j) / static_cast<unsigned>(group));
 }
 
-// NT: tokens per pass (n <= NT); R: rows per warp.
+// NT: tokens per pass (n <= NT); R: rows per block (all its warps work on the same R rows).
 template <int K, int NT, int R>
 __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(GemvArgs a) {
   __shared__ float part[kWarps][R * NT];
@@ -184,7 +184,7 @@ DecodeFn decode_fn(int k) {
   }
 }
 
-// Rows per warp for one token: 4, or UPG_CUDA_TRELLIS_ROWS (1, 2, 4 or 8; for measurements).
+// Rows per block for one token: 4, or UPG_CUDA_TRELLIS_ROWS (1, 2, 4 or 8; for measurements).
 int single_token_rows() {
   static const int r = [] {
     const char* e = std::getenv("UPG_CUDA_TRELLIS_ROWS");
@@ -210,7 +210,7 @@ void launch_trellis_gemv(const DeviceMatrix::Impl& m, const float* x, int64_t n,
   const int warps = static_cast<int>(std::clamp<int64_t>((m.cols + 255) / 256, 1, kWarps));
   for (int64_t t0 = 0; t0 < n;) {
     const int64_t left = n - t0;
-    // (tokens per pass, rows per warp): more rows share each x load when there are few tokens.
+    // (tokens per pass, rows per block): more rows share each x load when there are few tokens.
     const int nt = left == 1 ? 1 : left <= 2 ? 2 : left <= 4 ? 4 : 8;
     const int R = nt == 1 ? single_token_rows() : nt <= 4 ? 2 : 1;
     const GemvFn fn = nt == 1   ? (R == 1   ? gemv_fn<1, 1>(m.bits)
