@@ -127,5 +127,6 @@ inline py::str to_str(const std::string& s) {
 void bind_model(py::module_& m);
 void bind_convert(py::module_& m);
 void bind_eval(py::module_& m);
+void bind_tuning(py::module_& m);
 
 }  // namespace upg::py_binding

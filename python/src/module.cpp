@@ -19,4 +19,5 @@ PYBIND11_MODULE(_upg, m) {
   upg::py_binding::bind_model(m);
   upg::py_binding::bind_convert(m);
   upg::py_binding::bind_eval(m);
+  upg::py_binding::bind_tuning(m);
 }

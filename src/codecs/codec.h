@@ -105,6 +105,16 @@ class Codec {
   // The multiple column ranges of slice() start on: the group (scales), the rotation block.
   int64_t column_alignment(int64_t cols, const CodecParams& params) const;
 
+  // The stored tensor with row r of the matrix multiplied by mult[r] (rows finite values; the
+  // fine-tuning of docs/CONVERT.md folds its row multipliers in this way): every array copied, the
+  // codec's per-row scale arrays (row_scale_arrays) and, with outliers, the sparse part's row scales
+  // multiplied. Opening it gives mult[r] times each original row, up to the rounding of the scaled
+  // values to their stored type (f16: relative 2^-11). A rotation is over columns, so it stays.
+  // Throws Error naming the codec when a multiplier is not finite, a scaled value overflows its type
+  // or the codec has no per-row scales (dense tensors are scaled by whoever stores them).
+  EncodedTensor scale_rows(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                           const float* mult) const;
+
  protected:
   // Encodes/opens the plain matrix (no rotation, no outliers). `params` for encode_core are the
   // user's params; the codec returns its resolved params.
@@ -118,6 +128,10 @@ class Codec {
   virtual int64_t column_alignment_core(int64_t cols, const CodecParams& params) const = 0;
   // Codecs that are themselves sparse (mdcsr) do not take the shared options.
   virtual bool supports_shared_options() const { return true; }
+  // Arrays (F16 or F32) whose leading dimension is the matrix row and whose values each multiply
+  // weights of that row only (the row's group scales): scaling them scales the row. Empty: scale_rows
+  // is refused.
+  virtual std::vector<std::string> row_scale_arrays() const { return {}; }
 
  private:
   // open() less the stored form: the inner matrix with the shared options applied.

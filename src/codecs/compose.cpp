@@ -279,4 +279,63 @@ EncodedTensor Codec::slice(const EncodedArrays& arrays, int64_t rows, int64_t co
   return t;
 }
 
+namespace {
+
+Array copy_array(const ArrayView& v) {
+  Array a;
+  a.dtype = v.dtype;
+  a.shape = v.shape;
+  a.bytes.assign(v.data, v.data + v.nbytes);
+  return a;
+}
+
+// Multiplies row r of a [rows, ...] F16/F32 array by mult[r] in place.
+void scale_array_rows(Array& a, int64_t rows, const float* mult, const std::string& codec, const std::string& name) {
+  UPG_CHECK(!a.shape.empty() && a.shape[0] == rows, codec, ": array '", name, "' of shape ", shape_str(a.shape),
+            " does not have one entry per row (", rows, ")");
+  UPG_CHECK(a.dtype == DType::F16 || a.dtype == DType::F32, codec, ": array '", name, "' is ", dtype_name(a.dtype),
+            ", not F16 or F32");
+  const int64_t per_row = shape_numel(a.shape) / rows;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = r * per_row; i < (r + 1) * per_row; ++i) {
+      if (a.dtype == DType::F32) {
+        const float v = load_le<float>(a.bytes.data(), static_cast<size_t>(i)) * mult[r];
+        UPG_CHECK(std::isfinite(v), codec, ": array '", name, "' row ", r, ": the scaled value is not finite");
+        store_le<float>(a.bytes.data(), static_cast<size_t>(i), v);
+      } else {
+        const float v = load_f16(a.bytes.data(), static_cast<size_t>(i)) * mult[r];
+        UPG_CHECK(std::fabs(v) <= 65504.f, codec, ": array '", name, "' row ", r, ": the scaled value ", v,
+                  " does not fit f16");
+        store_le<uint16_t>(a.bytes.data(), static_cast<size_t>(i), f32_to_f16(v));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+EncodedTensor Codec::scale_rows(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
+                                const float* mult) const {
+  check_dims(name(), rows, cols);
+  const std::vector<std::string> own = row_scale_arrays();
+  UPG_CHECK(!own.empty(), name(), ": this codec has no per-row scales, so its rows cannot be scaled");
+  for (int64_t r = 0; r < rows; ++r)
+    UPG_CHECK(std::isfinite(mult[r]), name(), ": row multiplier ", r, " is not finite (", mult[r], ")");
+  std::vector<std::string> scaled = own;
+  if (supports_shared_options() && params.is_object() && params.contains("outliers")) {
+    const MdcsrCodec sparse;
+    for (const std::string& n : static_cast<const Codec&>(sparse).row_scale_arrays()) scaled.push_back("sparse." + n);
+  }
+  EncodedTensor t;
+  t.codec = name();
+  t.params = params.is_object() ? params : CodecParams::object();
+  for (const auto& [n, v] : arrays) t.arrays[n] = copy_array(v);
+  for (const std::string& n : scaled) {
+    auto it = t.arrays.find(n);
+    UPG_CHECK(it != t.arrays.end(), name(), ": array '", n, "' is missing");
+    scale_array_rows(it->second, rows, mult, name(), n);
+  }
+  return t;
+}
+
 }  // namespace upg

@@ -17,5 +17,6 @@ void add_compare_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_apply_tuning_command(CLI::App& app);
 
 }  // namespace upg::cli

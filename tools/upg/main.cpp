@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   upg::cli::add_bench_command(app);
   upg::cli::add_merge_command(app);
   upg::cli::add_serve_command(app);
+  upg::cli::add_apply_tuning_command(app);
   // Every failure ends here with a message naming the command and exit status 1: upg::Error (bad
   // input, named by the code that found it), out of memory, and any other exception (a bug, but
   // still a message rather than std::terminate).

@@ -37,6 +37,7 @@ class CodebookCodec : public Codec {
   EncodedTensor slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
                            const MatrixBlock& b) const override;
   int64_t column_alignment_core(int64_t cols, const CodecParams& params) const override;
+  std::vector<std::string> row_scale_arrays() const override { return {"scales"}; }
 };
 
 // Resolved layout of a codebook tensor (shared by the encoder and the matrix).

@@ -45,6 +45,7 @@ class MdcsrCodec : public Codec {
   }
   int64_t column_alignment_core(int64_t, const CodecParams&) const override { return 1; }
   bool supports_shared_options() const override { return false; }
+  std::vector<std::string> row_scale_arrays() const override { return {"scales"}; }
 };
 
 // Kept entries of a matrix: row r owns entries [row_start[r], row_start[r+1]) with strictly

@@ -39,6 +39,7 @@ class TrellisCodec : public Codec {
   EncodedTensor slice_core(const EncodedArrays& arrays, int64_t rows, int64_t cols, const CodecParams& params,
                            const MatrixBlock& b) const override;
   int64_t column_alignment_core(int64_t cols, const CodecParams& params) const override;
+  std::vector<std::string> row_scale_arrays() const override { return {"scales"}; }
 };
 
 // Resolved layout of a trellis tensor (shared by the encoder, the matrix and the kernels' views).
