@@ -3,7 +3,7 @@
 # Usage: scripts/setup.sh [BUILD_DIR]   (default: build; set UPG_BUILD_TYPE, UPG_SANITIZE=1 to change;
 #        UPG_TARGETS="a b" builds only those targets; UPG_TEST_DEPS=1 also installs what the server
 #        tests use: Node.js + npm (the official OpenAI SDK and playwright-core from tests/server's lock
-#        file) and Debian's Chromium)
+#        file), Debian's Chromium, and PyTorch for the fine-tuning tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libbz2-dev
@@ -13,7 +13,7 @@ PKGS=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-d
       python3-dev pybind11-dev python3-venv python3-pip python3-setuptools python3-wheel  # python/ (import upg)
       python3-pytest)                          # python/tests
 if [ "${UPG_TEST_DEPS:-0}" = "1" ]; then
-  PKGS+=(chromium curl)
+  PKGS+=(chromium curl python3-torch)  # python3-torch: python/tests/test_finetune.py (upg.finetune)
   command -v node >/dev/null && command -v npm >/dev/null || PKGS+=(nodejs npm)
 fi
 missing=()
