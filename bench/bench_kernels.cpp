@@ -6,6 +6,7 @@
 //
 // Shapes (rows x cols = out x in features): qkvo 5120 x 5120, gate_up 17920 x 5120 (half of
 // Phi-4's fused 35840 x 5120, to keep memory and run time modest), down 5120 x 17920.
+// Codecs: bf16, int8 g128, codebook 2-6 bits g64, mdcsr 10%, trellis 2-4 bits L 12 g512 (tr*).
 // Matrices are built directly from random stored arrays (random code bytes, f16 scales, gaussian
 // level tables; mdcsr: random columns at 10% density, int8 values): kernel speed does not depend
 // on the values, and this skips minutes of encoding.
@@ -77,7 +78,8 @@ struct Shape {
   int64_t rows, cols;
 };
 const Shape kShapes[] = {{"qkvo", 5120, 5120}, {"gate_up", 17920, 5120}, {"down", 5120, 17920}};
-const char* const kCodecs[] = {"bf16", "int8_g128", "cb2_g64", "cb3_g64", "cb4_g64", "cb5_g64", "cb6_g64", "mdcsr10"};
+const char* const kCodecs[] = {"bf16",     "int8_g128", "cb2_g64",  "cb3_g64",  "cb4_g64", "cb5_g64",
+                               "cb6_g64",  "mdcsr10",   "tr2_g512", "tr3_g512", "tr4_g512"};
 
 std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
   std::vector<uint8_t> v(n);
@@ -140,6 +142,13 @@ std::unique_ptr<Built> build(const std::string& codec, const Shape& s) {
     std::vector<uint8_t> lv(4u << k);
     for (int i = 0; i < (1 << k); ++i) store_le<float>(lv.data(), i, -1.0f + 2.0f * i / ((1 << k) - 1));
     b->arrays["codebook"] = array_of(DType::F32, {1, int64_t{1} << k}, std::move(lv));
+  } else if (codec.rfind("tr", 0) == 0) {  // trellis K bits, L = 12, group 512: the converter's candidates
+    name = "trellis";
+    const int k = codec[2] - '0';
+    params = {{"bits", k}, {"state_bits", 12}, {"group", 512}};
+    const int64_t rb = (12 + (C - 1) * k + 7) / 8, ng = (C + 511) / 512;
+    b->arrays["qweight"] = array_of(DType::U8, {R, rb}, random_bytes(static_cast<size_t>(R * rb), 4));
+    b->arrays["scales"] = array_of(DType::F16, {R, ng}, random_f16(static_cast<size_t>(R * ng), 0.02f, 5));
   } else {  // mdcsr10: random columns at 10% density (gaps 1..19, mean 10), int8 values
     name = "mdcsr";
     SparseEntries e;

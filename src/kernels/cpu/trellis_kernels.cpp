@@ -10,6 +10,7 @@
 #include "base/thread_pool.h"
 #include "kernels/trellis_code.h"
 #include "kernels/cpu/tile_gemm.h"
+#include "kernels/cpu/trellis_i16.h"
 #include "kernels/cpu/trellis_kernels_avx512.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -216,6 +217,11 @@ void rows_fused_any(const TrellisView& v, int64_t r, int nr, const float* sc, co
 }  // namespace
 
 void trellis_matmul(const TrellisView& v, const float* x, int64_t n, float* y) {
+  if (trellis_i16_active(v)) {  // AVX-512 VNNI: int16 activations, every token count (trellis_i16.h)
+    thread_local ActI16 a;
+    quantize_act_i16(x, n, v.cols, trellis_i16_chunk(v.cols, v.group), a);
+    if (a.finite) return trellis_matmul_i16(v, a, y);
+  }
 #ifdef UPG_TRELLIS_AVX2
   if (n <= kFusedTokens) {  // decode and small batches: each row decoded once per 4 tokens, in registers
     constexpr int64_t R = 4;  // rows per step

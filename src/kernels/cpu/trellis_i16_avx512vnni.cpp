@@ -1,0 +1,165 @@
+// AVX-512 VNNI kernel of the trellis int16-activation path (trellis_i16.h, trellis_i16_avx512vnni.h).
+// Internal linkage only, and no inline function of the standard library or the project (one compiled
+// here with AVX-512 could be the copy the linker keeps for baseline code): __builtin_fmaf, memcpy.
+#include "kernels/cpu/trellis_i16_avx512vnni.h"
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/trellis_code.h"
+
+namespace upg::kernels {
+
+namespace {
+
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+// The 16 weights whose stream starts at src (16 readable bytes): their pair sums (b0 + b1, b2 + b3)
+// of h = kCodeMul s + kCodeAdd, as 32 int16 (the chunk decode of trellis_kernels_avx512.cpp, then
+// vpmaddubsw against ones).
+struct PairSums16 {
+  __m512i vctrl, vshl, mul, add, ones;
+  __m128i vshr;
+  explicit PairSums16(const TrellisView& v) {
+    alignas(64) uint8_t ctrl[64];
+    alignas(64) int32_t shl[16];
+    static_assert(((15 * trellis::kMaxBits) >> 3) + 3 < 16, "chunk of 16: its bytes must lie in the 16 loaded");
+    for (int i = 0; i < 16; ++i) {
+      const int o = (i * v.k) >> 3;
+      for (int b = 0; b < 4; ++b) ctrl[4 * (i % 4) + 16 * (i / 4) + b] = static_cast<uint8_t>(o + 3 - b);
+      shl[i] = (i * v.k) & 7;
+    }
+    vctrl = _mm512_load_si512(ctrl);
+    vshl = _mm512_load_si512(shl);
+    vshr = _mm_cvtsi32_si128(32 - v.l);
+    mul = _mm512_set1_epi32(static_cast<int>(trellis::kCodeMul));
+    add = _mm512_set1_epi32(static_cast<int>(trellis::kCodeAdd));
+    ones = _mm512_set1_epi8(1);
+  }
+  __m512i operator()(const uint8_t* src) const {
+    const __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+    const __m512i s = _mm512_srl_epi32(_mm512_sllv_epi32(_mm512_shuffle_epi8(b, vctrl), vshl), vshr);
+    return _mm512_maddubs_epi16(_mm512_add_epi32(_mm512_mullo_epi32(s, mul), add), ones);
+  }
+};
+
+// Row r's pair sums of columns [b0, b1) (multiples of 16), (b1 - b0) / 16 vectors of 16 int32 lanes.
+void decode_row(const TrellisView& v, const PairSums16& ps, int64_t r, int64_t b0, int64_t b1, int32_t* out) {
+  const uint8_t* row = v.q + r * v.row_bytes;
+  const int64_t step_bytes = 2 * v.k;  // 16 weights x K bits
+  int64_t j = b0;
+  for (; j < b1 && (j * v.k) / 8 + 16 <= v.row_bytes; j += 16) {
+    if ((((j * v.k) / 8) & 63) < step_bytes) _mm_prefetch(reinterpret_cast<const char*>(row + (j * v.k) / 8 + 1024), _MM_HINT_T0);
+    _mm512_store_si512(out + (j - b0), ps(row + (j * v.k) / 8));
+  }
+  if (j < b1) {  // the row's last steps: their 16-byte loads would pass its end; read a padded copy
+    alignas(64) uint8_t pad[64] = {};  // the tail is under 16 bytes, and loads reach 16 past its last step
+    const int64_t first = (j * v.k) / 8, n = v.row_bytes - first;
+    std::memcpy(pad, row + first, static_cast<size_t>(n));
+    for (; j < b1; j += 16) _mm512_store_si512(out + (j - b0), ps(pad + (j * v.k) / 8 - first));
+  }
+}
+
+inline float hsum16(__m512 f) {  // lanes l + 8, then + 4, + 2, + 1 (trellis_i16.h)
+  __m256 a = _mm256_add_ps(_mm512_castps512_ps256(f), _mm512_extractf32x8_ps(f, 1));
+  __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_add_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+
+// Per (row i, token t) of the current rows: the 16 fp32 lanes F and the scalar K (trellis_i16.h),
+// carried from one column block to the next.
+struct Sums {
+  float* F;  // [R][n][16]
+  float* K;  // [R][n]
+  int64_t n;
+};
+
+// Chunks [c0, c1) (of x.chunk columns; blocks of kTrellisI16Block hold whole chunks) of tokens t0 .. t0 + NT - 1 for R rows whose pair sums are P (stride `ld`,
+// column c0 * chunk at P[0]).
+template <int R, int NT>
+void pass(const TrellisView& v, const TrellisI16Act& x, const int32_t* P, int64_t ld, const float* s, int64_t c0,
+          int64_t c1, int64_t t0, Sums& sums) {
+  const int32_t* A[NT];
+  for (int t = 0; t < NT; ++t) A[t] = x.pair + (t0 + t) * v.cols;
+  for (int64_t c = c0; c < c1; ++c) {
+    __m512i C[R][NT];  // the only accumulators in registers (R x NT <= 16); F and K fold in memory
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < NT; ++t) C[i][t] = _mm512_setzero_si512();
+    for (int64_t q = 0; q < x.chunk / 16; ++q) {
+      const int64_t j = x.chunk * c + 16 * q;
+      __m512i a[NT];
+      for (int t = 0; t < NT; ++t) a[t] = _mm512_loadu_si512(A[t] + j);
+      for (int i = 0; i < R; ++i) {
+        const __m512i p = _mm512_load_si512(P + i * ld + (j - x.chunk * c0));
+        for (int t = 0; t < NT; ++t) C[i][t] = _mm512_dpwssd_epi32(C[i][t], p, a[t]);
+      }
+    }
+    const int64_t g = x.chunk * c / v.group;
+    for (int t = 0; t < NT; ++t) {
+      const float d = x.d[(t0 + t) * x.nch + c], qs = static_cast<float>(x.qsum[(t0 + t) * x.nch + c]);
+      for (int i = 0; i < R; ++i) {
+        const float m = s[i * v.ngroups + g] * d;
+        float* F = sums.F + (i * sums.n + t0 + t) * 16;
+        _mm512_store_ps(F, _mm512_fmadd_ps(_mm512_cvtepi32_ps(C[i][t]), _mm512_set1_ps(m), _mm512_load_ps(F)));
+        float& K = sums.K[i * sums.n + t0 + t];
+        K = __builtin_fmaf(qs, m, K);
+      }
+    }
+  }
+}
+
+template <int R>
+void block(const TrellisView& v, const TrellisI16Act& x, const int32_t* P, int64_t ld, const float* s, int64_t c0,
+           int64_t c1, Sums& sums) {
+  int64_t t0 = 0;
+  for (; t0 + 4 <= x.n; t0 += 4) pass<R, 4>(v, x, P, ld, s, c0, c1, t0, sums);
+  switch (x.n - t0) {
+    case 3: return pass<R, 3>(v, x, P, ld, s, c0, c1, t0, sums);
+    case 2: return pass<R, 2>(v, x, P, ld, s, c0, c1, t0, sums);
+    case 1: return pass<R, 1>(v, x, P, ld, s, c0, c1, t0, sums);
+    default: return;
+  }
+}
+
+}  // namespace
+
+void trellis_i16_vnni_rows(const TrellisView& v, const TrellisI16Act& x, const float* sc, float* y, int64_t r, int nr,
+                           int32_t* buf) {
+  const PairSums16 ps(v);
+  float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf) + 63) & ~uintptr_t{63});
+  const int64_t units = kTrellisI16Rows;
+  Sums all{base, base + units * 16 * x.n, x.n};
+  int32_t* P = reinterpret_cast<int32_t*>(base + units * 17 * x.n + 16);
+  P = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(P) + 63) & ~uintptr_t{63});
+  for (int64_t i = 0; i < nr * x.n * 16; ++i) all.F[i] = 0.0f;
+  for (int64_t i = 0; i < nr * x.n; ++i) all.K[i] = 0.0f;
+  // Column blocks of kTrellisI16Block, rows 4 at a time inside a block: the 4 rows' pair sums stay
+  // in L1, the tokens' activations of the block in L2 for all nr rows, whatever the token count.
+  for (int64_t b0 = 0; b0 < v.cols; b0 += kTrellisI16Block) {
+    const int64_t b1 = b0 + kTrellisI16Block < v.cols ? b0 + kTrellisI16Block : v.cols;
+    for (int i0 = 0; i0 < nr; i0 += 4) {
+      const int m = nr - i0 < 4 ? nr - i0 : 4;
+      for (int i = 0; i < m; ++i) decode_row(v, ps, r + i0 + i, b0, b1, P + i * kTrellisI16Block);
+      Sums sums{all.F + i0 * x.n * 16, all.K + i0 * x.n, x.n};
+      const float* s = sc + i0 * v.ngroups;
+      switch (m) {
+        case 1: block<1>(v, x, P, kTrellisI16Block, s, b0 / x.chunk, b1 / x.chunk, sums); break;
+        case 2: block<2>(v, x, P, kTrellisI16Block, s, b0 / x.chunk, b1 / x.chunk, sums); break;
+        case 3: block<3>(v, x, P, kTrellisI16Block, s, b0 / x.chunk, b1 / x.chunk, sums); break;
+        default: block<4>(v, x, P, kTrellisI16Block, s, b0 / x.chunk, b1 / x.chunk, sums); break;
+      }
+    }
+  }
+  for (int i = 0; i < nr; ++i)
+    for (int64_t t = 0; t < x.n; ++t) {
+      const __m512 F = _mm512_load_ps(all.F + (i * x.n + t) * 16);
+      y[t * v.rows + r + i] = __builtin_fmaf(-510.0f, all.K[i * x.n + t], hsum16(F)) * trellis::kCodeUnit;
+    }
+}
+
+}  // namespace upg::kernels
