@@ -130,3 +130,14 @@ def test_errors(tiny, tmp_path, upg_bin):
     with pytest.raises(upg.Error, match="names no tensor"):
         upg._upg.apply_tuning(tiny["upg"], str(tmp_path / "x.safetensors"), str(tmp_path / "o.upg"))
     assert not (tmp_path / "o.upg").exists()
+
+
+def test_time_limit_stops_training_and_keeps_the_best(tiny, tmp_path):
+    out = tmp_path / "t.safetensors"
+    assert ft.main(["--base", tiny["src"], "--model", tiny["upg"], "--tokens", tiny["tokens"], "--window", "64",
+                    "--batch", "2", "--steps", "1000000", "--time-limit", "1", "--save-tuned", str(out),
+                    "--device", "cpu", "--threads", "1"]) == 0
+    _, meta = ft.read_safetensors(str(out))
+    report = json.loads(meta["upg.tuning"])
+    assert 1 <= report["steps"] < 1000000
+    assert report["held_out_kld_after"] <= report["held_out_kld_before"]

@@ -298,7 +298,8 @@ def make_windows(tokens, window, bos):
 
 
 def finetune(base_weights, model_weights, config, tokens, *, steps=200, lr=1e-3, batch=8, window=512,
-             eval_windows=8, eval_every=None, device="cpu", dtype="float32", seed=0, threads=None, log=None):
+             eval_windows=8, eval_every=None, device="cpu", dtype="float32", seed=0, threads=None, time_limit=None,
+             log=None):
     """Trains row multipliers and norm/bias values. Returns (tuned: name -> numpy array, named as
     `upg apply-tuning` takes them, report dict)."""
     torch = _import_torch()
@@ -358,6 +359,7 @@ def finetune(base_weights, model_weights, config, tokens, *, steps=200, lr=1e-3,
     best = (kld0, top0, 0, {n: p.detach().clone() for n, p in params.items()}, True)
     history = [{"step": 0, "held_out_kld": kld0, "top_token": top0}]
     loss_sum, loss_n = 0.0, 0
+    done = 0
     for step in range(1, steps + 1):
         idx = rng.choice(len(train_w), size=min(batch, len(train_w)), replace=False)
         ids = torch.from_numpy(train_w[idx]).to(device)
@@ -371,7 +373,9 @@ def finetune(base_weights, model_weights, config, tokens, *, steps=200, lr=1e-3,
         sched.step()
         loss_sum += loss.item()
         loss_n += 1
-        if step % eval_every == 0 or step == steps:
+        done = step
+        out_of_time = time_limit is not None and time.time() - t0 > time_limit
+        if step % eval_every == 0 or step == steps or out_of_time:
             kld, top = score(as_tuned())
             el = time.time() - t0
             log(f"finetune: step {step}/{steps}  train loss {loss_sum / loss_n:.5f}  held-out KLD {kld:.5f}  "
@@ -380,11 +384,14 @@ def finetune(base_weights, model_weights, config, tokens, *, steps=200, lr=1e-3,
             loss_sum, loss_n = 0.0, 0
             if kld < best[0]:
                 best = (kld, top, step, {n: p.detach().clone() for n, p in params.items()}, False)
+        if out_of_time:
+            log(f"finetune: time limit of {time_limit} s reached after {step} of {steps} steps")
+            break
     kld, top, at, kept, untouched = best
     tuned = {}
     for n, p in kept.items():
         tuned[n + ".row_scale" if n in mats else n] = p.detach().float().cpu().numpy()
-    report = {"steps": steps, "kept_step": at, "lr": lr, "batch": batch, "window": window,
+    report = {"steps": done, "kept_step": at, "lr": lr, "batch": batch, "window": window,
               "train_windows": len(train_w), "held_out_windows": len(eval_w), "device": device, "dtype": dtype,
               "seconds": round(time.time() - t0, 1), "held_out_kld_before": kld0, "held_out_kld_after": kld,
               "top_token_before": top0, "top_token_after": top, "history": history}
@@ -418,6 +425,8 @@ def _parse(argv):
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="of the frozen weights")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default: its own)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--time-limit", type=float, default=0, help="stop training after this many seconds (the "
+                    "best parameters so far are kept; default: none)")
     ap.add_argument("--force", action="store_true", help="replace outputs that exist")
     a = ap.parse_args(argv)
     if not a.output and not a.save_tuned:
@@ -481,7 +490,8 @@ def main(argv=None):
         raise SystemExit(f"upg.finetune: token ids must be in [0, {vocab})")
     tuned, report = finetune(base, model, config, tokens, steps=a.steps, lr=a.lr, batch=a.batch, window=a.window,
                              eval_windows=a.eval_windows, eval_every=a.eval_every or None, device=a.device,
-                             dtype=a.dtype, seed=a.seed, threads=a.threads or None)
+                             dtype=a.dtype, seed=a.seed, threads=a.threads or None,
+                             time_limit=a.time_limit or None)
     meta = {"upg.tuning": json.dumps({k: v for k, v in report.items() if k != "history"})}
     if a.save_tuned:
         write_safetensors(a.save_tuned, tuned, meta)
