@@ -16,6 +16,30 @@
 
 namespace upg::test {
 
+// One stored form per codec and shared option (rotation, outliers) that slicing and row scaling
+// must handle (test_codec_slice, test_tuning).
+struct CodecCase {
+  const char* codec;
+  CodecParams params;
+};
+
+inline std::vector<CodecCase> stored_codec_cases() {
+  return {
+      {"int8", {{"group", 128}}},
+      {"int8", {{"group", 64}, {"scale_dtype", "f32"}}},
+      {"int8", {{"group", 0}}},
+      {"codebook", {{"bits", 3}, {"group", 64}}},
+      {"codebook", {{"bits", 2}, {"group", 64}, {"codebook_rows", 8}}},
+      {"codebook", {{"bits", 4}, {"group", 32}, {"rotate", true}}},
+      {"codebook", {{"bits", 3}, {"group", 64}, {"rotate", {{"seed", 9}}}, {"outliers", {{"fraction", 0.02}}}}},
+      {"codebook", {{"bits", 3}, {"outliers", {{"fraction", 0.02}, {"values", "levels"}}}}},
+      {"trellis", {{"bits", 3}, {"group", 64}, {"passes", 1}}},
+      {"trellis", {{"bits", 2}, {"state_bits", 10}, {"group", 32}, {"passes", 1}, {"rotate", true}}},
+      {"mdcsr", {{"keep_fraction", 0.1}}},
+      {"mdcsr", {{"keep_fraction", 0.05}, {"values", "levels"}, {"num_levels", 64}}},
+  };
+}
+
 inline std::vector<float> gaussian_matrix(int64_t rows, int64_t cols, uint32_t seed, float sigma = 0.02f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, sigma);

@@ -19,28 +19,6 @@ using namespace upg::test;
 
 namespace {
 
-struct Case {
-  const char* codec;
-  CodecParams params;
-};
-
-std::vector<Case> cases() {
-  return {
-      {"int8", {{"group", 128}}},
-      {"int8", {{"group", 64}, {"scale_dtype", "f32"}}},
-      {"int8", {{"group", 0}}},
-      {"codebook", {{"bits", 3}, {"group", 64}}},
-      {"codebook", {{"bits", 2}, {"group", 64}, {"codebook_rows", 8}}},
-      {"codebook", {{"bits", 4}, {"group", 32}, {"rotate", true}}},
-      {"codebook", {{"bits", 3}, {"group", 64}, {"rotate", {{"seed", 9}}}, {"outliers", {{"fraction", 0.02}}}}},
-      {"codebook", {{"bits", 3}, {"outliers", {{"fraction", 0.02}, {"values", "levels"}}}}},
-      {"trellis", {{"bits", 3}, {"group", 64}, {"passes", 1}}},
-      {"trellis", {{"bits", 2}, {"state_bits", 10}, {"group", 32}, {"passes", 1}, {"rotate", true}}},
-      {"mdcsr", {{"keep_fraction", 0.1}}},
-      {"mdcsr", {{"keep_fraction", 0.05}, {"values", "levels"}, {"num_levels", 64}}},
-  };
-}
-
 // The block b of decode_all(m) (cols columns).
 std::vector<float> block_of(const std::vector<float>& all, int64_t cols, const MatrixBlock& b) {
   std::vector<float> out;
@@ -103,7 +81,7 @@ TEST(CodecSlice, BlocksDecodeToTheSameWeightsAndShardsRecombine) {
   const int64_t rows = 45, cols = 384;
   const std::vector<float> W = heavy_tailed_matrix(rows, cols, 5);
   std::mt19937 rng(11);
-  for (const Case& c : cases()) {
+  for (const CodecCase& c : stored_codec_cases()) {
     const std::string what = std::string(c.codec) + " " + c.params.dump();
     auto codec = make_codec(c.codec);
     const EncodedTensor t = codec->encode(W.data(), rows, cols, c.params);

@@ -24,28 +24,6 @@ using namespace upg::test;
 
 namespace {
 
-struct Case {
-  const char* codec;
-  CodecParams params;
-};
-
-std::vector<Case> cases() {
-  return {
-      {"int8", {{"group", 128}}},
-      {"int8", {{"group", 64}, {"scale_dtype", "f32"}}},
-      {"int8", {{"group", 0}}},
-      {"codebook", {{"bits", 3}, {"group", 64}}},
-      {"codebook", {{"bits", 2}, {"group", 64}, {"codebook_rows", 8}}},
-      {"codebook", {{"bits", 4}, {"group", 32}, {"rotate", true}}},
-      {"codebook", {{"bits", 3}, {"group", 64}, {"rotate", {{"seed", 9}}}, {"outliers", {{"fraction", 0.02}}}}},
-      {"codebook", {{"bits", 3}, {"outliers", {{"fraction", 0.02}, {"values", "levels"}}}}},
-      {"trellis", {{"bits", 3}, {"group", 64}, {"passes", 1}}},
-      {"trellis", {{"bits", 2}, {"state_bits", 10}, {"group", 32}, {"passes", 1}, {"rotate", true}}},
-      {"mdcsr", {{"keep_fraction", 0.1}}},
-      {"mdcsr", {{"keep_fraction", 0.05}, {"values", "levels"}, {"num_levels", 64}}},
-  };
-}
-
 std::vector<float> random_multipliers(int64_t rows, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(0.5f, 1.5f);
@@ -60,7 +38,7 @@ bool scale_array(const std::string& role) { return role == "scales" || role == "
 
 TEST(CodecScaleRows, DecodesToTheMultipliersTimesTheRowsEveryCodec) {
   const int64_t rows = 37, cols = 256;
-  for (const Case& c : cases()) {
+  for (const CodecCase& c : stored_codec_cases()) {
     SCOPED_TRACE(std::string(c.codec) + " " + c.params.dump());
     auto codec = make_codec(c.codec);
     const std::vector<float> W = heavy_tailed_matrix(rows, cols, 5);
@@ -146,8 +124,8 @@ SmallModel write_small_model(const std::string& path) {
   w.set_converter({{"version", "test"}});
   w.add("model.layers.0.mlp.down_proj.weight", {{16, 128}, TensorDType::BF16, 0.1}, m.down_enc);
   w.add("model.layers.0.mlp.up_proj.weight", {{24, 64}, TensorDType::BF16, 0.2}, m.up_enc);
-  w.add_f32("model.embed_tokens.weight", {{10, 64}, TensorDType::BF16}, m.emb.data(), TensorDType::BF16);
-  w.add_f32("model.norm.weight", {{64}, TensorDType::BF16}, m.norm.data(), TensorDType::BF16);
+  w.add_f32("model.embed_tokens.weight", {{10, 64}, TensorDType::BF16, std::nullopt}, m.emb.data(), TensorDType::BF16);
+  w.add_f32("model.norm.weight", {{64}, TensorDType::BF16, std::nullopt}, m.norm.data(), TensorDType::BF16);
   w.finish();
   return m;
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/cpu/trellis_states_avx512.h"
 #include "kernels/trellis_code.h"
 
 namespace upg::kernels {
@@ -17,33 +18,12 @@ namespace {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-// The 16 weights whose stream starts at src (16 readable bytes): their pair sums (b0 + b1, b2 + b3)
-// of h = kCodeMul s + kCodeAdd, as 32 int16 (the chunk decode of trellis_kernels_avx512.cpp, then
-// vpmaddubsw against ones).
+// The pair sums (b0 + b1, b2 + b3) of the hashes of 16 weights as 32 int16 (vpmaddubsw against ones).
 struct PairSums16 {
-  __m512i vctrl, vshl, mul, add, ones;
-  __m128i vshr;
-  explicit PairSums16(const TrellisView& v) {
-    alignas(64) uint8_t ctrl[64];
-    alignas(64) int32_t shl[16];
-    static_assert(((15 * trellis::kMaxBits) >> 3) + 3 < 16, "chunk of 16: its bytes must lie in the 16 loaded");
-    for (int i = 0; i < 16; ++i) {
-      const int o = (i * v.k) >> 3;
-      for (int b = 0; b < 4; ++b) ctrl[4 * (i % 4) + 16 * (i / 4) + b] = static_cast<uint8_t>(o + 3 - b);
-      shl[i] = (i * v.k) & 7;
-    }
-    vctrl = _mm512_load_si512(ctrl);
-    vshl = _mm512_load_si512(shl);
-    vshr = _mm_cvtsi32_si128(32 - v.l);
-    mul = _mm512_set1_epi32(static_cast<int>(trellis::kCodeMul));
-    add = _mm512_set1_epi32(static_cast<int>(trellis::kCodeAdd));
-    ones = _mm512_set1_epi8(1);
-  }
-  __m512i operator()(const uint8_t* src) const {
-    const __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
-    const __m512i s = _mm512_srl_epi32(_mm512_sllv_epi32(_mm512_shuffle_epi8(b, vctrl), vshl), vshr);
-    return _mm512_maddubs_epi16(_mm512_add_epi32(_mm512_mullo_epi32(s, mul), add), ones);
-  }
+  TrellisStates16 st;
+  __m512i ones;
+  explicit PairSums16(const TrellisView& v) : st(v), ones(_mm512_set1_epi8(1)) {}
+  __m512i operator()(const uint8_t* src) const { return _mm512_maddubs_epi16(st.hashes(src), ones); }
 };
 
 // Row r's pair sums of columns [b0, b1) (multiples of 16), (b1 - b0) / 16 vectors of 16 int32 lanes.

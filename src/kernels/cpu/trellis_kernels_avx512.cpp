@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/half.h"
+#include "kernels/cpu/trellis_states_avx512.h"
 #include "kernels/trellis_code.h"
 
 namespace upg::kernels {
@@ -17,29 +18,13 @@ namespace {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+// code * 128 of 16 weights, as floats.
 struct Chunk16 {
-  __m512i vctrl, vshl, mul, add;
-  __m128i vshr;
-  explicit Chunk16(const TrellisView& v) {
-    alignas(64) uint8_t ctrl[64];
-    alignas(64) int32_t shl[16];
-    static_assert(((15 * trellis::kMaxBits) >> 3) + 3 < 16, "chunk of 16: its bytes must lie in the 16 loaded");
-    for (int i = 0; i < 16; ++i) {
-      const int o = (i * v.k) >> 3;  // o + 3 < 16 (the assert): inside each 128-bit lane's copy
-      for (int b = 0; b < 4; ++b) ctrl[4 * (i % 4) + 16 * (i / 4) + b] = static_cast<uint8_t>(o + 3 - b);
-      shl[i] = (i * v.k) & 7;
-    }
-    vctrl = _mm512_load_si512(ctrl);
-    vshl = _mm512_load_si512(shl);
-    vshr = _mm_cvtsi32_si128(32 - v.l);
-    mul = _mm512_set1_epi32(static_cast<int>(trellis::kCodeMul));
-    add = _mm512_set1_epi32(static_cast<int>(trellis::kCodeAdd));
-  }
+  TrellisStates16 st;
+  explicit Chunk16(const TrellisView& v) : st(v) {}
   // code * 128 of the 16 states whose stream starts at src (16 readable bytes), as floats.
   __m512 codes(const uint8_t* src) const {
-    const __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
-    __m512i s = _mm512_srl_epi32(_mm512_sllv_epi32(_mm512_shuffle_epi8(b, vctrl), vshl), vshr);
-    const __m512i x = _mm512_add_epi32(_mm512_mullo_epi32(s, mul), add);
+    const __m512i x = st.hashes(src);
     const __m512i sum = _mm512_madd_epi16(_mm512_maddubs_epi16(x, _mm512_set1_epi8(1)), _mm512_set1_epi16(1));
     return _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, _mm512_set1_epi32(510)));
   }
