@@ -70,6 +70,14 @@ Array make_array(DType t, std::vector<int64_t> shape) {
   return a;
 }
 
+Array copy_array(const ArrayView& v) {
+  Array a;
+  a.dtype = v.dtype;
+  a.shape = v.shape;
+  a.bytes.assign(v.data, v.data + v.nbytes);
+  return a;
+}
+
 Array slice_array_2d(const ArrayView& a, int64_t r0, int64_t r1, int64_t e0, int64_t e1) {
   UPG_CHECK(a.shape.size() == 2 && 0 <= r0 && r0 <= r1 && r1 <= a.shape[0] && 0 <= e0 && e0 <= e1 &&
                 e1 <= a.shape[1],

@@ -33,6 +33,8 @@ Array make_array(DType t, std::vector<int64_t> shape);
 int64_t shape_numel(const std::vector<int64_t>& shape);
 std::string shape_str(const std::vector<int64_t>& shape);
 
+// The array a view shows, copied (Codec::scale_rows, apply_tuning).
+Array copy_array(const ArrayView& v);
 // Rows [r0, r1) of a 2-D array (shape [rows, width]), elements [e0, e1) of each, copied (Codec::slice).
 Array slice_array_2d(const ArrayView& a, int64_t r0, int64_t r1, int64_t e0, int64_t e1);
 

@@ -281,14 +281,6 @@ EncodedTensor Codec::slice(const EncodedArrays& arrays, int64_t rows, int64_t co
 
 namespace {
 
-Array copy_array(const ArrayView& v) {
-  Array a;
-  a.dtype = v.dtype;
-  a.shape = v.shape;
-  a.bytes.assign(v.data, v.data + v.nbytes);
-  return a;
-}
-
 // Multiplies row r of a [rows, ...] F16/F32 array by mult[r] in place.
 void scale_array_rows(Array& a, int64_t rows, const float* mult, const std::string& codec, const std::string& name) {
   UPG_CHECK(!a.shape.empty() && a.shape[0] == rows, codec, ": array '", name, "' of shape ", shape_str(a.shape),

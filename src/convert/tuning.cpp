@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "base/error.h"
-#include "base/half.h"
 #include "codecs/codec_registry.h"
+#include "codecs/codec_util.h"
 #include "format/safetensors.h"
 #include "format/upg_container.h"
 #include "format/upg_format.h"
@@ -33,19 +33,10 @@ std::vector<float> read_f32(const TensorView& v, const std::string& file) {
   return out;
 }
 
-// A dense tensor's values as fp32.
-std::vector<float> dense_values(const UpgTensor& t) {
+// A tensor's values as fp32 (its matrix's decode).
+std::vector<float> decoded_values(const UpgTensor& t) {
   std::vector<float> v(static_cast<size_t>(t.numel()));
-  const TensorDType dt = *upg_dense_codec_dtype(t.codec);
-  const uint8_t* p = t.arrays.at(0).view->data;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (dt == TensorDType::F32) std::memcpy(&v[i], p + 4 * i, 4);
-    else {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      v[i] = dt == TensorDType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-    }
-  }
+  if (!v.empty()) t.open_matrix()->decode_rows(0, t.rows(), v.data());
   return v;
 }
 
@@ -111,7 +102,7 @@ TuningReport apply_tuning(const std::string& model, const std::string& tuned, co
         w.add_raw(t->name, meta, stored, a.data, a.nbytes);
         continue;
       }
-      std::vector<float> v = nv != values.end() ? nv->second : dense_values(*t);
+      std::vector<float> v = nv != values.end() ? nv->second : decoded_values(*t);
       if (rs != row_scale.end()) {
         const int64_t cols = t->shape[1];
         for (int64_t r = 0; r < t->shape[0]; ++r)
@@ -136,13 +127,7 @@ TuningReport apply_tuning(const std::string& model, const std::string& tuned, co
     } else {
       enc.codec = t->codec;
       enc.params = t->params;
-      for (const auto& [role, v] : arrays) {
-        Array a;
-        a.dtype = v.dtype;
-        a.shape = v.shape;
-        a.bytes.assign(v.data, v.data + v.nbytes);
-        enc.arrays[role] = std::move(a);
-      }
+      for (const auto& [role, v] : arrays) enc.arrays[role] = copy_array(v);
     }
     w.add(t->name, meta, enc);
   }

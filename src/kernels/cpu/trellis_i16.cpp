@@ -59,16 +59,6 @@ void quantize_chunk(const float* x, int64_t Q, int32_t* pair, float& d, int32_t&
   qsum = s;
 }
 
-// The L-bit state at stream bit `bit` of a row (bytes past the row's end read as 0).
-inline uint32_t state_at(const uint8_t* row, int64_t row_bytes, int64_t bit, int L) {
-  uint32_t w = 0;
-  for (int i = 0; i < 4; ++i) {
-    const int64_t b = (bit >> 3) + i;
-    w = (w << 8) | (b < row_bytes ? row[b] : 0u);
-  }
-  return (w << (bit & 7)) >> (32 - L);
-}
-
 }  // namespace
 
 int64_t trellis_i16_chunk(int64_t cols, int64_t group) {
@@ -111,10 +101,8 @@ void trellis_matmul_i16_reference(const TrellisView& v, const ActI16& x, float* 
   std::vector<int32_t> P(static_cast<size_t>(v.cols));
   for (int64_t r = 0; r < v.rows; ++r) {
     const uint8_t* row = v.q + r * v.row_bytes;
-    for (int64_t j = 0; j < v.cols; ++j) {
-      const uint32_t h = state_at(row, v.row_bytes, j * v.k, v.l) * trellis::kCodeMul + trellis::kCodeAdd;
-      P[j] = static_cast<int32_t>((h & 255u) + ((h >> 8) & 255u) + ((h >> 16) & 255u) + (h >> 24));
-    }
+    for (int64_t j = 0; j < v.cols; ++j)  // the byte sum of the state's hash: the code's integer + 510
+      P[j] = trellis::code_int(trellis_state_at(row, v.row_bytes, j * v.k, v.l)) + 510;
     for (int64_t t = 0; t < x.n; ++t) {
       float F[16] = {}, K = 0.0f;
       for (int64_t c = 0; c < x.nch; ++c) {

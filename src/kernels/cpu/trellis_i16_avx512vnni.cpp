@@ -59,8 +59,8 @@ struct Sums {
   int64_t n;
 };
 
-// Chunks [c0, c1) (of x.chunk columns; blocks of kTrellisI16Block hold whole chunks) of tokens t0 .. t0 + NT - 1 for R rows whose pair sums are P (stride `ld`,
-// column c0 * chunk at P[0]).
+// Chunks [c0, c1) (of x.chunk columns; blocks of kTrellisI16Block hold whole chunks) of tokens
+// t0 .. t0 + NT - 1 for R rows whose pair sums are P (stride `ld`, column c0 * chunk at P[0]).
 template <int R, int NT>
 void pass(const TrellisView& v, const TrellisI16Act& x, const int32_t* P, int64_t ld, const float* s, int64_t c0,
           int64_t c1, int64_t t0, Sums& sums) {
@@ -112,27 +112,21 @@ void trellis_i16_vnni_rows(const TrellisView& v, const TrellisI16Act& x, const f
                            int32_t* buf) {
   const PairSums16 ps(v);
   float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf) + 63) & ~uintptr_t{63});
-  const int64_t units = kTrellisI16Rows;
-  Sums all{base, base + units * 16 * x.n, x.n};
-  int32_t* P = reinterpret_cast<int32_t*>(base + units * 17 * x.n + 16);
+  Sums all{base, base + kTrellisI16Rows * 16 * x.n, x.n};
+  int32_t* P = reinterpret_cast<int32_t*>(base + kTrellisI16Rows * 17 * x.n + 16);
   P = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(P) + 63) & ~uintptr_t{63});
   for (int64_t i = 0; i < nr * x.n * 16; ++i) all.F[i] = 0.0f;
   for (int64_t i = 0; i < nr * x.n; ++i) all.K[i] = 0.0f;
-  // Column blocks of kTrellisI16Block, rows 4 at a time inside a block: the 4 rows' pair sums stay
-  // in L1, the tokens' activations of the block in L2 for all nr rows, whatever the token count.
+  // Column blocks of kTrellisI16Block: the rows' pair sums of a block stay in L1, the tokens'
+  // activations of the block in L2, whatever the token count.
   for (int64_t b0 = 0; b0 < v.cols; b0 += kTrellisI16Block) {
     const int64_t b1 = b0 + kTrellisI16Block < v.cols ? b0 + kTrellisI16Block : v.cols;
-    for (int i0 = 0; i0 < nr; i0 += 4) {
-      const int m = nr - i0 < 4 ? nr - i0 : 4;
-      for (int i = 0; i < m; ++i) decode_row(v, ps, r + i0 + i, b0, b1, P + i * kTrellisI16Block);
-      Sums sums{all.F + i0 * x.n * 16, all.K + i0 * x.n, x.n};
-      const float* s = sc + i0 * v.ngroups;
-      switch (m) {
-        case 1: block<1>(v, x, P, kTrellisI16Block, s, b0 / x.chunk, b1 / x.chunk, sums); break;
-        case 2: block<2>(v, x, P, kTrellisI16Block, s, b0 / x.chunk, b1 / x.chunk, sums); break;
-        case 3: block<3>(v, x, P, kTrellisI16Block, s, b0 / x.chunk, b1 / x.chunk, sums); break;
-        default: block<4>(v, x, P, kTrellisI16Block, s, b0 / x.chunk, b1 / x.chunk, sums); break;
-      }
+    for (int i = 0; i < nr; ++i) decode_row(v, ps, r + i, b0, b1, P + i * kTrellisI16Block);
+    switch (nr) {
+      case 1: block<1>(v, x, P, kTrellisI16Block, sc, b0 / x.chunk, b1 / x.chunk, all); break;
+      case 2: block<2>(v, x, P, kTrellisI16Block, sc, b0 / x.chunk, b1 / x.chunk, all); break;
+      case 3: block<3>(v, x, P, kTrellisI16Block, sc, b0 / x.chunk, b1 / x.chunk, all); break;
+      default: block<4>(v, x, P, kTrellisI16Block, sc, b0 / x.chunk, b1 / x.chunk, all); break;
     }
   }
   for (int i = 0; i < nr; ++i)

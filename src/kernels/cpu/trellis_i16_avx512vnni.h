@@ -15,7 +15,7 @@ struct TrellisI16Act {
   int64_t n, nch, chunk;
 };
 
-// Columns per block of the kernel (a multiple of 512), rows per call at most.
+// Columns per block of the kernel (a multiple of every chunk size), rows per call at most.
 constexpr int64_t kTrellisI16Block = 512, kTrellisI16Rows = 4;
 // int32 of scratch trellis_i16_vnni_rows needs for n tokens.
 constexpr int64_t trellis_i16_scratch(int64_t n) { return kTrellisI16Rows * 17 * n + 4 * kTrellisI16Block + 64; }

@@ -28,8 +28,9 @@ inline float row_scale(const TrellisView& v, int64_t r, int64_t j) {
   return f16_to_f32(h);
 }
 
-// The L-bit state at stream bit `bit` of a row (bytes past the row's end read as 0).
-inline uint32_t state_at(const uint8_t* row, int64_t row_bytes, int64_t bit, int L) {
+}  // namespace
+
+uint32_t trellis_state_at(const uint8_t* row, int64_t row_bytes, int64_t bit, int L) {
   const int64_t b = bit >> 3;
   uint32_t w = 0;
   if (b + 4 <= row_bytes) {
@@ -39,6 +40,8 @@ inline uint32_t state_at(const uint8_t* row, int64_t row_bytes, int64_t bit, int
   }
   return (w << (bit & 7)) >> (32 - L);
 }
+
+namespace {
 
 #ifdef UPG_TRELLIS_AVX2
 // 8 weights (code * scale) from the chunk whose first state starts at byte `src` (bit offset 0);
@@ -78,7 +81,7 @@ struct Chunk8 {
 void trellis_decode_segment_scalar(const TrellisView& v, int64_t r, int64_t c0, int64_t m, float* out) {
   const uint8_t* row = v.q + r * v.row_bytes;
   for (int64_t j = c0; j < c0 + m; ++j)
-    out[j - c0] = row_scale(v, r, j) * trellis::code(state_at(row, v.row_bytes, j * v.k, v.l));
+    out[j - c0] = row_scale(v, r, j) * trellis::code(trellis_state_at(row, v.row_bytes, j * v.k, v.l));
 }
 
 void trellis_decode_segment(const TrellisView& v, int64_t r, int64_t c0, int64_t m, float* out) {

@@ -33,6 +33,10 @@ struct TrellisView {
   const uint8_t* scales = nullptr; // f16 [rows, ngroups], any alignment
 };
 
+// The L-bit state at stream bit `bit` of a row (bytes past the row's end read as 0): the scalar
+// decoders' (trellis_decode_segment_scalar, the int16 path's reference) one step.
+uint32_t trellis_state_at(const uint8_t* row, int64_t row_bytes, int64_t bit, int L);
+
 // W[r][c0 .. c0 + m) to fp32 in out.
 void trellis_decode_segment(const TrellisView& v, int64_t r, int64_t c0, int64_t m, float* out);
 // The scalar loop of the same (one 4-byte big-endian window per state), the reference the SIMD
