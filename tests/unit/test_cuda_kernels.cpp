@@ -27,6 +27,7 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/gemv_layout.h"
 
 using namespace upg;
 namespace cu = upg::cuda;
@@ -109,13 +110,25 @@ void check_matmul(const cu::DeviceMatrix& dm, const std::vector<float>& W, int64
 }
 
 // The skinny path at n = 1, 3, 16 and the prefill GEMM at n = 17, 40, 100, its scratch holding only
-// 40 KiB of decoded rows (so that a matrix is decoded in several blocks of row tiles).
+// 40 KiB of decoded rows (so that a matrix is decoded in several blocks of row tiles), then at n = 40
+// with 1 MiB of scratch, and with the whole matrix in one block under the tile decoder's launch shapes
+// 2 x 2, 3 x 2 and 8 x 3 (row tiles x slices per warp; the default is 1 x 1): several row tiles and
+// codebook blocks per thread block, prefetches across row tiles.
 void check_products(const cu::DeviceMatrix& dm, const std::vector<float>& W, int64_t rows, int64_t cols,
                     const std::string& what) {
-  static cu::GemmWorkspace* gemm = new cu::GemmWorkspace(40 << 10);  // kept to the end (cuBLAS outlives the tests)
+  // Kept to the end (cuBLAS outlives the tests).
+  static cu::GemmWorkspace* gemm = new cu::GemmWorkspace(40 << 10);
+  static cu::GemmWorkspace* whole = new cu::GemmWorkspace(size_t{16} << 20);
+  static cu::GemmWorkspace* mib = new cu::GemmWorkspace(size_t{1} << 20);  // 128 tiles
   ASSERT_TRUE(gemm->available()) << "the prefill GEMM path is not available: " << gemm->why_not();
   for (int64_t n : {1, 3, 16}) check_matmul(dm, W, rows, cols, n, what);
   for (int64_t n : {17, 40, 100}) check_matmul(dm, W, rows, cols, n, what + " (GEMM)", gemm);
+  check_matmul(dm, W, rows, cols, 40, what + " (GEMM, 1 MiB scratch)", mib);
+  for (auto [tpb, spw] : {std::pair{2, 2}, std::pair{3, 2}, std::pair{8, 3}}) {
+    whole->set_decode_shape(tpb, spw);
+    check_matmul(dm, W, rows, cols, 40,
+                 what + " (GEMM, one block, decode " + std::to_string(tpb) + "x" + std::to_string(spw) + ")", whole);
+  }
 }
 
 struct CbCase {
@@ -188,6 +201,30 @@ TEST(CudaGemm, CodebookEveryBitWidthRotateOnOff) {
       run_codebook({37, 200, bits, 32, 0, rotate});    // partial row tile and slice, F = 1
       run_codebook({70, 1000, bits, 128, 0, rotate});  // 4 slices, last partial
     }
+}
+
+// The prefill GEMM's blocks of row tiles (host only, runs without a GPU): every row tile in exactly
+// one block, in order, within the scratch (at least one row tile each), as few blocks as fit and of
+// sizes differing by at most one row tile.
+TEST(CudaGemm, DequantPlanCoversEveryRowTileOnce) {
+  std::mt19937 g(7);
+  for (int it = 0; it < 2000; ++it) {
+    const int64_t mtiles = 1 + g() % 300, S = 1 + g() % 90;
+    const size_t bytes = size_t{8192} * (1 + g() % 3000);
+    const std::vector<cu::DequantChunk> plan = cu::dequant_plan(mtiles, S, bytes);
+    const int64_t per = std::max<int64_t>(1, static_cast<int64_t>(bytes / 8192) / S);
+    ASSERT_EQ(static_cast<int64_t>(plan.size()), (mtiles + per - 1) / per) << mtiles << "x" << S << " " << bytes;
+    int64_t next = 0, lo = mtiles, hi = 0;
+    for (const cu::DequantChunk& c : plan) {
+      ASSERT_EQ(c.mt0, next);
+      ASSERT_GT(c.mt1, c.mt0);
+      EXPECT_LE(c.mt1 - c.mt0, per);
+      lo = std::min(lo, c.mt1 - c.mt0), hi = std::max(hi, c.mt1 - c.mt0);
+      next = c.mt1;
+    }
+    EXPECT_EQ(next, mtiles);
+    EXPECT_LE(hi - lo, 1);
+  }
 }
 
 TEST(CudaGemm, CodebookShapesAndBlocks) {

@@ -138,12 +138,16 @@ class GemmWorkspace {
   bool available() const;       // cuBLAS was opened and a handle made
   std::string why_not() const;  // when not available: why
   size_t device_bytes() const;  // scratch allocated so far
+  // The tile decoder's launch shape: each warp decodes row_tiles x slices tiles of 16 x 256 weights
+  // (0: the default, 1 x 1, or UPG_CUDA_DEQUANT_TPB / UPG_CUDA_DEQUANT_SPW). For tests and experiments.
+  void set_decode_shape(int row_tiles, int slices) { decode_tpb_ = row_tiles, decode_spw_ = slices; }
   struct Impl;
 
  private:
   friend class DeviceMatrix;
   Impl* impl_;
   size_t weight_bytes_;
+  int decode_tpb_ = 0, decode_spw_ = 0;
 };
 
 // One uploaded weight matrix W (rows x cols); matmul computes y (n x rows) = x (n x cols) W^T: for

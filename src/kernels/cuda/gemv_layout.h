@@ -34,8 +34,10 @@
 // lane l's B register (j, h) is bf16x2(x[8 nt + g][256 s + 16 j + 2 t + 8 h + {0, 1}]) (zero past n
 // or cols).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/cuda_ops.h"
 
@@ -83,6 +85,21 @@ struct DeviceMatrix::Impl {
   void product(const float* x, int64_t n, float* y, bool accumulate, void* stream, GemmWorkspace* gemm,
                int64_t gemm_min_tokens) const;
 };
+
+// The prefill GEMM (gemm_dequant.cu) decodes W to bf16 a block of row tiles [mt0, mt1) at a time into
+// a scratch of `bytes` and multiplies each block with cuBLAS. The blocks, in order: as few as the
+// scratch allows (at least one row tile each), of balanced sizes (a remainder of a few rows would
+// make a product too short to give every SM a tile).
+struct DequantChunk {
+  int64_t mt0, mt1;
+};
+inline std::vector<DequantChunk> dequant_plan(int64_t mtiles, int64_t S, size_t bytes) {
+  const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(bytes / (kTileRows * kTileCols * 2)));  // tiles
+  const int64_t per = std::max<int64_t>(1, cap / S), n = (mtiles + per - 1) / per;
+  std::vector<DequantChunk> plan;
+  for (int64_t i = 0; i < n; ++i) plan.push_back({mtiles * i / n, mtiles * (i + 1) / n});
+  return plan;
+}
 
 // Kernel launcher (gemv_mma.cu): y (+)= x W^T, n <= 16, x fp32 (rotated already if the codec rotates).
 void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, float* y, bool accumulate, void* stream);

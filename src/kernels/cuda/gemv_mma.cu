@@ -230,15 +230,6 @@ KernelFn pick(const DeviceMatrix::Impl& m) {
   });
 }
 
-// Warps per block: a divisor of S near 8 (at most 16, 8 with two n-tiles), so no warp idles.
-int pick_warps(int64_t S, int max_w) {
-  if (S <= max_w && S <= 8) return static_cast<int>(S);
-  int best = 0;
-  for (int w = 4; w <= max_w; ++w)
-    if (S % w == 0 && (best == 0 || std::abs(w - 8) < std::abs(best - 8))) best = w;
-  return best ? best : std::min(8, max_w);
-}
-
 }  // namespace
 
 void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, float* y, bool accumulate, void* stream) {
@@ -247,7 +238,7 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, f
   DeviceMatrix::Impl::LaunchCfg& c = m.cfg[NT - 1];
   if (!c.fn) {
     const KernelFn fn = NT == 1 ? pick<1>(m) : pick<2>(m);
-    const int warps = pick_warps(m.S, NT == 1 ? 16 : 8);
+    const int warps = warps_dividing(m.S, NT == 1 ? 16 : 8);
     const int64_t kchunks = (m.S + warps - 1) / warps;
     // Tiles per reduction group: as many as fit beside the level table in about 40 KB (at least one).
     const size_t slot_bytes = static_cast<size_t>(warps) * 16 * NT * 8 * sizeof(float);

@@ -5,6 +5,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 
 #include "base/error.h"
@@ -66,6 +68,16 @@ __device__ __forceinline__ void decode_kstep(const uint32_t (&w)[4 * U], int j, 
 #pragma unroll
     for (int r = 0; r < 4; ++r) a[r] = w[4 * j + r];
   }
+}
+
+// Warps per block for a product over S column slices: a divisor of S near 8 (at most max_w), so no
+// warp idles; S itself when S <= 8; else min(8, max_w).
+inline int warps_dividing(int64_t S, int max_w) {
+  if (S <= max_w && S <= 8) return static_cast<int>(S);
+  int best = 0;
+  for (int w = 4; w <= max_w; ++w)
+    if (S % w == 0 && (best == 0 || std::abs(w - 8) < std::abs(best - 8))) best = w;
+  return best ? best : std::min(8, max_w);
 }
 
 template <int U>
