@@ -3,7 +3,8 @@
 # build (the lent H100/H200): decodes each file with the numpy reference decoder, then runs
 # python/upg/finetune.py as a script and writes the tuned parameters; `upg apply-tuning` folds them
 # in on the build machine. BUNDLE.tar.xz holds ftb/refA/ (config.json, model.safetensors of the
-# original), ftb/calib.npy (token ids) and ftb/NAME.upg for each NAME; JOBS: NAME:LR:SECONDS ...
+# original), ftb/calib.npy (token ids) and ftb/NAME.upg for each NAME; JOBS: NAME:LR:SECONDS ...;
+# FT_ARGS: more options for every job (e.g. "--batch 16 --max-tokens 3000000").
 #   tools/finetune_on_gpu.sh BUNDLE.tar.xz OUT STEPS "refA-3.2-t:1e-3:170 refA-2.2-t:3e-3:95"
 set -uo pipefail
 BUNDLE="$1"; OUT="$2"; STEPS="$3"; JOBS="$4"; mkdir -p "$OUT"
@@ -16,6 +17,6 @@ for job in $JOBS; do
     /tmp/ftb/refA/config.json || continue
   timeout $((secs + 30)) python3 python/upg/finetune.py --base /tmp/ftb/refA --model "/tmp/dec-$name" \
     --tokens /tmp/ftb/calib.npy --device cuda --eval-windows 32 --eval-every 200 --steps "$STEPS" --lr "$lr" \
-    --time-limit "$secs" --save-tuned "$OUT/tuned-$name-lr$lr.safetensors" > "$OUT/ft-$name-lr$lr.log" 2>&1
+    --time-limit "$secs" ${FT_ARGS:-} --save-tuned "$OUT/tuned-$name-lr$lr.safetensors" > "$OUT/ft-$name-lr$lr.log" 2>&1
   echo "== $name lr $lr (exit $?)"; grep -E "before|step .*/|limit" "$OUT/ft-$name-lr$lr.log" | tail -3
 done
