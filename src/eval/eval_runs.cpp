@@ -28,10 +28,11 @@ nlohmann::json run_ppl_eval(const Model& model, const Tokenizer& tok, const std:
     if (o.chunks >= 0) nwin = std::min(nwin, o.chunks);
     double nll = 0;
     int64_t tokens = 0, done = 0;
+    Session session(model, o.ctx, std::nullopt, 0, 0, o.tp);
     for (int64_t w = 0; w < nwin; ++w) {
       // One window at a time through perplexity(), so that a caller can stop between windows.
       auto span = std::span<const int32_t>(ids).subspan(static_cast<size_t>(w * o.ctx), static_cast<size_t>(o.ctx));
-      PerplexityResult r = perplexity(model, span, o.ctx);
+      PerplexityResult r = perplexity(session, span, o.ctx);
       nll += r.total_nll;
       tokens += r.tokens;
       ++done;
@@ -52,7 +53,7 @@ nlohmann::json run_ppl_eval(const Model& model, const Tokenizer& tok, const std:
     LlamaWindows win = llama_windows(ids, o.ctx, bos, o.chunks);
     LlamaPerplexityResult r = llama_perplexity(model, win, [&](int64_t done, int64_t total) {
       return progress ? progress(done, total, "") : true;
-    });
+    }, o.tp);
     out.update({{"text_tokens", ids.size()}, {"bos", bos ? nlohmann::json(*bos) : nlohmann::json(nullptr)},
                 {"chunks", r.chunks}, {"chunks_total", win.chunks}, {"tokens", r.tokens}, {"nll_mean", r.nll_mean},
                 {"nll_stderr", r.nll_stderr}, {"ppl", r.ppl}, {"ppl_err", r.ppl_err},
@@ -75,7 +76,7 @@ KldEval run_kld_eval(const Model& base, const Tokenizer& base_tok, const Model& 
     char buf[128];
     std::snprintf(buf, sizeof buf, "KLD %.6f | same top %.2f%%", partial.kld_mean.value, 100 * partial.same_top.value);
     return progress(done, total, buf);
-  });
+  }, o.tp);
   e.json = to_json(e.result);
   e.json.update({{"task", "kld"}, {"base", o.base}, {"model", o.model}, {"text", o.text_path}, {"ctx", o.ctx},
                  {"chunks_total", win.chunks}, {"complete", e.result.chunks == win.chunks}});
@@ -93,7 +94,7 @@ nlohmann::json run_mc_eval(const McTaskInfo& t, const Model& model, const Tokeni
   const int shots = o.shots < 0 ? t.default_shots : o.shots;
   const std::vector<McItem> items = load_mc_task(t, o.data, shots, o.limit);
   const nlohmann::json config = mc_eval_config(t, o);
-  Session session(model, o.max_length);
+  Session session(model, o.max_length, std::nullopt, 0, 0, o.tp);
   std::vector<McItemResult> results;  // in item order: resumed ones and new ones
   auto snapshot = [&](bool complete) {
     nlohmann::json j = {{"config", config},
@@ -143,7 +144,7 @@ nlohmann::json run_humaneval_eval(const Model& model, const Tokenizer& tok, cons
   const SandboxLimits limits = humaneval_limits(o.timeout, !o.unsafe_no_sandbox);
   const SandboxIsolation isolation = require_humaneval_sandbox(limits, o.unsafe_no_sandbox);
   if (on_isolation) on_isolation(isolation);
-  Session session(model, o.max_length);
+  Session session(model, o.max_length, std::nullopt, 0, 0, o.tp);
   const HumanEvalGenOptions gen{o.max_new_tokens, o.bos};
   std::vector<HumanEvalItemResult> results;
   auto snapshot = [&](bool complete) {

@@ -17,6 +17,7 @@
 #include "eval/kl_divergence.h"
 #include "eval/tasks.h"
 #include "runtime/model.h"
+#include "runtime/tensor_parallel.h"
 #include "tokenizer/tokenizer.h"
 
 namespace upg {
@@ -38,6 +39,7 @@ struct PplEvalOptions {
   std::string method = "hf";  // "hf" (eval/perplexity.h) or "llama.cpp" (eval/llama_perplexity.h)
   int ctx = 512;
   int64_t chunks = -1;    // windows at most (-1: all)
+  TensorParallelOptions tp;  // of the Session (the default: one Engine)
 };
 // {"task": "ppl", "method", "model", "text", "ctx", "text_tokens", "tokens", "nll_mean", "ppl",
 //  "complete", hf: "windows", "windows_total"; llama.cpp: "bos", "chunks", "chunks_total",
@@ -51,6 +53,7 @@ struct KldEvalOptions {
   std::string base, model, text_path;  // labels for the JSON
   int ctx = 512;
   int64_t chunks = -1;
+  TensorParallelOptions tp;  // of both Sessions
 };
 struct KldEval {
   KldResult result;
@@ -69,6 +72,7 @@ struct McEvalOptions {
   int shots = -1;     // -1 = the task's default
   bool bos = false;   // add the tokenizer's special tokens to prompts
   int max_length = 0; // context positions (0 = the model's maximum)
+  TensorParallelOptions tp;  // of the Session
 };
 // {"task", "model", "shots", "add_bos", "max_length"}: what a resumed file must share with the run.
 nlohmann::json mc_eval_config(const McTaskInfo& task, const McEvalOptions& o);
@@ -86,6 +90,7 @@ struct HumanEvalRunOptions {
   double timeout = 3.0;
   bool bos = false;
   bool unsafe_no_sandbox = false;  // run the programs even when the sandbox is incomplete
+  TensorParallelOptions tp;  // of the Session
 };
 // {"task": "humaneval", "model", "max_new_tokens", "add_bos", "max_length", "timeout", "stop", "decoding"}.
 nlohmann::json humaneval_eval_config(const HumanEvalRunOptions& o);

@@ -117,11 +117,12 @@ KldResult KldAccumulator::result() const {
 }
 
 KldResult kl_divergence(const Model& base, const Model& model, const LlamaWindows& win,
-                        const std::function<bool(int64_t, int64_t, const KldAccumulator&)>& progress) {
+                        const std::function<bool(int64_t, int64_t, const KldAccumulator&)>& progress,
+                        const TensorParallelOptions& tp) {
   const int64_t vocab = model.config().vocab_size;
   UPG_CHECK(base.config().vocab_size == vocab, "kld: the base model has a vocabulary of ", base.config().vocab_size,
             " tokens but the model has ", vocab);
-  Session sb(base, win.ctx), sm(model, win.ctx);
+  Session sb(base, win.ctx, std::nullopt, 0, 0, tp), sm(model, win.ctx, std::nullopt, 0, 0, tp);
   const int n = win.scored_per_chunk();
   std::vector<float> lb, lm;
   std::vector<TokenKld> t(static_cast<size_t>(n));

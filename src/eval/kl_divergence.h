@@ -62,8 +62,10 @@ class KldAccumulator {
 // Runs base and model over the same windows in lockstep. progress(done, total, acc) after each
 // window; returning false stops early (the result covers the windows done). Throws Error when
 // the two models' vocabulary sizes differ.
+// tp: tensor parallelism of both Sessions (runtime/tensor_parallel.h; the default is one Engine each).
 KldResult kl_divergence(const Model& base, const Model& model, const LlamaWindows& win,
-                        const std::function<bool(int64_t, int64_t, const KldAccumulator&)>& progress = nullptr);
+                        const std::function<bool(int64_t, int64_t, const KldAccumulator&)>& progress = nullptr,
+                        const TensorParallelOptions& tp = {});
 
 nlohmann::json to_json(const KldResult& r);
 

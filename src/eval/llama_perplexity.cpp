@@ -42,8 +42,9 @@ void llama_window_logits(Session& s, const LlamaWindows& win, int64_t w, std::ve
 }
 
 LlamaPerplexityResult llama_perplexity(const Model& model, const LlamaWindows& win,
-                                       const std::function<bool(int64_t, int64_t)>& progress) {
-  Session s(model, win.ctx);
+                                       const std::function<bool(int64_t, int64_t)>& progress,
+                                       const TensorParallelOptions& tp) {
+  Session s(model, win.ctx, std::nullopt, 0, 0, tp);
   const int64_t vocab = model.config().vocab_size;
   const int n = win.scored_per_chunk();
   LlamaPerplexityResult r;

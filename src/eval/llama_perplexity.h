@@ -60,7 +60,9 @@ struct LlamaPerplexityResult {
 
 // progress(done, total) is called after each window; returning false stops early (the result
 // then covers the windows done).
+// tp: tensor parallelism of the Session (runtime/tensor_parallel.h; the default is one Engine).
 LlamaPerplexityResult llama_perplexity(const Model& model, const LlamaWindows& win,
-                                       const std::function<bool(int64_t, int64_t)>& progress = nullptr);
+                                       const std::function<bool(int64_t, int64_t)>& progress = nullptr,
+                                       const TensorParallelOptions& tp = {});
 
 }  // namespace upg

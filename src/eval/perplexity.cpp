@@ -17,12 +17,18 @@ double token_nll(const float* logits, int64_t vocab, int32_t target) {
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids, int window,
                             const std::function<void(int64_t, int64_t)>& progress) {
   UPG_CHECK(window >= 2, "perplexity: window must be at least 2 tokens, got ", window);
+  Session s(model, window);
+  return perplexity(s, ids, window, progress);
+}
+
+PerplexityResult perplexity(Session& s, std::span<const int32_t> ids, int window,
+                            const std::function<void(int64_t, int64_t)>& progress) {
+  UPG_CHECK(window >= 2, "perplexity: window must be at least 2 tokens, got ", window);
   const int64_t n = static_cast<int64_t>(ids.size());
   UPG_CHECK(n >= window, "perplexity: ", n, " tokens are fewer than one window of ", window);
-  const int64_t vocab = model.config().vocab_size;
+  const int64_t vocab = s.model().config().vocab_size;
   PerplexityResult r;
   const int64_t nwin = n / window;
-  Session s(model, window);
   std::vector<float> logits;
   for (int64_t w = 0; w < nwin; ++w) {
     s.reset();

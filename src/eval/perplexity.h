@@ -24,6 +24,10 @@ struct PerplexityResult {
 // `window` ids are given. `progress(done_windows, total_windows)` is called after each window.
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids, int window = 512,
                             const std::function<void(int64_t, int64_t)>& progress = nullptr);
+// The same through a Session the caller made (one whose context holds `window` positions; it is
+// reset before each window): how `upg eval ppl` runs windows one at a time on one engine.
+PerplexityResult perplexity(Session& s, std::span<const int32_t> ids, int window,
+                            const std::function<void(int64_t, int64_t)>& progress = nullptr);
 
 // -log softmax(logits)[target] in double.
 double token_nll(const float* logits, int64_t vocab, int32_t target);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end `upg bench` on the bundled tiny model: the markdown and JSON reports carry every
 # field (prompt and generation tests, batch sizes, bandwidth, size, memory), generation at a
-# filled depth works for every KV type, tensor parallelism (--tp) on run and bench, and bad
+# filled depth works for every KV type, tensor parallelism (--tp) on run, bench and eval, and bad
 # arguments are clear errors. Speeds are not checked (that is for benchmarks, not tests). Argument 1: the upg binary.
 set -uo pipefail
 UPG="$1"
@@ -89,6 +89,18 @@ has "tensor parallel: 2 ranks on cpu cpu, host collectives"
 has "| tg4 | 2 |"
 expect_status 0 "bench --tp 2 at a depth" "$UPG" bench "$M" -p 8 -n 3 -b 2 -r 1 -t 2 --tp 2 -d 40 --kv-type bf16
 has "| tg3@d40 | 2 |"
+# eval over the split: the same perplexities (both methods) and KL divergence as one engine, within
+# 1e-5 relative (f32 cache on the CPU, a different order of the sums); an impossible split is named.
+for method in hf llama.cpp; do
+  "$UPG" eval ppl "$M" --text README.md -c 64 --chunks 3 --method "$method" -t 2 --json "$T/ppl1.json" > /dev/null 2>&1
+  expect_status 0 "eval ppl --tp 2 ($method)" "$UPG" eval ppl "$M" --text README.md -c 64 --chunks 3 --method "$method" -t 2 --tp 2 --json "$T/ppl2.json"
+  if "$PY" -c "import json,sys; a,b=(json.load(open(f))['ppl'] for f in sys.argv[1:]); sys.exit(0 if a > 1 and abs(a-b) <= 1e-5*a else 1)" "$T/ppl1.json" "$T/ppl2.json"; then pass; else fail "eval ppl --tp 2 ($method): $(cat "$T/ppl2.json" | head -c 300) vs $(head -c 300 "$T/ppl1.json")"; fi
+done
+"$UPG" eval kld --base "$M" --model "$M" --text README.md -c 64 --chunks 3 -t 2 --json "$T/kld1.json" > /dev/null 2>&1
+expect_status 0 "eval kld --tp 2" "$UPG" eval kld --base "$M" --model "$M" --text README.md -c 64 --chunks 3 -t 2 --tp 2 --json "$T/kld2.json"
+if "$PY" -c "import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(0 if a['chunks'] == b['chunks'] == 3 and b['kld_mean']['value'] < 1e-9 and abs(a['ppl']['value']-b['ppl']['value']) <= 1e-5*a['ppl']['value'] else 1)" "$T/kld1.json" "$T/kld2.json"; then pass; else fail "eval kld --tp 2: $(head -c 300 "$T/kld2.json")"; fi
+expect_status 1 "eval ppl, more ranks than kv heads" "$UPG" eval ppl "$M" --text README.md -c 64 --chunks 1 --tp 64
+has "needs at least 64 key-value heads"
 expect_status 1 "more ranks than kv heads" "$UPG" run "$M" -p "x" --tp 64
 has "needs at least 64 key-value heads"
 expect_status 1 "nccl on the CPU" "$UPG" run "$M" -p "x" --tp 2 --tp-collectives nccl

@@ -34,6 +34,7 @@ struct HumanEvalCliOptions {
   std::string device = "cpu";
   double timeout = 3.0;
   bool resume = false, bos = false, unsafe_no_sandbox = false;
+  TensorParallelFlags tp;
 };
 
 std::string resolve_data(const std::string& data) {
@@ -134,6 +135,7 @@ void run_generate(const HumanEvalCliOptions& o) {
   // Refuse before loading the model (run_humaneval_eval probes again and reports the isolation).
   require_humaneval_sandbox(humaneval_limits(o.timeout, !o.unsafe_no_sandbox), o.unsafe_no_sandbox);
   LoadedModel lm = load_model(o.model, o.device);
+  ro.tp = o.tp.resolve(*lm.model->backend());
   install_interrupt_handler();
 
   ProgressLine bar("humaneval", 0, "problems");
@@ -183,6 +185,7 @@ void add_eval_humaneval_command(CLI::App* eval) {
                 "listing what is missing)");
   add_threads_flag(cmd, o->threads);
   add_device_flag(cmd, o->device);
+  add_tensor_parallel_flags(cmd, o->tp);
   cmd->callback([o] {
     if (!o->samples.empty()) {
       UPG_CHECK(o->model.empty(), "give either a MODEL or --samples, not both");

@@ -23,6 +23,7 @@ struct PplOptions {
   int ctx = 512, threads = 0;
   std::string device = "cpu";
   int64_t chunks = -1;
+  TensorParallelFlags tp;
 };
 
 std::string resolve_text(const std::string& text) {
@@ -45,6 +46,7 @@ void run_ppl(const PplOptions& o) {
   po.method = o.method;
   po.ctx = o.ctx;
   po.chunks = o.chunks;
+  po.tp = o.tp.resolve(*lm.model->backend());
   ProgressLine bar("ppl", 0, o.method == "hf" ? "windows" : "chunks");
   const nlohmann::json out = run_ppl_eval(*lm.model, lm.tokenizer, text, po, progress_on(bar));
   bar.finish();
@@ -75,6 +77,7 @@ void run_kld(const PplOptions& o) {
   ko.text_path = text_path;
   ko.ctx = o.ctx;
   ko.chunks = o.chunks;
+  ko.tp = o.tp.resolve(*model.model->backend());
   ProgressLine bar("kld", 0, "chunks");
   const KldEval e = run_kld_eval(*base.model, base.tokenizer, *model.model, text, ko, progress_on(bar));
   bar.finish();
@@ -104,6 +107,7 @@ void add_common(CLI::App* cmd, PplOptions& o) {
   cmd->add_option("--json", o.json, "Write the results to this JSON file");
   add_threads_flag(cmd, o.threads);
   add_device_flag(cmd, o.device);
+  add_tensor_parallel_flags(cmd, o.tp);
 }
 }  // namespace
 

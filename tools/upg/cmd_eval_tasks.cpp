@@ -26,6 +26,7 @@ struct TaskOptions {
   int limit = -1, shots = -1, threads = 0, max_length = 0;
   std::string device = "cpu";
   bool resume = false, bos = false;
+  TensorParallelFlags tp;
 };
 
 std::map<std::string, McItemResult> load_resume(const std::string& path, const nlohmann::json& config) {
@@ -83,10 +84,11 @@ void run_task(const McTaskInfo& t, const TaskOptions& o) {
   std::string data = o.data.empty() ? default_data_path(t.default_data) : o.data;
   UPG_CHECK(!data.empty(), t.name, ": no data: give --data PATH (the default ",
             t.default_data.empty() ? "location" : "../shared/data/" + t.default_data, " is absent)");
-  const McEvalOptions eo = eval_options(o, data);
+  McEvalOptions eo = eval_options(o, data);
   std::map<std::string, McItemResult> done;
   if (o.resume) done = load_resume(o.json, mc_eval_config(t, eo));
   LoadedModel lm = load_model(o.model, o.device);
+  eo.tp = o.tp.resolve(*lm.model->backend());
   install_interrupt_handler();
 
   ProgressLine bar(t.name, 0);
@@ -124,6 +126,7 @@ void add_eval_task_commands(CLI::App* eval) {
         ->check(CLI::NonNegativeNumber);
     add_threads_flag(cmd, o->threads);
   add_device_flag(cmd, o->device);
+  add_tensor_parallel_flags(cmd, o->tp);
     const McTaskInfo* tp = &t;
     cmd->callback([tp, o] { run_task(*tp, *o); });
   }
