@@ -16,8 +16,7 @@ double token_nll(const float* logits, int64_t vocab, int32_t target) {
 
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids, int window,
                             const std::function<void(int64_t, int64_t)>& progress) {
-  UPG_CHECK(window >= 2, "perplexity: window must be at least 2 tokens, got ", window);
-  Session s(model, window);
+  Session s(model, window);  // the Session overload checks window and ids
   return perplexity(s, ids, window, progress);
 }
 
