@@ -52,6 +52,9 @@ struct AttentionSpec {
   int64_t window = 0;  // 0 = full causal
   float scale = 1;
   float softcap = 0;   // > 0: scores soft-capped
+  // > 0: multi-head latent attention's cache: one row per position (n_kv_heads 1, no value rows), the
+  // values its first value_dim columns; out has value_dim values per head.
+  int64_t value_dim = 0;
 };
 
 // What one Engine keeps on a backend between the ops of a step (the bound cache views, index
@@ -120,6 +123,20 @@ class Backend : public BackendMemory {
   // dst row i (width values) = src row rows[i] (rows: host).
   virtual void gather_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
                            int64_t width) = 0;
+  // dst row rows[i] += weights[i] * src row i (width values), i < rows.size() (rows, weights: host;
+  // rows distinct): the weighted sum of mixture-of-experts outputs.
+  virtual void add_weighted_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
+                                 std::span<const float> weights, int64_t width) = 0;
+  virtual void fill(float* x, int64_t count, float v) = 0;  // x[i] = v
+  // In each of `segments` runs of width values (x + s * ld), pairs (x0, x1), (x2, x3), ... become the
+  // halves [x0 x2 ... | x1 x3 ...] (the layout rotate-half RoPE takes; width even).
+  virtual void deinterleave_pairs(float* x, int64_t segments, int64_t ld, int64_t width) = 0;
+  // Per token t < n and head h < heads, with W_h = w + h * rows * cols (rows x cols, row-major; w from
+  // vector()): y[(t heads + h) y_ld ...] = W_h^T x (cols values from rows) when transpose, else W_h x
+  // (rows values from cols), x at x + (t heads + h) x_ld (multi-head latent attention's absorbed
+  // up-projections).
+  virtual void head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols,
+                             const float* x, int64_t x_ld, int64_t n, float* y, int64_t y_ld) = 0;
 
   // ---- KV cache and attention ------------------------------------------------------------------
   // The step's entries: layer0[t] is entry t's view of layer 0 of its sequence's blocks (blocks of
@@ -140,8 +157,8 @@ class Backend : public BackendMemory {
   virtual void attention_input(StepContext& ctx, int64_t layer, const float* qkv, int64_t ld, int64_t n,
                                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t rotary_dim,
                                const float* cos, const float* sin, float* q_out, float* k_scratch);
-  // out (entries x n_heads x head_dim) = each entry's attention over its sequence's rows [lo, pos]
-  // of layer `layer`; q: entries x n_heads x head_dim.
+  // out (entries x n_heads x head_dim, or value_dim) = each entry's attention over its sequence's rows
+  // [lo, pos] of layer `layer`; q: entries x n_heads x head_dim.
   virtual void attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) = 0;
 
   // ---- Recorded steps (optional) ---------------------------------------------------------------

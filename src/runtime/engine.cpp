@@ -25,14 +25,12 @@ Engine::Engine(const Model& model, const EngineOptions& o)
              kv_geometry(model.config()).head_dim, o.kv, kv_geometry(model.config()).keys_only, backend_.get()),
       x_(*backend_), h_(*backend_), qkv_(*backend_), q_(*backend_), k_(*backend_), attn_(*backend_),
       tmp_(*backend_), mlp_(*backend_), act_(*backend_), cos_(*backend_), sin_(*backend_), part_(*backend_),
-      xs_(*backend_), tp_in_(*backend_), tp_out_(*backend_), tp_gather_(*backend_) {
+      xs_(*backend_), tp_in_(*backend_), tp_out_(*backend_), tp_gather_(*backend_), route_dev_(*backend_),
+      gathered_(*backend_), expert_out_(*backend_), shared_out_(*backend_), mla_q_(*backend_), mla_qa_(*backend_),
+      mla_kv_(*backend_), mla_ql_(*backend_), mla_lat_(*backend_) {
   const ModelConfig& c = model.config();
   Backend& be = *backend_;
   if (!be.host_memory()) {
-    UPG_CHECK(!c.mla.enabled(), "the ", be.name(), " backend does not run multi-head latent attention (",
-              c.architecture, ") yet: use the CPU (--device cpu)");
-    UPG_CHECK(c.moe.num_experts == 0, "the ", be.name(), " backend does not run mixture-of-experts layers (",
-              c.architecture, ") yet: use the CPU (--device cpu)");
     UPG_CHECK(o.kv.type == KvType::BF16, "the ", be.name(), " backend keeps its KV cache in bf16 only, not ",
               kv_type_name(o.kv.type), ": use the bf16 cache (--kv-type bf16; kv_type=\"bf16\" in Python)");
   }
@@ -42,7 +40,7 @@ Engine::Engine(const Model& model, const EngineOptions& o)
               "-rank tensor-parallel plan: the engine needs that rank's communicator (EngineOptions::comm)");
     const int64_t group = c.num_attention_heads / c.num_key_value_heads;
     for (int r = 0; r < p->ranks; ++r) {
-      tp_q_.push_back(p->size(p->kv_heads, r) * group * c.head_dim);
+      tp_q_.push_back(p->size(p->kv_heads, r) * group * (c.mla.enabled() ? c.mla.v_head_dim : c.head_dim));
       tp_inter_.push_back(p->size(p->intermediate, r));
       tp_hidden_.push_back(p->size(p->hidden, r));
       tp_vocab_.push_back(p->size(p->vocab, r));
@@ -56,8 +54,17 @@ Engine::Engine(const Model& model, const EngineOptions& o)
   for (const LayerWeights& L : model.layers()) {
     for (const auto& w : L.qkv) be.prepare(*w);
     if (L.o) be.prepare(*L.o);
-    for (const auto& w : L.mlp.gate_up) be.prepare(*w);
-    if (L.mlp.down) be.prepare(*L.mlp.down);
+    auto prepare_mlp = [&](const GatedMlp& g) {
+      for (const auto& w : g.gate_up) be.prepare(*w);
+      if (g.down) be.prepare(*g.down);
+    };
+    prepare_mlp(L.mlp);
+    if (L.router) be.prepare(*L.router);
+    for (const GatedMlp& e : L.experts) prepare_mlp(e);
+    prepare_mlp(L.shared_expert);
+    if (L.shared_expert_gate) be.prepare(*L.shared_expert_gate);
+    for (const WeightMatrix* w : {L.mla.q.get(), L.mla.q_a.get(), L.mla.q_b.get(), L.mla.kv_a.get()})
+      if (w) be.prepare(*w);  // (kv_b is multiplied by in its per-head split, w_uk and w_uv)
   }
   be.prepare(model.lm_head());
 }
@@ -253,7 +260,6 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
 
   const double scale = blk.attention_scale > 0 ? blk.attention_scale : 1.0 / std::sqrt(static_cast<double>(hd));
   AttentionSpec as{nh, nkv, hd, 0, static_cast<float>(scale), static_cast<float>(blk.attention_softcap)};
-  std::vector<KvLayerView> views;  // per layer, for multi-head latent attention (host memory)
   const auto& layers = model_.layers();
   auto run_layers = [&] {
     for (size_t l = 0; l < layers.size(); ++l) {
@@ -261,9 +267,7 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
       be.rmsnorm(x_.data(), be.vector(L.input_norm), n, H, eps, h_.data());
       if (observer_) observe(l, LinearInput::AttnIn, h_.data(), n, H);
       if (c.mla.enabled()) {
-        views.resize(static_cast<size_t>(n));
-        for (int64_t t = 0; t < n; ++t) views[t] = cache_.view(batch[t].seq, static_cast<int64_t>(l));
-        mla_attention(l, batch, views, max_pos);
+        mla_attention(l, n);
       } else {
         project(L.qkv, L.qkv_bias, h_.data(), n, qkv_.data(), qkv_out);
         be.attention_input(*ctx_, static_cast<int64_t>(l), qkv_.data(), qkv_out, n, nh, nkv, hd, c.rotary_dim,
@@ -285,6 +289,7 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
       if (observer_) observe(l, LinearInput::MlpIn, h_.data(), n, H);
       if (L.router) {
         moe_mlp(l, h_.data(), n, tmp_.data());
+        if (comm_) comm_->all_reduce_sum(tmp_.data(), n * H);  // each rank's experts' share
         add_residual(tmp_.data(), {}, L.mlp_out_norm, n, H, eps);
       } else if (!comm_ && L.mlp_out_norm.empty() && L.mlp.down_bias.empty()) {
         gated_mlp(l, -1, L.mlp, h_.data(), n, x_.data(), false, true);

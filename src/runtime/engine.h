@@ -107,13 +107,17 @@ class Engine : public StepEngine {
   // out (n x hidden) = the gated MLP g of in (n x hidden), biases included (runtime/engine_mlp.cpp).
   // Observes the MLP's input too when observe_input (its activation always).
   // (in and out are backend memory.)
+  // split: g is this rank's part of a tensor-parallel MLP (its down projection combined over the
+  // ranks); false for experts, which a rank holds whole.
   void gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const float* in, int64_t n, float* out,
-                 bool observe_input, bool accumulate = false);
+                 bool observe_input, bool accumulate = false, bool split = true);
+  // route_ (n x cols) <- in times w (a router or a gate), on the host: the backend's product, sent back.
+  void product_to_host(const WeightMatrix& w, const float* in, int64_t n, std::vector<float>& out);
   // Multi-head latent attention of layer `layer` for the batch, from h_ into attn_ (heads x v_head_dim
   // per entry), its latent rows stored in the cache (runtime/engine_mla.cpp).
-  void mla_attention(size_t layer, std::span<const BatchEntry> batch, const std::vector<KvLayerView>& views,
-                     int64_t max_pos);
-  // out (n x hidden) = the layer's mixture of experts applied to in (runtime/engine_mlp.cpp).
+  void mla_attention(size_t layer, int64_t n);
+  // out (n x hidden) = the layer's mixture of experts applied to in (runtime/engine_mlp.cpp); in and
+  // out are backend memory. The router's scores come to the host, which chooses the experts.
   void moe_mlp(size_t layer, const float* in, int64_t n, float* out);
   // out (n x hidden) = in times the row-parallel projection w (o, down): a plain matmul, or on a
   // tensor-parallel rank its part of w over its part of the input (in_widths: every rank's), the
@@ -152,13 +156,17 @@ class Engine : public StepEngine {
   std::vector<float> cos_host_, sin_host_;
   std::vector<KvLayerView> kv0_;
   std::vector<int64_t> kv_blocks_, kv_pos_;
-  // Mixture-of-experts scratch: router probabilities, rows gathered for one expert, its output,
-  // and per expert the (token, weight) pairs routed to it.
-  std::vector<float> route_, gathered_, expert_out_, shared_out_, shared_gate_;
-  std::vector<std::vector<std::pair<int64_t, float>>> routed_;
-  // MLA scratch: q (heads x qk_head_dim per entry), its LoRA latent, the kv latent, and the
-  // queries in latent space (heads x (kv_lora + rope) per entry).
-  std::vector<float> mla_q_, mla_qa_, mla_kv_, mla_ql_;
+  // Mixture-of-experts scratch: router scores (host, and the backend's product before it is sent),
+  // rows gathered for one expert, its output, the shared expert's output and its gate (host), and
+  // per expert the tokens routed to it and their weights.
+  std::vector<float> route_, shared_gate_;
+  Buffer route_dev_, gathered_, expert_out_, shared_out_;
+  std::vector<std::vector<int32_t>> routed_rows_;
+  std::vector<std::vector<float>> routed_weights_;
+  // MLA scratch (backend memory): q (heads x qk_head_dim per entry), its LoRA latent, the kv latent
+  // [c | k_rope], the queries in latent space (heads x (kv_lora + rope) per entry), and the normed c
+  // or the heads' latent outputs.
+  Buffer mla_q_, mla_qa_, mla_kv_, mla_ql_, mla_lat_;
 };
 
 }  // namespace upg

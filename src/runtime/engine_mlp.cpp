@@ -11,7 +11,7 @@
 namespace upg {
 
 void Engine::gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const float* in, int64_t n, float* out,
-                       bool observe_input, bool accumulate) {
+                       bool observe_input, bool accumulate, bool split) {
   const ModelConfig& c = model_.config();
   const int64_t I = g.intermediate(), H = c.hidden_size;
   mlp_.resize(static_cast<size_t>(n * 2 * I));
@@ -23,6 +23,8 @@ void Engine::gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const fl
   if (observer_) observe(layer, LinearInput::MlpAct, act_.data(), n, I, expert);
   if (accumulate) {
     be.matmul_add(*g.down, act_.data(), n, out);  // out += (the residual stream)
+  } else if (!split) {
+    be.matmul(*g.down, act_.data(), n, out);
   } else {
     const TensorParallelPlan* tp = model_.tensor_parallel();
     combined_matmul(*g.down, tp && tp->down_by_columns, act_.data(), tp_inter_, n, out);
@@ -37,10 +39,11 @@ void Engine::moe_mlp(size_t layer, const float* in, int64_t n, float* out) {
   const int64_t H = c.hidden_size, E = m.num_experts, K = m.experts_per_token;
 
   // Router (MoeConfig): scores, the top K chosen (ties to the lower index), weights renormalised if
-  // asked and scaled.
-  route_.resize(static_cast<size_t>(n * E));
-  L.router->matmul(in, n, route_.data());
-  routed_.assign(static_cast<size_t>(E), {});
+  // asked and scaled. The scores are computed by the backend and chosen from on the host.
+  product_to_host(*L.router, in, n, route_);
+  routed_rows_.resize(static_cast<size_t>(E));
+  routed_weights_.resize(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) routed_rows_[e].clear(), routed_weights_[e].clear();
   std::vector<int64_t> order(static_cast<size_t>(E)), gorder(static_cast<size_t>(m.groups));
   std::vector<float> choice(static_cast<size_t>(E)), gscore(static_cast<size_t>(m.groups));
   auto top = [](std::vector<int64_t>& idx, const float* v, int64_t k) {
@@ -83,41 +86,51 @@ void Engine::moe_mlp(size_t layer, const float* in, int64_t n, float* out) {
     for (int64_t k = 0; k < K; ++k) {
       const int64_t e = order[static_cast<size_t>(k)];
       const float w = (m.normalize_top_k ? p[e] / sum : p[e]) * static_cast<float>(m.routed_scale);
-      routed_[static_cast<size_t>(e)].emplace_back(t, w);
+      routed_rows_[static_cast<size_t>(e)].push_back(static_cast<int32_t>(t));
+      routed_weights_[static_cast<size_t>(e)].push_back(w);
     }
   }
 
-  // Each expert once over the rows routed to it (a decode step reads only the chosen experts).
-  std::fill(out, out + n * H, 0.0f);
+  // Each expert once over the rows routed to it (a decode step reads only the chosen experts), its
+  // output rows added to theirs with the routing weight.
+  Backend& be = *backend_;
+  be.fill(out, n * H, 0.0f);
   for (int64_t e = 0; e < E; ++e) {
-    const auto& rows = routed_[static_cast<size_t>(e)];
-    if (rows.empty()) continue;
+    const auto& rows = routed_rows_[static_cast<size_t>(e)];
+    if (rows.empty() || L.experts[static_cast<size_t>(e)].empty()) continue;  // (another rank's expert)
     const int64_t ne = static_cast<int64_t>(rows.size());
     gathered_.resize(static_cast<size_t>(ne * H));
     expert_out_.resize(static_cast<size_t>(ne * H));
-    for (int64_t r = 0; r < ne; ++r)
-      std::memcpy(gathered_.data() + r * H, in + rows[r].first * H, sizeof(float) * H);
-    gated_mlp(layer, e, L.experts[static_cast<size_t>(e)], gathered_.data(), ne, expert_out_.data(), true);
-    for (int64_t r = 0; r < ne; ++r) {
-      float* o = out + rows[r].first * H;
-      const float* y = expert_out_.data() + r * H;
-      const float w = rows[r].second;
-      for (int64_t i = 0; i < H; ++i) o[i] += y[i] * w;
-    }
+    be.gather_rows(*ctx_, gathered_.data(), in, rows, H);
+    gated_mlp(layer, e, L.experts[static_cast<size_t>(e)], gathered_.data(), ne, expert_out_.data(), true, false,
+              false);
+    be.add_weighted_rows(*ctx_, out, expert_out_.data(), rows, routed_weights_[static_cast<size_t>(e)], H);
   }
 
   // The shared expert on every token, scaled by sigmoid(gate . h) when the gate exists.
   if (!L.shared_expert.empty()) {
     shared_out_.resize(static_cast<size_t>(n * H));
-    gated_mlp(layer, -1, L.shared_expert, in, n, shared_out_.data(), false);
+    gated_mlp(layer, -1, L.shared_expert, in, n, shared_out_.data(), false, false, false);
+    std::vector<int32_t> all(static_cast<size_t>(n));
+    std::iota(all.begin(), all.end(), 0);
+    std::vector<float> s(static_cast<size_t>(n), 1.0f);
     if (L.shared_expert_gate) {
-      shared_gate_.resize(static_cast<size_t>(n));
-      L.shared_expert_gate->matmul(in, n, shared_gate_.data());
+      product_to_host(*L.shared_expert_gate, in, n, shared_gate_);
+      for (int64_t t = 0; t < n; ++t) s[t] = 1.0f / (1.0f + std::exp(-shared_gate_[t]));
     }
-    for (int64_t t = 0; t < n; ++t) {
-      const float s = L.shared_expert_gate ? 1.0f / (1.0f + std::exp(-shared_gate_[t])) : 1.0f;
-      for (int64_t i = 0; i < H; ++i) out[t * H + i] += shared_out_[t * H + i] * s;
-    }
+    be.add_weighted_rows(*ctx_, out, shared_out_.data(), all, s, H);
+  }
+}
+
+void Engine::product_to_host(const WeightMatrix& w, const float* in, int64_t n, std::vector<float>& out) {
+  Backend& be = *backend_;
+  out.resize(static_cast<size_t>(n * w.rows()));
+  if (be.host_memory()) {
+    be.matmul(w, in, n, out.data());
+  } else {
+    route_dev_.resize(out.size());
+    be.matmul(w, in, n, route_dev_.data());
+    be.download(out.data(), route_dev_.data(), sizeof(float) * out.size());
   }
 }
 

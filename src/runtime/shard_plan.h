@@ -23,6 +23,9 @@ struct TensorParallelPlan {
   std::vector<int64_t> intermediate;  // MLP intermediate channels
   std::vector<int64_t> vocab;         // LM head rows
   std::vector<int64_t> hidden;        // output rows of o and down where they are gathered
+  // Mixture-of-experts layers: routed experts, each held whole by one rank (expert parallelism); the
+  // router on every rank, the shared expert on rank 0; the ranks' outputs summed. Empty without experts.
+  std::vector<int64_t> experts;
   bool o_by_columns = true;           // false: o gathered (see above)
   bool down_by_columns = true;        // false: down gathered
 

@@ -71,17 +71,46 @@ std::vector<float> slice_stacked(const std::vector<float>& v, const std::vector<
   return out;
 }
 
+std::unique_ptr<WeightMatrix> whole_copy(const WeightMatrix& w);
+
+// Multi-head latent attention split by heads [h0, h1): each rank its heads' rows of q (or q_b), of
+// kv_b and their per-head w_uk, w_uv; the latent projections (q_a, kv_a) and norms whole, so every
+// rank computes and caches the whole latent row.
+void shard_mla(const MlaConfig& a, const LayerWeights::Mla& F, int64_t h0, int64_t h1, LayerWeights::Mla& L) {
+  const int64_t qd = a.qk_head_dim(), r = a.kv_lora_rank, nope = a.qk_nope_head_dim, vd = a.v_head_dim;
+  if (F.q) L.q = slice_matrix(*F.q, {h0 * qd, h1 * qd, 0, F.q->cols()});
+  if (F.q_a) L.q_a = whole_copy(*F.q_a);
+  if (F.q_b) L.q_b = slice_matrix(*F.q_b, {h0 * qd, h1 * qd, 0, F.q_b->cols()});
+  L.q_a_norm = F.q_a_norm;
+  L.kv_a = whole_copy(*F.kv_a);
+  L.kv_a_norm = F.kv_a_norm;
+  if (F.kv_b) L.kv_b = slice_matrix(*F.kv_b, {h0 * (nope + vd), h1 * (nope + vd), 0, F.kv_b->cols()});
+  L.w_uk.assign(F.w_uk.begin() + h0 * nope * r, F.w_uk.begin() + h1 * nope * r);
+  L.w_uv.assign(F.w_uv.begin() + h0 * vd * r, F.w_uv.begin() + h1 * vd * r);
+}
+
+std::unique_ptr<WeightMatrix> whole_copy(const WeightMatrix& w) { return slice_matrix(w, {0, w.rows(), 0, w.cols()}); }
+
+GatedMlp whole_copy(const GatedMlp& g) {
+  GatedMlp c;
+  for (const auto& w : g.gate_up) c.gate_up.push_back(whole_copy(*w));
+  c.gate_up_bias = g.gate_up_bias;
+  if (g.down) c.down = whole_copy(*g.down);
+  c.down_bias = g.down_bias;
+  return c;
+}
+
 }  // namespace
 
 TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks) {
   const ModelConfig& c = m.config();
   UPG_CHECK(ranks >= 1, "tensor parallelism needs at least 1 rank, not ", ranks);
   UPG_CHECK(m.tensor_parallel() == nullptr, "the model is already a tensor-parallel shard");
-  UPG_CHECK(!c.mla.enabled(), "tensor parallelism does not split multi-head latent attention (", c.architecture,
-            ") yet");
-  UPG_CHECK(c.moe.num_experts == 0, "tensor parallelism does not split mixture-of-experts layers (", c.architecture,
-            ") yet");
-  const int64_t nkv = c.num_key_value_heads, group = c.num_attention_heads / nkv, hd = c.head_dim;
+  UPG_CHECK(c.moe.num_experts == 0 || c.moe.num_experts >= ranks, "tensor parallelism over ", ranks,
+            " ranks assigns whole experts to ranks; ", c.architecture, " has ", c.moe.num_experts);
+  const int64_t nkv = c.num_key_value_heads, group = c.num_attention_heads / nkv;
+  // o's input columns per key-value head (multi-head latent attention: each head's v_head_dim values).
+  const int64_t o_cols = group * (c.mla.enabled() ? c.mla.v_head_dim : c.head_dim);
   UPG_CHECK(nkv >= ranks, "tensor parallelism over ", ranks, " ranks needs at least ", ranks,
             " key-value heads; ", c.architecture, " has ", nkv);
   UPG_CHECK(c.vocab_size >= ranks && c.hidden_size >= ranks && c.intermediate_size >= ranks,
@@ -89,13 +118,13 @@ TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks) {
   int64_t align_o = 1, align_down = 1;
   for (const LayerWeights& L : m.layers()) {
     align_o = std::lcm(align_o, slice_column_alignment(*L.o));
-    align_down = std::lcm(align_down, slice_column_alignment(*L.mlp.down));
+    if (L.mlp.down) align_down = std::lcm(align_down, slice_column_alignment(*L.mlp.down));  // (dense layers)
   }
   TensorParallelPlan p;
   p.ranks = ranks;
   // Split by columns where the codec allows a split nearly as even as the free one.
   const std::vector<int64_t> kv_free = split_evenly(nkv, 1, ranks), inter_free = split_evenly(c.intermediate_size, 1, ranks);
-  p.kv_heads = split_evenly(nkv, align_o / std::gcd(align_o, group * hd), ranks);
+  p.kv_heads = split_evenly(nkv, align_o / std::gcd(align_o, o_cols), ranks);
   p.o_by_columns = !p.kv_heads.empty() && imbalance(p.kv_heads) <= kMaxImbalance * imbalance(kv_free);
   if (!p.o_by_columns) p.kv_heads = kv_free;
   p.intermediate = split_evenly(c.intermediate_size, align_down, ranks);
@@ -103,6 +132,7 @@ TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks) {
   if (!p.down_by_columns) p.intermediate = inter_free;
   p.vocab = split_evenly(c.vocab_size, 1, ranks);
   p.hidden = split_evenly(c.hidden_size, 1, ranks);
+  if (c.moe.num_experts > 0) p.experts = split_evenly(c.moe.num_experts, 1, ranks);
   return p;
 }
 
@@ -110,7 +140,9 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
   UPG_CHECK(plan && rank >= 0 && rank < plan->ranks, "Model::shard: rank ", rank, " is not in the plan");
   const TensorParallelPlan& p = *plan;
   const ModelConfig& fc = full.config();
-  const int64_t H = fc.hidden_size, hd = fc.head_dim, group = fc.num_attention_heads / fc.num_key_value_heads;
+  const int64_t H = fc.hidden_size, group = fc.num_attention_heads / fc.num_key_value_heads;
+  // Per key-value head: o's input columns (MLA: v_head_dim per head), q/k/v rows (not MLA).
+  const int64_t hd = fc.head_dim, o_cols = group * (fc.mla.enabled() ? fc.mla.v_head_dim : hd);
   const int64_t q_out = fc.num_attention_heads * hd, kv_out = fc.num_key_value_heads * hd, I = fc.intermediate_size;
   const int64_t kv0 = p.kv_heads[rank], kv1 = p.kv_heads[rank + 1];
   const int64_t i0 = p.intermediate[rank], i1 = p.intermediate[rank + 1];
@@ -138,13 +170,26 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
     try {
       L.qkv = slice_stacked_rows(F.qkv, qkv_rows);
       L.qkv_bias = slice_stacked(F.qkv_bias, qkv_rows);
-      L.o = p.o_by_columns ? slice_matrix(*F.o, {0, H, kv0 * group * hd, kv1 * group * hd})
-                           : slice_matrix(*F.o, {h0, h1, 0, q_out});
+      L.o = p.o_by_columns ? slice_matrix(*F.o, {0, H, kv0 * o_cols, kv1 * o_cols})
+                           : slice_matrix(*F.o, {h0, h1, 0, F.o->cols()});
+      if (fc.mla.enabled()) shard_mla(fc.mla, F.mla, kv0 * group, kv1 * group, L.mla);
       L.o_bias = F.o_bias;  // added once, after the ranks' parts are combined
-      L.mlp.gate_up = slice_stacked_rows(F.mlp.gate_up, gate_up_rows);
-      L.mlp.gate_up_bias = slice_stacked(F.mlp.gate_up_bias, gate_up_rows);
-      L.mlp.down = p.down_by_columns ? slice_matrix(*F.mlp.down, {0, H, i0, i1}) : slice_matrix(*F.mlp.down, {h0, h1, 0, I});
-      L.mlp.down_bias = F.mlp.down_bias;
+      if (!F.mlp.empty()) {
+        L.mlp.gate_up = slice_stacked_rows(F.mlp.gate_up, gate_up_rows);
+        L.mlp.gate_up_bias = slice_stacked(F.mlp.gate_up_bias, gate_up_rows);
+        L.mlp.down = p.down_by_columns ? slice_matrix(*F.mlp.down, {0, H, i0, i1}) : slice_matrix(*F.mlp.down, {h0, h1, 0, I});
+        L.mlp.down_bias = F.mlp.down_bias;
+      }
+      if (F.router) {  // expert parallelism (shard_plan.h)
+        L.router = whole_copy(*F.router);
+        L.router_bias = F.router_bias;
+        L.experts.resize(F.experts.size());
+        for (int64_t e = p.experts[rank]; e < p.experts[rank + 1]; ++e) L.experts[e] = whole_copy(F.experts[e]);
+        if (rank == 0) {
+          L.shared_expert = whole_copy(F.shared_expert);
+          if (F.shared_expert_gate) L.shared_expert_gate = whole_copy(*F.shared_expert_gate);
+        }
+      }
     } catch (const Error& e) {
       throw Error(str_cat("tensor-parallel shard ", rank, " of ", p.ranks, ", layer ", l, ": ", e.what()));
     }

@@ -4,12 +4,13 @@
 // activation matmuls switched off) and the CPU's greedy continuation, except where the CPU's two best
 // logits are closer than twice the row's largest CPU/GPU difference (a near-tie: either pick is
 // right; reported, not failed):
-//   - every dense tiny golden of tests/golden/ (every dense architecture and block option),
+//   - every tiny golden of tests/golden/ (every architecture and block option: mixture of experts and
+//     multi-head latent attention included),
 //   - refA (../shared/data, or $UPG_REFA_DIR) as stored (bf16) and converted with every codec the
 //     converter emits (codebook 2-4 bits with and without rotation, int8; mdcsr, trellis and
 //     outliers, which the GPU decodes to bf16 at upload),
 //   - a batch of several sequences (prefill and decode mixed, starting and ending mid-batch) against
-//     each sequence run alone on the GPU;
+//     each sequence run alone on the GPU (a dense, two mixture-of-experts and an MLA golden);
 //   - tensor parallelism on the GPU (runtime/tensor_parallel.h): 2-3 ranks sharing one GPU (host
 //     collectives) and one rank over NCCL against the whole model on the GPU; on a machine with
 //     several GPUs also 2 ranks over NCCL, one per GPU.
@@ -144,23 +145,20 @@ std::string refa_dir() {
 
 }  // namespace
 
-TEST(CudaEngine, EveryDenseGoldenArchitecture) {
+TEST(CudaEngine, EveryGoldenArchitecture) {
   REQUIRE_CUDA_DEVICE();
-  int n = 0;
+  int n = 0, moe = 0, mla = 0;
   for (const auto& e : fs::directory_iterator(fs::path(test::source_dir()) / "tests" / "golden")) {
     if (!fs::exists(e.path() / "config.json")) continue;
     auto probe = Model::load(e.path().string());
-    if (probe->config().mla.enabled() || probe->config().moe.num_experts > 0) {
-      // Not on the GPU yet: the engine refuses with a message naming the backend.
-      auto gpu = Model::load(e.path().string());
-      gpu->set_backend(make_backend("cuda"));
-      test::expect_error([&] { Engine eng(*gpu); }, "cuda");
-      continue;
-    }
+    moe += probe->config().moe.num_experts > 0;
+    mla += probe->config().mla.enabled();
     compare_model(e.path().string(), e.path().filename().string());
     ++n;
   }
-  EXPECT_GE(n, 8);
+  EXPECT_GE(n, 14);
+  EXPECT_GE(moe, 4);  // Mixtral, Qwen2-MoE (two), Grok-1, DeepSeek V3
+  EXPECT_GE(mla, 1);  // DeepSeek V3 (bf16 and fp8 block-scaled)
 }
 
 TEST(CudaEngine, RefAEveryCodec) {
@@ -200,8 +198,8 @@ namespace {
 
 // Three sequences run alone, then together in steps that mix prefill and decode; `tol`: the largest
 // relative logit error allowed between the two.
-void batch_equals_each_alone(double tol) {
-  const fs::path dir = fs::path(test::source_dir()) / "tests" / "golden" / "phi4_gqa_bf16";
+void batch_equals_each_alone(double tol, const char* golden = "phi4_gqa_bf16") {
+  const fs::path dir = fs::path(test::source_dir()) / "tests" / "golden" / golden;
   auto gpu = load_on(dir.string(), "cuda");
   const int64_t V = gpu->config().vocab_size;
   // Three sequences: A prefills 9 then decodes; B joins mid-way with 5; C is one token and ends early.
@@ -256,6 +254,10 @@ TEST(CudaEngine, BatchOfSequencesEqualsEachAlone) {
     ::unsetenv("UPG_CUDA_PROMPT_ATTENTION");
   }
   batch_equals_each_alone(1e-2);
+  // Mixture of experts (each expert over the rows routed to it in the step) and latent attention.
+  batch_equals_each_alone(1e-2, "mixtral_moe_bf16");
+  batch_equals_each_alone(1e-2, "qwen2_moe_shared_bf16");
+  batch_equals_each_alone(1e-2, "deepseek_v3_mla_bf16");
 }
 
 // CUDA graphs: decode steps replayed from recordings give the logits of the same steps run op by op

@@ -28,6 +28,7 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/gemv_layout.h"
+#include "test_util.h"
 
 using namespace upg;
 namespace cu = upg::cuda;
@@ -600,6 +601,130 @@ void run_attention(const AttnCase& c) {
 }
 
 }  // namespace
+
+namespace {
+
+// Multi-head latent attention: one latent row per position (keys part only), values its first r
+// columns; against kernels::attention_head with AttentionShape::value_dim.
+void run_latent_attention(int64_t n_heads, int64_t r, int64_t rope, int64_t block_size, int64_t window, float softcap,
+                          const std::vector<int32_t>& pos) {
+  const int64_t row = r + rope, nent = static_cast<int64_t>(pos.size());
+  std::vector<int> seq_of(pos.size());
+  std::iota(seq_of.begin(), seq_of.end(), 0);
+  PagedCache cache(1, row, block_size, sequence_lengths(pos, seq_of), 0xff);
+  for (size_t s = 0; s < cache.host.size(); ++s) {
+    const KvLayerView v = cache.view(s);
+    for (int64_t p = 0; p < cache.seq_len[s]; ++p) {
+      const std::vector<float> x = randn(static_cast<size_t>(row));
+      kernels::kv_store_row(KvType::BF16, x.data(), row, v.row(0, 0, p));
+    }
+  }
+  cache.upload();
+  const int32_t max_pos = *std::max_element(pos.begin(), pos.end());
+  const std::vector<float> q = randn(static_cast<size_t>(nent * n_heads * row), 0.3f);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(row));
+  const kernels::AttentionShape shape{n_heads, 1, row, window, scale, softcap, r};
+  std::vector<float> ref(static_cast<size_t>(nent * n_heads * r)), scores(max_pos + 1), tmp(row);
+  for (int64_t e = 0; e < nent; ++e)
+    for (int64_t h = 0; h < n_heads; ++h)
+      kernels::attention_head(shape, cache.view(seq_of[e]), 0, q.data() + (e * n_heads + h) * row, pos[e],
+                              scores.data(), tmp.data(), ref.data() + (e * n_heads + h) * r);
+  const cu::PagedKv kv = cache.paged(seq_of);
+  cu::DeviceBuffer dq = to_dev(q), dpos = to_dev(pos), dout = poisoned(ref.size());
+  const cu::AttentionParams ap{n_heads, 1, row, window, scale, softcap};
+  cu::latent_attention(ap, r, kv, dq.as<float>(), dpos.as<int32_t>(), nent, dout.as<float>());
+  cu::synchronize();
+  const auto got = from_dev(dout, ref.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], ref[i], 2e-4f) << "latent attention: heads " << n_heads << " r " << r << " rope " << rope
+                                       << " entry " << i / (n_heads * r) << " i " << i;
+}
+
+}  // namespace
+
+// DeepSeek V3's shape (r 512, rope 64), a small one (value columns 16, partial lanes), a window
+// with soft-capping; long and short positions.
+TEST(CudaAttention, LatentRowsOfMultiHeadLatentAttention) {
+  REQUIRE_CUDA_DEVICE();
+  run_latent_attention(16, 512, 64, 16, 0, 0.f, {0, 37, 700});
+  run_latent_attention(4, 16, 8, 16, 0, 0.f, {5, 200, 1});
+  run_latent_attention(3, 100, 32, 32, 60, 20.f, {300, 59, 2});
+  test::expect_error([] { cu::latent_attention({4, 2, 64, 0, 1.f, 0.f}, 32, cu::PagedKv{}, nullptr, nullptr, 1, nullptr); },
+                     "latent_attention");
+}
+
+// The mixture-of-experts and latent-attention ops against the CPU backend's arithmetic.
+TEST(CudaOps, WeightedRowsFillDeinterleaveHeadProducts) {
+  REQUIRE_CUDA_DEVICE();
+  // add_weighted_rows: rows distinct, out of order.
+  for (auto [dst_rows, n, width] : {std::tuple<int64_t, int64_t, int64_t>{40, 17, 33}, {3, 1, 1}, {300, 64, 1027}}) {
+    std::vector<float> dst = randn(static_cast<size_t>(dst_rows * width));
+    const std::vector<float> src = randn(static_cast<size_t>(n * width)), w = randn(static_cast<size_t>(n));
+    std::vector<int32_t> idx(static_cast<size_t>(dst_rows));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::shuffle(idx.begin(), idx.end(), rng());
+    idx.resize(static_cast<size_t>(n));
+    cu::DeviceBuffer dd = to_dev(dst), ds = to_dev(src), di = to_dev(idx), dw = to_dev(w);
+    cu::add_weighted_rows(dd.as<float>(), ds.as<float>(), di.as<int32_t>(), dw.as<float>(), n, width);
+    cu::synchronize();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < width; ++c) dst[idx[i] * width + c] += src[i * width + c] * w[i];
+    const auto got = from_dev(dd, dst.size());
+    for (size_t i = 0; i < dst.size(); ++i)
+      ASSERT_NEAR(got[i], dst[i], 1e-6f * (1 + std::fabs(dst[i]))) << "add_weighted_rows " << n << "x" << width << " i " << i;
+  }
+  // fill
+  for (int64_t n : {1, 999, 70001}) {
+    cu::DeviceBuffer d = poisoned(static_cast<size_t>(n));
+    cu::fill(d.as<float>(), n, -2.5f);
+    cu::synchronize();
+    const auto got = from_dev(d, static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -2.5f) << "fill n " << n << " i " << i;
+  }
+  // deinterleave_pairs: segments of width inside rows of ld, the rest untouched.
+  for (auto [segments, ld, off, width] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{9, 192, 128, 64}, {1, 8, 0, 8}, {1000, 70, 4, 66}}) {
+    std::vector<float> x = randn(static_cast<size_t>(segments * ld));
+    cu::DeviceBuffer dx = to_dev(x);
+    cu::deinterleave_pairs(dx.as<float>() + off, segments, ld, width);
+    cu::synchronize();
+    for (int64_t s = 0; s < segments; ++s) {
+      std::vector<float> v(x.begin() + s * ld + off, x.begin() + s * ld + off + width);
+      for (int64_t j = 0; j < width / 2; ++j) x[s * ld + off + j] = v[2 * j], x[s * ld + off + width / 2 + j] = v[2 * j + 1];
+    }
+    const auto got = from_dev(dx, x.size());
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], x[i]) << "deinterleave_pairs width " << width << " i " << i;
+  }
+  // head_products, both directions, strided inputs and outputs.
+  for (auto [n, heads, rows, cols] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{3, 16, 128, 512}, {1, 1, 1, 1}, {5, 7, 33, 70}}) {
+    const std::vector<float> w = randn(static_cast<size_t>(heads * rows * cols));
+    for (bool tr : {true, false}) {
+      const int64_t in = tr ? rows : cols, out = tr ? cols : rows, x_ld = in + 3, y_ld = out + 5;
+      const std::vector<float> x = randn(static_cast<size_t>(n * heads * x_ld));
+      std::vector<float> ref(static_cast<size_t>(n * heads * y_ld), -7.f);
+      std::vector<double> mag(ref.size(), 0.0);
+      for (int64_t th = 0; th < n * heads; ++th) {
+        const float* W = w.data() + (th % heads) * rows * cols;
+        for (int64_t o = 0; o < out; ++o) {
+          double s = 0, m = 0;
+          for (int64_t i = 0; i < in; ++i) {
+            const double t = static_cast<double>(x[th * x_ld + i]) * (tr ? W[i * cols + o] : W[o * cols + i]);
+            s += t, m += std::fabs(t);
+          }
+          ref[th * y_ld + o] = static_cast<float>(s), mag[th * y_ld + o] = m;
+        }
+      }
+      cu::DeviceBuffer dw = to_dev(w), dx = to_dev(x), dy = to_dev(ref);
+      cu::head_products(dw.as<float>(), tr, heads, rows, cols, dx.as<float>(), x_ld, n, dy.as<float>(), y_ld);
+      cu::synchronize();
+      const auto got = from_dev(dy, ref.size());
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], 1e-5 * (1 + mag[i])) << "head_products " << (tr ? "W^T x" : "W x") << " " << heads
+                                                       << "x" << rows << "x" << cols << " i " << i;
+    }
+  }
+}
 
 TEST(CudaAttention, DecodePagedBf16) {
   REQUIRE_CUDA_DEVICE();

@@ -88,6 +88,53 @@ void CpuBackend::gather_rows(StepContext&, float* dst, const float* src, std::sp
     std::memcpy(dst + i * width, src + static_cast<int64_t>(rows[i]) * width, sizeof(float) * width);
 }
 
+void CpuBackend::add_weighted_rows(StepContext&, float* dst, const float* src, std::span<const int32_t> rows,
+                                   std::span<const float> weights, int64_t width) {
+  UPG_CHECK(weights.size() == rows.size(), "add_weighted_rows: ", rows.size(), " rows, ", weights.size(), " weights");
+  for (size_t r = 0; r < rows.size(); ++r) {
+    float* o = dst + static_cast<int64_t>(rows[r]) * width;
+    const float* y = src + static_cast<int64_t>(r) * width;
+    const float w = weights[r];
+    for (int64_t i = 0; i < width; ++i) o[i] += y[i] * w;
+  }
+}
+
+void CpuBackend::fill(float* x, int64_t count, float v) { std::fill(x, x + count, v); }
+
+void CpuBackend::deinterleave_pairs(float* x, int64_t segments, int64_t ld, int64_t width) {
+  std::vector<float> tmp(static_cast<size_t>(width));
+  for (int64_t s = 0; s < segments; ++s) {
+    float* v = x + s * ld;
+    for (int64_t j = 0; j < width / 2; ++j) {
+      tmp[j] = v[2 * j];
+      tmp[width / 2 + j] = v[2 * j + 1];
+    }
+    std::memcpy(v, tmp.data(), sizeof(float) * width);
+  }
+}
+
+void CpuBackend::head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols,
+                               const float* x, int64_t x_ld, int64_t n, float* y, int64_t y_ld) {
+  parallel_for(n * heads, [&](int64_t i0, int64_t i1) {  // (token, head) pairs
+    for (int64_t th = i0; th < i1; ++th) {
+      const float* W = w + (th % heads) * rows * cols;
+      const float* xi = x + th * x_ld;
+      float* yo = y + th * y_ld;
+      if (transpose) {
+        std::fill(yo, yo + cols, 0.0f);
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < cols; ++j) yo[j] += xi[i] * W[i * cols + j];
+      } else {
+        for (int64_t i = 0; i < rows; ++i) {
+          float s = 0;
+          for (int64_t j = 0; j < cols; ++j) s += W[i * cols + j] * xi[j];
+          yo[i] = s;
+        }
+      }
+    }
+  });
+}
+
 namespace {
 struct CpuStep : StepContext {
   std::vector<KvLayerView> kv;
@@ -127,7 +174,8 @@ void CpuBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec&
   const int64_t n = static_cast<int64_t>(c.kv.size()), nh = s.n_heads, hd = s.head_dim;
   const int64_t group = nh / s.n_kv_heads;
   const int64_t max_pos = n ? *std::max_element(c.pos.begin(), c.pos.end()) : 0;
-  const kernels::AttentionShape as{nh, s.n_kv_heads, hd, s.window, s.scale, s.softcap};
+  const kernels::AttentionShape as{nh, s.n_kv_heads, hd, s.window, s.scale, s.softcap, s.value_dim};
+  const int64_t od = s.value_dim > 0 ? s.value_dim : hd;  // out per head
   std::vector<KvLayerView> views(c.kv.size());
   for (size_t t = 0; t < c.kv.size(); ++t) views[t] = c.view(t, layer);
   parallel_for_dynamic(n * nh, 4, [&](int64_t i0, int64_t i1) {  // (token, head) pairs
@@ -136,7 +184,7 @@ void CpuBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec&
     tmp.resize(std::max(tmp.size(), static_cast<size_t>(hd)));
     for (int64_t th = i0; th < i1; ++th) {
       const int64_t t = th / nh, h = th % nh;
-      kernels::attention_head(as, views[t], h / group, q + th * hd, c.pos[t], scores.data(), tmp.data(), out + th * hd);
+      kernels::attention_head(as, views[t], h / group, q + th * hd, c.pos[t], scores.data(), tmp.data(), out + th * od);
     }
   });
 }

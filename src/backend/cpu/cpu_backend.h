@@ -40,6 +40,12 @@ class CpuBackend final : public Backend {
                     int64_t width) override;
   void gather_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
                    int64_t width) override;
+  void add_weighted_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
+                         std::span<const float> weights, int64_t width) override;
+  void fill(float* x, int64_t count, float v) override;
+  void deinterleave_pairs(float* x, int64_t segments, int64_t ld, int64_t width) override;
+  void head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols, const float* x,
+                     int64_t x_ld, int64_t n, float* y, int64_t y_ld) override;
 
   std::unique_ptr<StepContext> new_context() override;
   void bind_kv(StepContext& ctx, std::span<const KvLayerView> layer0, std::span<const int64_t> blocks,

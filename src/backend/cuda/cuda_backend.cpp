@@ -29,7 +29,7 @@ struct CudaStep : StepContext {
   int64_t entries = 0, max_blocks = 0, max_pos = 0;
   KvLayerView geom{};
   size_t layer_stride = 0;
-  cuda::DeviceBuffer table, pos, rows, workspace, tiles;
+  cuda::DeviceBuffer table, pos, rows, weights, workspace, tiles;
   std::vector<const uint8_t*> table_host;
   std::vector<int32_t> pos_host, tiles_host;  // tiles: cuda::prompt_attention_tiles of the table
   // The prompt kernel when the entries come in runs of one sequence (2+ tokens a tile on average).
@@ -200,6 +200,30 @@ void CudaBackend::gather_rows(StepContext& ctx, float* dst, const float* src, st
   cuda::gather_rows(dst, src, c.rows.as<int32_t>(), static_cast<int64_t>(rows.size()), width, stream());
 }
 
+void CudaBackend::add_weighted_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
+                                    std::span<const float> weights, int64_t width) {
+  UPG_CHECK(weights.size() == rows.size(), "add_weighted_rows: ", rows.size(), " rows, ", weights.size(), " weights");
+  if (rows.empty()) return;
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  reserve(c.rows, rows.size_bytes());
+  reserve(c.weights, weights.size_bytes());
+  cuda::copy_to_device(c.rows.data(), rows.data(), rows.size_bytes(), stream());
+  cuda::copy_to_device(c.weights.data(), weights.data(), weights.size_bytes(), stream());
+  cuda::add_weighted_rows(dst, src, c.rows.as<int32_t>(), c.weights.as<float>(), static_cast<int64_t>(rows.size()),
+                          width, stream());
+}
+
+void CudaBackend::fill(float* x, int64_t count, float v) { cuda::fill(x, count, v, stream()); }
+
+void CudaBackend::deinterleave_pairs(float* x, int64_t segments, int64_t ld, int64_t width) {
+  cuda::deinterleave_pairs(x, segments, ld, width, stream());
+}
+
+void CudaBackend::head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols,
+                                const float* x, int64_t x_ld, int64_t n, float* y, int64_t y_ld) {
+  cuda::head_products(w, transpose, heads, rows, cols, x, x_ld, n, y, y_ld, stream());
+}
+
 std::unique_ptr<StepContext> CudaBackend::new_context() { return std::make_unique<CudaStep>(); }
 
 void CudaBackend::bind_kv(StepContext& ctx, std::span<const KvLayerView> layer0, std::span<const int64_t> blocks,
@@ -249,6 +273,10 @@ void CudaBackend::attention_input(StepContext& ctx, int64_t layer, const float* 
 void CudaBackend::attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) {
   CudaStep& c = static_cast<CudaStep&>(ctx);
   const cuda::AttentionParams p{s.n_heads, s.n_kv_heads, s.head_dim, s.window, s.scale, s.softcap};
+  if (s.value_dim > 0) {  // multi-head latent attention
+    cuda::latent_attention(p, s.value_dim, c.paged(layer), q, c.pos.as<int32_t>(), c.entries, out, stream());
+    return;
+  }
   const size_t ws = cuda::decode_attention_workspace(p, c.entries, c.max_pos);
   reserve(c.workspace, ws);
   if (c.prompt_tiles() && cuda::prompt_attention_supported(p, c.paged(layer)) && prompt_attention_) {

@@ -48,6 +48,12 @@ class CudaBackend final : public Backend {
                     int64_t width) override;
   void gather_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
                    int64_t width) override;
+  void add_weighted_rows(StepContext& ctx, float* dst, const float* src, std::span<const int32_t> rows,
+                         std::span<const float> weights, int64_t width) override;
+  void fill(float* x, int64_t count, float v) override;
+  void deinterleave_pairs(float* x, int64_t segments, int64_t ld, int64_t width) override;
+  void head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols, const float* x,
+                     int64_t x_ld, int64_t n, float* y, int64_t y_ld) override;
 
   std::unique_ptr<StepContext> new_context() override;
   std::unique_lock<std::mutex> exclusive() override { return std::unique_lock<std::mutex>(step_mu_); }

@@ -222,6 +222,12 @@ void copy_columns(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, 
                   void* stream = nullptr);
 // dst[i * width + c] = src[rows[i] * width + c] for i < n, c < width; rows: device, n int32.
 void gather_rows(float* dst, const float* src, const int32_t* rows, int64_t n, int64_t width, void* stream = nullptr);
+// dst[rows[i] * width + c] += weights[i] * src[i * width + c] for i < n, c < width (rows distinct;
+// rows, weights: device, n values each).
+void add_weighted_rows(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n,
+                       int64_t width, void* stream = nullptr);
+// x[i] = v for i < n.
+void fill(float* x, int64_t n, float v, void* stream = nullptr);
 
 // ---- The paged bf16 KV cache (kernels/kv_layout.h) ---------------------------------------------
 // A table of block pointers with one row per entry (an entry: one query token, or one token to
@@ -272,6 +278,23 @@ size_t decode_attention_workspace(const AttentionParams& p, int64_t nseq, int64_
 int decode_attention_splits(int64_t max_pos);
 void decode_attention(const AttentionParams& p, const PagedKv& kv, const float* q, const int32_t* pos,
                       int64_t nseq, int64_t max_pos, float* out, void* workspace, void* stream = nullptr);
+
+// ---- Multi-head latent attention (attention_latent.cu) ------------------------------------------
+// Attention over one latent row per position (p.n_kv_heads == 1, rows of p.head_dim bf16 values in the
+// keys part of the cache) whose first value_dim columns are also the values (AttentionShape::value_dim):
+// q (nseq x n_heads x head_dim), out (nseq x n_heads x value_dim); otherwise as decode_attention.
+// value_dim <= 512.
+void latent_attention(const AttentionParams& p, int64_t value_dim, const PagedKv& kv, const float* q,
+                      const int32_t* pos, int64_t nseq, float* out, void* stream = nullptr);
+// For token t < n and head h < heads, W_h = w + h * rows * cols (rows x cols, row-major, fp32, device):
+// transpose: y[(t heads + h) y_ld + j] = sum_i W_h[i][j] x[(t heads + h) x_ld + i] (j < cols, i < rows);
+// else       y[(t heads + h) y_ld + i] = sum_j W_h[i][j] x[(t heads + h) x_ld + j] (i < rows, j < cols).
+// The input of one head (rows or cols values) at most 12288.
+void head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols, const float* x,
+                   int64_t x_ld, int64_t n, float* y, int64_t y_ld, void* stream = nullptr);
+// In each of `segments` runs of width values (x + s * ld), pairs (x0, x1), (x2, x3), ... become the
+// halves [x0 x2 ... | x1 x3 ...] (width even, at most 1024).
+void deinterleave_pairs(float* x, int64_t segments, int64_t ld, int64_t width, void* stream = nullptr);
 
 // ---- Prompt attention on tensor cores (attention_prompt.cu) ------------------------------------
 // The same result as decode_attention (to fp32 rounding: Q and the softmax weights go to the tensor

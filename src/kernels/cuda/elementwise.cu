@@ -1,6 +1,6 @@
 // Elementwise fp32 ops of the forward pass (bias, residual add, scaling, logit soft-capping, column
-// copies, row gathers) and the bf16 store of new K / V rows into the paged cache. One grid-stride loop
-// of 256 threads per op; an empty op launches nothing.
+// copies, row gathers, weighted row sums, fills) and the bf16 store of new K / V rows into the paged
+// cache. One grid-stride loop of 256 threads per op; an empty op launches nothing.
 #include <algorithm>
 
 #include "kernels/cuda/bf16_bits.cuh"
@@ -68,6 +68,23 @@ __global__ void gather_rows_kernel(float* dst, const float* src, const int32_t* 
   }
 }
 
+__global__ void add_weighted_rows_kernel(float* dst, const float* src, const int32_t* __restrict__ rows,
+                                         const float* __restrict__ weights, int64_t width, int64_t total) {
+  pdl_wait();
+  pdl_launch_dependents();
+  UPG_GRID_STRIDE(i, total) {
+    const int64_t r = i / width, c = i - r * width;
+    float& o = dst[static_cast<int64_t>(rows[r]) * width + c];
+    o = fmaf(src[i], weights[r], o);
+  }
+}
+
+__global__ void fill_kernel(float* x, int64_t n, float v) {
+  pdl_wait();
+  pdl_launch_dependents();
+  UPG_GRID_STRIDE(i, n) x[i] = v;
+}
+
 __global__ void kv_store_bf16_kernel(PagedKv kv, size_t part_offset, const float* __restrict__ x, int64_t ld,
                                      const int32_t* __restrict__ pos, int64_t n_kv_heads, int64_t total) {
   pdl_wait();
@@ -121,6 +138,19 @@ void gather_rows(float* dst, const float* src, const int32_t* rows, int64_t n, i
   if (n <= 0 || width <= 0) return;
   const int64_t total = n * width;
   launch_pdl("gather_rows_kernel", gather_rows_kernel, grid_for(total), kThreads, 0, stream, dst, src, rows, width, total);
+}
+
+void add_weighted_rows(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n,
+                       int64_t width, void* stream) {
+  if (n <= 0 || width <= 0) return;
+  const int64_t total = n * width;
+  launch_pdl("add_weighted_rows_kernel", add_weighted_rows_kernel, grid_for(total), kThreads, 0, stream, dst, src, rows,
+             weights, width, total);
+}
+
+void fill(float* x, int64_t n, float v, void* stream) {
+  if (n <= 0) return;
+  launch_pdl("fill_kernel", fill_kernel, grid_for(n), kThreads, 0, stream, x, n, v);
 }
 
 void kv_store_bf16(const PagedKv& kv, int kv_index, const float* x, int64_t ld, const int32_t* pos, int64_t n,
