@@ -381,7 +381,8 @@ void expect_gpu_tp_matches(const std::string& path, const TensorParallelOptions&
 TEST(CudaTensorParallel, RanksSharingOneGpuEqualTheWholeModel) {
   REQUIRE_CUDA_DEVICE();
   const fs::path golden = fs::path(test::source_dir()) / "tests" / "golden";
-  for (const char* name : {"mistral_gqa_bf16", "phi3_su_short", "qwen2_bias_tied_bf16", "gemma2_softcap_bf16"}) {
+  for (const char* name : {"mistral_gqa_bf16", "phi3_su_short", "qwen2_bias_tied_bf16", "gemma2_softcap_bf16",
+                           "mixtral_moe_bf16", "qwen2_moe_shared_bf16", "deepseek_v3_mla_bf16"}) {
     const int64_t nkv = Model::load((golden / name).string())->config().num_key_value_heads;
     for (int ranks = 2; ranks <= std::min<int64_t>(nkv, 3); ++ranks)
       expect_gpu_tp_matches((golden / name).string(), {ranks, std::vector<std::string>(ranks, "cuda:0"), "host"}, name);
