@@ -38,9 +38,8 @@ Engine::Engine(const Model& model, const EngineOptions& o)
     UPG_CHECK(o.comm && o.comm->ranks() == p->ranks && o.comm->rank() == model.tensor_parallel_rank(),
               "the model is rank ", model.tensor_parallel_rank(), " of a ", p->ranks,
               "-rank tensor-parallel plan: the engine needs that rank's communicator (EngineOptions::comm)");
-    const int64_t group = c.num_attention_heads / c.num_key_value_heads;
     for (int r = 0; r < p->ranks; ++r) {
-      tp_q_.push_back(p->size(p->kv_heads, r) * group * (c.mla.enabled() ? c.mla.v_head_dim : c.head_dim));
+      tp_q_.push_back(p->size(p->q_heads, r) * (c.mla.enabled() ? c.mla.v_head_dim : c.head_dim));
       tp_inter_.push_back(p->size(p->intermediate, r));
       tp_hidden_.push_back(p->size(p->hidden, r));
       tp_vocab_.push_back(p->size(p->vocab, r));

@@ -1,6 +1,7 @@
 // How a model is split over the ranks of a tensor-parallel group (runtime/tensor_parallel.h makes
 // it; Model::shard applies it; the Engine runs a shard with a Communicator). Megatron-style:
-//   - attention: each rank owns a range of key-value heads with their query heads: its rows of q, k, v
+//   - attention: each rank owns a range of key-value heads with their query heads (or, with fewer
+//     kv heads than ranks, one kv head, replicated, and part of its query heads): its rows of q, k, v
 //     (and their biases) and its own KV cache; the output projection o is then either split by
 //     columns (each rank multiplies its heads' outputs, one all-reduce sums the partial products) or,
 //     when its columns cannot be cut there (a rotation block of the codec spans two ranks' heads),
@@ -19,7 +20,12 @@ namespace upg {
 struct TensorParallelPlan {
   int ranks = 1;
   // Boundaries, ranks + 1 values from 0 to the total: rank r owns [b[r], b[r + 1]).
-  std::vector<int64_t> kv_heads;      // key-value heads (each with its num_heads / num_kv_heads query heads)
+  std::vector<int64_t> q_heads;       // query heads
+  // Rank r's key-value heads [kv_begin[r], kv_end[r]): those its query heads attend with. With at
+  // least as many key-value heads as ranks, whole groups (a kv head and its num_heads / num_kv_heads
+  // query heads) per rank; with fewer, each kv head replicated on ranks / num_kv_heads ranks, which
+  // share its group's query heads (its k and v rows, and its KV cache, on each of them).
+  std::vector<int64_t> kv_begin, kv_end;
   std::vector<int64_t> intermediate;  // MLP intermediate channels
   std::vector<int64_t> vocab;         // LM head rows
   std::vector<int64_t> hidden;        // output rows of o and down where they are gathered

@@ -108,11 +108,14 @@ TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks) {
   UPG_CHECK(m.tensor_parallel() == nullptr, "the model is already a tensor-parallel shard");
   UPG_CHECK(c.moe.num_experts == 0 || c.moe.num_experts >= ranks, "tensor parallelism over ", ranks,
             " ranks assigns whole experts to ranks; ", c.architecture, " has ", c.moe.num_experts);
-  const int64_t nkv = c.num_key_value_heads, group = c.num_attention_heads / nkv;
-  // o's input columns per key-value head (multi-head latent attention: each head's v_head_dim values).
-  const int64_t o_cols = group * (c.mla.enabled() ? c.mla.v_head_dim : c.head_dim);
-  UPG_CHECK(nkv >= ranks, "tensor parallelism over ", ranks, " ranks needs at least ", ranks,
-            " key-value heads; ", c.architecture, " has ", nkv);
+  const int64_t nkv = c.num_key_value_heads, nh = c.num_attention_heads, group = nh / nkv;
+  // o's input columns per query head (multi-head latent attention: each head's v_head_dim values).
+  const int64_t o_cols = c.mla.enabled() ? c.mla.v_head_dim : c.head_dim;
+  const int64_t copies = nkv >= ranks ? 1 : ranks / nkv;  // ranks sharing a kv head (replicated)
+  UPG_CHECK(nkv >= ranks || (ranks % nkv == 0 && group % copies == 0), "tensor parallelism over ", ranks,
+            " ranks with fewer key-value heads (", c.architecture, " has ", nkv, ", ", group,
+            " query heads each) replicates each kv head on ranks / kv heads ranks: the ranks must be a multiple "
+            "of the kv heads, and that multiple must divide the query heads of a kv head");
   UPG_CHECK(c.vocab_size >= ranks && c.hidden_size >= ranks && c.intermediate_size >= ranks,
             "the model is too small to split over ", ranks, " ranks");
   int64_t align_o = 1, align_down = 1;
@@ -123,10 +126,21 @@ TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks) {
   TensorParallelPlan p;
   p.ranks = ranks;
   // Split by columns where the codec allows a split nearly as even as the free one.
-  const std::vector<int64_t> kv_free = split_evenly(nkv, 1, ranks), inter_free = split_evenly(c.intermediate_size, 1, ranks);
-  p.kv_heads = split_evenly(nkv, align_o / std::gcd(align_o, o_cols), ranks);
-  p.o_by_columns = !p.kv_heads.empty() && imbalance(p.kv_heads) <= kMaxImbalance * imbalance(kv_free);
-  if (!p.o_by_columns) p.kv_heads = kv_free;
+  const std::vector<int64_t> inter_free = split_evenly(c.intermediate_size, 1, ranks);
+  if (copies == 1) {  // whole groups: boundaries over the kv heads
+    const std::vector<int64_t> kv_free = split_evenly(nkv, 1, ranks);
+    std::vector<int64_t> kv = split_evenly(nkv, align_o / std::gcd(align_o, group * o_cols), ranks);
+    p.o_by_columns = !kv.empty() && imbalance(kv) <= kMaxImbalance * imbalance(kv_free);
+    if (!p.o_by_columns) kv = kv_free;
+    for (int r = 0; r < ranks; ++r) p.kv_begin.push_back(kv[r]), p.kv_end.push_back(kv[r + 1]);
+    for (int64_t b : kv) p.q_heads.push_back(b * group);
+  } else {  // kv head r / copies on rank r, with part r % copies of its query heads
+    const int64_t share = group / copies;
+    for (int r = 0; r <= ranks; ++r) p.q_heads.push_back(r * share);
+    for (int r = 0; r < ranks; ++r) p.kv_begin.push_back(r / copies), p.kv_end.push_back(r / copies + 1);
+    p.o_by_columns = true;
+    for (int64_t b : p.q_heads) p.o_by_columns = p.o_by_columns && (b * o_cols) % align_o == 0;
+  }
   p.intermediate = split_evenly(c.intermediate_size, align_down, ranks);
   p.down_by_columns = !p.intermediate.empty() && imbalance(p.intermediate) <= kMaxImbalance * imbalance(inter_free);
   if (!p.down_by_columns) p.intermediate = inter_free;
@@ -140,11 +154,11 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
   UPG_CHECK(plan && rank >= 0 && rank < plan->ranks, "Model::shard: rank ", rank, " is not in the plan");
   const TensorParallelPlan& p = *plan;
   const ModelConfig& fc = full.config();
-  const int64_t H = fc.hidden_size, group = fc.num_attention_heads / fc.num_key_value_heads;
-  // Per key-value head: o's input columns (MLA: v_head_dim per head), q/k/v rows (not MLA).
-  const int64_t hd = fc.head_dim, o_cols = group * (fc.mla.enabled() ? fc.mla.v_head_dim : hd);
+  const int64_t H = fc.hidden_size;
+  // Per query head: o's input columns (MLA: v_head_dim per head), q/k/v rows (not MLA).
+  const int64_t hd = fc.head_dim, o_cols = fc.mla.enabled() ? fc.mla.v_head_dim : hd;
   const int64_t q_out = fc.num_attention_heads * hd, kv_out = fc.num_key_value_heads * hd, I = fc.intermediate_size;
-  const int64_t kv0 = p.kv_heads[rank], kv1 = p.kv_heads[rank + 1];
+  const int64_t q0 = p.q_heads[rank], q1 = p.q_heads[rank + 1], kv0 = p.kv_begin[rank], kv1 = p.kv_end[rank];
   const int64_t i0 = p.intermediate[rank], i1 = p.intermediate[rank + 1];
   const int64_t h0 = p.hidden[rank], h1 = p.hidden[rank + 1];
 
@@ -152,7 +166,7 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
   m->source_ = full.source_;
   m->config_ = fc;
   m->config_.num_key_value_heads = kv1 - kv0;
-  m->config_.num_attention_heads = (kv1 - kv0) * group;
+  m->config_.num_attention_heads = q1 - q0;
   m->config_.intermediate_size = i1 - i0;
   m->arch_ = full.arch_;
   m->tensors_ = full.tensors_;
@@ -160,7 +174,7 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
   m->lm_head_ = slice_matrix(full.lm_head(), {p.vocab[rank], p.vocab[rank + 1], 0, H});
   m->final_norm_ = full.final_norm_;
   m->layers_.resize(full.layers_.size());
-  const std::vector<RowRange> qkv_rows{{kv0 * group * hd, kv1 * group * hd},
+  const std::vector<RowRange> qkv_rows{{q0 * hd, q1 * hd},
                                        {q_out + kv0 * hd, q_out + kv1 * hd},
                                        {q_out + kv_out + kv0 * hd, q_out + kv_out + kv1 * hd}};
   const std::vector<RowRange> gate_up_rows{{i0, i1}, {I + i0, I + i1}};
@@ -170,9 +184,9 @@ std::unique_ptr<Model> Model::shard(const Model& full, std::shared_ptr<const Ten
     try {
       L.qkv = slice_stacked_rows(F.qkv, qkv_rows);
       L.qkv_bias = slice_stacked(F.qkv_bias, qkv_rows);
-      L.o = p.o_by_columns ? slice_matrix(*F.o, {0, H, kv0 * o_cols, kv1 * o_cols})
+      L.o = p.o_by_columns ? slice_matrix(*F.o, {0, H, q0 * o_cols, q1 * o_cols})
                            : slice_matrix(*F.o, {h0, h1, 0, F.o->cols()});
-      if (fc.mla.enabled()) shard_mla(fc.mla, F.mla, kv0 * group, kv1 * group, L.mla);
+      if (fc.mla.enabled()) shard_mla(fc.mla, F.mla, q0, q1, L.mla);
       L.o_bias = F.o_bias;  // added once, after the ranks' parts are combined
       if (!F.mlp.empty()) {
         L.mlp.gate_up = slice_stacked_rows(F.mlp.gate_up, gate_up_rows);

@@ -108,14 +108,20 @@ TEST(TensorParallel, DenseModelEqualsTheWholeModel) {
   TempDir dir;
   test::write_tiny_model(dir.p.string(), wide_tiny_config(), TensorDType::BF16, 7);
   auto m = Model::load(dir.p.string());
-  for (int ranks : {1, 2, 3, 4}) {
+  // 8 query heads in 4 groups: 8 ranks replicate each kv head on 2 ranks, each with one query head.
+  for (int ranks : {1, 2, 3, 4, 8}) {
     const TensorParallelPlan p = plan_tensor_parallel(*m, ranks);
     EXPECT_TRUE(p.o_by_columns && p.down_by_columns);  // dense matrices cut anywhere
-    EXPECT_EQ(p.kv_heads.back(), 4);
+    EXPECT_EQ(p.q_heads.back(), 8);
+    EXPECT_EQ(p.kv_end.back(), 4);
+    if (ranks == 8) {
+      for (int r = 0; r < 8; ++r) EXPECT_EQ(p.kv_begin[r], r / 2) << "rank " << r;
+    }
     expect_tp_matches(*m, ranks, KvType::F32, 1e-5, "bf16 weights, f32 cache");
   }
   expect_tp_matches(*m, 2, KvType::BF16, 2e-2, "bf16 weights, bf16 cache");
-  test::expect_error([&] { plan_tensor_parallel(*m, 5); }, "needs at least 5 key-value heads");
+  test::expect_error([&] { plan_tensor_parallel(*m, 5); }, "must be a multiple of the kv heads");
+  test::expect_error([&] { plan_tensor_parallel(*m, 16); }, "must divide the query heads of a kv head");
 }
 
 TEST(TensorParallel, EveryCodecEqualsTheWholeModel) {
@@ -152,7 +158,7 @@ TEST(TensorParallel, EveryCodecEqualsTheWholeModel) {
 
 TEST(TensorParallel, GoldenArchitecturesEqualTheWholeModel) {
   const fs::path root = fs::path(test::source_dir()) / "tests" / "golden";
-  int dense = 0, moe = 0, mla = 0;
+  int dense = 0, moe = 0, mla = 0, replicated = 0;
   for (const auto& e : fs::directory_iterator(root)) {
     if (!fs::exists(e.path() / "config.json")) continue;
     auto m = Model::load(e.path().string());
@@ -163,7 +169,14 @@ TEST(TensorParallel, GoldenArchitecturesEqualTheWholeModel) {
     // latent attention: heads per rank, the latent cache on every rank.
     for (int ranks : {2, static_cast<int>(std::min<int64_t>(c.num_key_value_heads, 3))})
       if (ranks >= 2) expect_tp_matches(*m, ranks, KvType::F32, 1e-4, e.path().filename().string());
+    // Twice as many ranks as kv heads where a group's query heads halve: each kv head on two ranks.
+    const int64_t nkv = c.num_key_value_heads, group = c.num_attention_heads / nkv;
+    if (nkv <= 4 && group % 2 == 0 && (c.moe.num_experts == 0 || c.moe.num_experts >= 2 * nkv)) {
+      expect_tp_matches(*m, static_cast<int>(2 * nkv), KvType::F32, 1e-4, e.path().filename().string() + ", kv heads replicated");
+      ++replicated;
+    }
   }
+  EXPECT_GE(replicated, 3);
   EXPECT_GE(dense, 9);
   EXPECT_GE(moe, 6);  // Mixtral, Qwen2-MoE (two), Grok-1, DeepSeek V3 (two)
   EXPECT_GE(mla, 2);  // DeepSeek V3 in bf16 and fp8
