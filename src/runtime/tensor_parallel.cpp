@@ -113,9 +113,9 @@ TensorParallelPlan plan_tensor_parallel(const Model& m, int ranks) {
   const int64_t o_cols = c.mla.enabled() ? c.mla.v_head_dim : c.head_dim;
   const int64_t copies = nkv >= ranks ? 1 : ranks / nkv;  // ranks sharing a kv head (replicated)
   UPG_CHECK(nkv >= ranks || (ranks % nkv == 0 && group % copies == 0), "tensor parallelism over ", ranks,
-            " ranks with fewer key-value heads (", c.architecture, " has ", nkv, ", ", group,
-            " query heads each) replicates each kv head on ranks / kv heads ranks: the ranks must be a multiple "
-            "of the kv heads, and that multiple must divide the query heads of a kv head");
+            " ranks: ", c.architecture, " has ", nkv, " key-value heads (", group,
+            " query heads each); with fewer kv heads than ranks each is replicated on ranks / kv heads ranks, so "
+            "the ranks must be a multiple of the kv heads and that multiple must divide a kv head's query heads");
   UPG_CHECK(c.vocab_size >= ranks && c.hidden_size >= ranks && c.intermediate_size >= ranks,
             "the model is too small to split over ", ranks, " ranks");
   int64_t align_o = 1, align_down = 1;

@@ -121,7 +121,7 @@ TEST(TensorParallel, DenseModelEqualsTheWholeModel) {
   }
   expect_tp_matches(*m, 2, KvType::BF16, 2e-2, "bf16 weights, bf16 cache");
   test::expect_error([&] { plan_tensor_parallel(*m, 5); }, "must be a multiple of the kv heads");
-  test::expect_error([&] { plan_tensor_parallel(*m, 16); }, "must divide the query heads of a kv head");
+  test::expect_error([&] { plan_tensor_parallel(*m, 16); }, "must divide a kv head's query heads");
 }
 
 TEST(TensorParallel, EveryCodecEqualsTheWholeModel) {
