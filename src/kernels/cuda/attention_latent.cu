@@ -180,8 +180,10 @@ void head_products(const float* w, bool transpose, int64_t heads, int64_t rows, 
                    int64_t x_ld, int64_t n, float* y, int64_t y_ld, void* stream) {
   if (n <= 0 || heads <= 0) return;
   const int64_t in = transpose ? rows : cols;
-  const size_t smem = sizeof(float) * static_cast<size_t>(in);
-  UPG_CHECK(smem <= 48 * 1024, "head_products: an input of ", in, " values per head (at most 12288)");
+  // compute-sanitizer (H100) found a 12-byte read of x's copy in shared memory at its start when it
+  // held 1 value: the copy gets whole 16-byte words and one more word.
+  const size_t smem = sizeof(float) * static_cast<size_t>((in + 3) / 4 * 4 + 4);
+  UPG_CHECK(smem <= 48 * 1024, "head_products: an input of ", in, " values per head (at most 12284)");
   launch_pdl("head_products_kernel", head_products_kernel, dim3(static_cast<unsigned>(n * heads)), 256, smem, stream, w,
              transpose, static_cast<int>(heads), static_cast<int>(rows), static_cast<int>(cols), x, x_ld, y, y_ld);
 }

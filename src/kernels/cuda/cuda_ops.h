@@ -289,7 +289,7 @@ void latent_attention(const AttentionParams& p, int64_t value_dim, const PagedKv
 // For token t < n and head h < heads, W_h = w + h * rows * cols (rows x cols, row-major, fp32, device):
 // transpose: y[(t heads + h) y_ld + j] = sum_i W_h[i][j] x[(t heads + h) x_ld + i] (j < cols, i < rows);
 // else       y[(t heads + h) y_ld + i] = sum_j W_h[i][j] x[(t heads + h) x_ld + j] (i < rows, j < cols).
-// The input of one head (rows or cols values) at most 12288.
+// The input of one head (rows or cols values) at most 12284.
 void head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols, const float* x,
                    int64_t x_ld, int64_t n, float* y, int64_t y_ld, void* stream = nullptr);
 // In each of `segments` runs of width values (x + s * ld), pairs (x0, x1), (x2, x3), ... become the
