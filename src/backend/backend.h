@@ -32,6 +32,7 @@
 #include "codecs/weight_matrix.h"
 #include "kernels/activation_kind.h"
 #include "kernels/kv_layout.h"
+#include "kernels/logit_select.h"
 
 namespace upg {
 
@@ -137,6 +138,14 @@ class Backend : public BackendMemory {
   // up-projections).
   virtual void head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols,
                              const float* x, int64_t x_ld, int64_t n, float* y, int64_t y_ld) = 0;
+
+  // ---- Sampling (kernels/logit_select.h has the maths) -----------------------------------------
+  // The penalties (host) applied in place to the logits rows (ld apart) they name.
+  virtual void penalize_logits(StepContext& ctx, float* logits, int64_t ld, std::span<const LogitPenalty> penalties) = 0;
+  // kernels::top_logits of the rows `rows` (host) of logits into host memory: ids and values
+  // (rows.size() x k), sum_exp (rows.size()); returns when they are there.
+  virtual void top_logits(StepContext& ctx, const float* logits, int64_t ld, std::span<const int32_t> rows,
+                          int64_t vocab, int k, int32_t* ids, float* values, double* sum_exp) = 0;
 
   // ---- KV cache and attention ------------------------------------------------------------------
   // The step's entries: layer0[t] is entry t's view of layer 0 of its sequence's blocks (blocks of

@@ -175,7 +175,60 @@ void Engine::project(const std::vector<std::unique_ptr<WeightMatrix>>& parts, co
   if (!bias.empty()) be.add_bias(out, be.vector(bias), n, out_width, out_width);
 }
 
-void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits) {
+void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits) { run_step(batch, &logits); }
+
+void Engine::step_kept(std::span<const BatchEntry> batch) {
+  if (backend_->host_memory()) return StepEngine::step_kept(batch);
+  run_step(batch, nullptr);
+}
+
+void Engine::kept_logits(int64_t row, std::vector<float>& out) const {
+  if (backend_->host_memory()) return StepEngine::kept_logits(row, out);
+  const int64_t V = model_.config().vocab_size;
+  UPG_CHECK(row >= 0 && row < kept_rows_, "kept_logits: row ", row, " of a step that kept ", kept_rows_, " rows");
+  out.resize(static_cast<size_t>(V));
+  const auto exclusive = backend_->exclusive();
+  backend_->download(out.data(), kept_dev_ + row * V, sizeof(float) * V);
+}
+
+void Engine::sample_kept(std::span<const KeptSample> rows, std::vector<int32_t>& tokens) {
+  if (backend_->host_memory()) return StepEngine::sample_kept(rows, tokens);
+  const int64_t V = model_.config().vocab_size;
+  const int64_t n = static_cast<int64_t>(rows.size());
+  tokens.assign(rows.size(), -1);
+  if (n == 0) return;
+  penalties_.clear();
+  top_rows_.resize(rows.size());
+  int k = 1;
+  for (int64_t i = 0; i < n; ++i) {
+    const KeptSample& r = rows[i];
+    UPG_CHECK(r.row >= 0 && r.row < kept_rows_, "sample_kept: row ", r.row, " of a step that kept ", kept_rows_,
+              " rows");
+    top_rows_[i] = static_cast<int32_t>(r.row);
+    r.sampler->penalties(static_cast<int32_t>(r.row), V, r.history, r.generated, penalties_);
+    k = std::max(k, r.sampler->candidates(V));
+  }
+  top_ids_.resize(static_cast<size_t>(n * k));
+  top_values_.resize(static_cast<size_t>(n * k));
+  top_sums_.resize(static_cast<size_t>(n));
+  {
+    const auto exclusive = backend_->exclusive();
+    backend_->penalize_logits(*ctx_, kept_dev_, V, penalties_);
+    backend_->top_logits(*ctx_, kept_dev_, V, top_rows_, V, k, top_ids_.data(), top_values_.data(), top_sums_.data());
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const std::span<const int32_t> ids(top_ids_.data() + i * k, static_cast<size_t>(k));
+    const std::span<const float> values(top_values_.data() + i * k, static_cast<size_t>(k));
+    int32_t t = rows[i].sampler->choose(ids, values, V, top_sums_[i]);
+    if (t < 0) {  // the candidates cannot decide: the whole (penalised) row
+      kept_logits(rows[i].row, row_);
+      t = rows[i].sampler->choose(row_);
+    }
+    tokens[i] = t;
+  }
+}
+
+void Engine::run_step(std::span<const BatchEntry> batch, std::vector<float>* logits_out) {
   const ModelConfig& c = model_.config();
   Backend& be = *backend_;
   const int64_t n = static_cast<int64_t>(batch.size());
@@ -326,7 +379,12 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
   for (int64_t t = 0; t < n; ++t)
     if (batch[t].logits) rows.push_back(static_cast<int32_t>(t));
   const int64_t m = static_cast<int64_t>(rows.size());
-  logits.resize(static_cast<size_t>(m * c.vocab_size));
+  // Kept on the device (step_kept): no host copy.
+  std::vector<float> none;
+  std::vector<float>& logits = logits_out ? *logits_out : none;
+  if (logits_out) logits.resize(static_cast<size_t>(m * c.vocab_size));
+  kept_dev_ = nullptr;
+  kept_rows_ = 0;
   if (m == 0) return;
   xs_.resize(n * H);
   be.gather_rows(*ctx_, xs_.data(), x_.data(), rows, H);
@@ -347,9 +405,12 @@ void Engine::step(std::span<const BatchEntry> batch, std::vector<float>& logits)
       all = tp_in_.data();
     }
     gather_columns(out, m, tp_vocab_, all);
-    if (!be.host_memory()) be.download(logits.data(), all, sizeof(float) * m * c.vocab_size);
+    if (!be.host_memory() && !logits_out) kept_dev_ = all, kept_rows_ = m;
+    else if (!be.host_memory()) be.download(logits.data(), all, sizeof(float) * m * c.vocab_size);
   } else if (!be.host_memory()) {
-    be.download(logits.data(), out, sizeof(float) * m * c.vocab_size);
+    UPG_CHECK(V == c.vocab_size, "the LM head has ", V, " rows for a vocabulary of ", c.vocab_size);
+    if (!logits_out) kept_dev_ = out, kept_rows_ = m;
+    else be.download(logits.data(), out, sizeof(float) * m * c.vocab_size);
   }
 }
 

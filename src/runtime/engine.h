@@ -84,6 +84,12 @@ class Engine : public StepEngine {
   // a token id is out of range or a position is not the sequence's next; KvCacheFull (an Error),
   // changing nothing, when the cache cannot hold the new positions.
   void step(std::span<const BatchEntry> batch, std::vector<float>& logits) override;
+  // Logits kept on the backend (StepEngine): on a device, sample_kept applies the penalties there and
+  // brings over each row's largest logits (kernels/logit_select.h), the whole row only when those
+  // cannot decide; on the host, StepEngine's.
+  void step_kept(std::span<const BatchEntry> batch) override;
+  void kept_logits(int64_t row, std::vector<float>& out) const override;
+  void sample_kept(std::span<const KeptSample> rows, std::vector<int32_t>& tokens) override;
 
   // Calibration hook: when set, step() calls it with the input of every linear projection just
   // before the projection runs: the weight's Hugging Face name ("model.layers.3.mlp.down_proj.weight";
@@ -97,6 +103,9 @@ class Engine : public StepEngine {
   void set_communicator(std::shared_ptr<Communicator> comm);
 
  private:
+  // step() and step_kept(): with `logits` the rows end up there (host); without, on a device backend
+  // they stay in its memory (kept_dev_).
+  void run_step(std::span<const BatchEntry> batch, std::vector<float>* logits);
   struct SeqState {
     DynamicRopeState dynamic;
   };
@@ -167,6 +176,14 @@ class Engine : public StepEngine {
   // [c | k_rope], the queries in latent space (heads x (kv_lora + rope) per entry), and the normed c
   // or the heads' latent outputs.
   Buffer mla_q_, mla_qa_, mla_kv_, mla_ql_, mla_lat_;
+  // The kept logits on a device (step_kept): kept_rows_ rows of the vocabulary at kept_dev_ (in
+  // part_ or tp_in_); host scratch of sample_kept.
+  float* kept_dev_ = nullptr;
+  int64_t kept_rows_ = 0;
+  std::vector<LogitPenalty> penalties_;
+  std::vector<int32_t> top_ids_, top_rows_;
+  std::vector<float> top_values_, row_;
+  std::vector<double> top_sums_;
 };
 
 }  // namespace upg

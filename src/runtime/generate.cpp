@@ -56,13 +56,14 @@ std::vector<int32_t> generate(Session& session, const Tokenizer& tok, const std:
     return true;
   };
 
+  // The logits stay where the model runs (a GPU): each step returns the sampled token.
   auto t0 = Clock::now();
-  session.forward(prompt_ids, logits, /*all_logits=*/false);
+  int32_t next = opt.max_new_tokens > 0 ? session.forward_sample(prompt_ids, sampler, history, out) : -1;
+  if (opt.max_new_tokens == 0) session.forward(prompt_ids, logits, /*all_logits=*/false);
   st.prefill_seconds = seconds_since(t0);
   auto t1 = Clock::now();
   st.stop_reason = "length";
   for (int i = 0; i < opt.max_new_tokens; ++i) {
-    int32_t next = sampler.sample(logits, history, out);
     if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
       st.stop_reason = "eos";
       break;
@@ -78,7 +79,8 @@ std::vector<int32_t> generate(Session& session, const Tokenizer& tok, const std:
       st.stop_reason = "context full";
       break;
     }
-    session.forward(std::span<const int32_t>(&next, 1), logits, false);
+    const int32_t last = next;
+    next = session.forward_sample(std::span<const int32_t>(&last, 1), sampler, history, out);
   }
   if (!stopped) emit(text.finish());
   st.decode_seconds = seconds_since(t1);

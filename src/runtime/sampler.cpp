@@ -3,8 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <unordered_map>
-#include <unordered_set>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -71,49 +70,90 @@ int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history,
-                       std::span<const int32_t> generated) {
-  const int32_t n = static_cast<int32_t>(logits.size());
-  UPG_CHECK(n > 0, "sampling from an empty logits vector");
+void Sampler::penalties(int32_t row, int64_t vocab, std::span<const int32_t> history, std::span<const int32_t> generated,
+                        std::vector<LogitPenalty>& out) const {
+  std::map<int32_t, LogitPenalty> by_token;
+  auto at = [&](int32_t t) -> LogitPenalty& {
+    auto [it, fresh] = by_token.try_emplace(t, LogitPenalty{row, t, 0.0f, 1.0f});
+    return it->second;
+  };
   if ((p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) && !generated.empty()) {
-    std::unordered_map<int32_t, int> count;
+    std::map<int32_t, int> count;
     for (int32_t t : generated) ++count[t];
     for (auto [t, c] : count) {
-      if (t < 0 || t >= n) continue;
-      logits[t] -= p_.presence_penalty + p_.frequency_penalty * static_cast<float>(c);
+      if (t < 0 || t >= vocab) continue;
+      at(t).subtract = p_.presence_penalty + p_.frequency_penalty * static_cast<float>(c);
     }
   }
   if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) {
-    size_t look = p_.repeat_last_n < 0 ? history.size()
-                                       : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));
-    std::unordered_set<int32_t> seen(history.end() - look, history.end());
-    for (int32_t t : seen) {
-      if (t < 0 || t >= n) continue;
-      float& l = logits[t];
-      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+    const size_t look = p_.repeat_last_n < 0 ? history.size()
+                                             : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));
+    for (auto it = history.end() - static_cast<std::ptrdiff_t>(look); it != history.end(); ++it) {
+      if (*it < 0 || *it >= vocab) continue;
+      at(*it).divide = p_.repeat_penalty;
     }
   }
-  if (p_.temperature == 0.0f) return argmax(logits);
+  for (const auto& [t, p] : by_token) out.push_back(p);
+}
 
+int Sampler::candidates(int64_t vocab) const {
+  int64_t k = p_.temperature == 0.0f ? 1 : (p_.top_k > 0 && p_.top_k <= kMaxTopLogits) ? p_.top_k : kMaxTopLogits;
+  return static_cast<int>(std::max<int64_t>(1, std::min(k, vocab)));
+}
+
+int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history,
+                        std::span<const int32_t> generated) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  UPG_CHECK(n > 0, "sampling from an empty logits vector");
+  std::vector<LogitPenalty> pen;
+  penalties(0, n, history, generated, pen);
+  kernels::penalize_logits(logits.data(), n, pen.data(), static_cast<int64_t>(pen.size()));
+  return choose(logits);
+}
+
+int32_t Sampler::choose(std::span<const float> logits) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  UPG_CHECK(n > 0, "sampling from an empty logits vector");
+  if (p_.temperature == 0.0f) return argmax(logits);
   // Candidates sorted by logit, descending; top-k keeps the first k.
   idx_.resize(n);
   std::iota(idx_.begin(), idx_.end(), 0);
-  int32_t keep = (p_.top_k > 0 && p_.top_k < n) ? p_.top_k : n;
+  const int32_t keep = (p_.top_k > 0 && p_.top_k < n) ? p_.top_k : n;
   auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
   std::partial_sort(idx_.begin(), idx_.begin() + keep, idx_.end(), by_logit);
-  idx_.resize(keep);
+  val_.resize(keep);
+  for (int32_t i = 0; i < keep; ++i) val_[i] = logits[idx_[i]];
+  return choose_sorted(idx_.data(), val_.data(), keep, keep, -1.0);
+}
 
-  // Softmax over the candidates (at temperature 1, as llama.cpp filters before temperature).
-  prob_.resize(keep);
-  const float mx = logits[idx_[0]];
+int32_t Sampler::choose(std::span<const int32_t> ids, std::span<const float> values, int64_t vocab, double sum_exp) {
+  UPG_CHECK(!ids.empty() && ids.size() == values.size(), "sampling from ", ids.size(), " candidate ids and ",
+            values.size(), " values");
+  if (p_.temperature == 0.0f) return ids[0];
+  const int64_t keep = (p_.top_k > 0 && p_.top_k < vocab) ? p_.top_k : vocab;
+  const int64_t count = static_cast<int64_t>(ids.size());
+  // The softmax over the kept tokens: from the candidates when they hold them all, else (top-k off)
+  // the row's sum.
+  if (keep <= count) return choose_sorted(ids.data(), values.data(), static_cast<int32_t>(keep), static_cast<int32_t>(keep), -1.0);
+  if (keep < vocab) return -1;
+  return choose_sorted(ids.data(), values.data(), static_cast<int32_t>(count), static_cast<int32_t>(keep), sum_exp);
+}
+
+int32_t Sampler::choose_sorted(const int32_t* ids, const float* values, int32_t count, int32_t keep, double sum_exp) {
+  // Softmax over the kept tokens (at temperature 1, as llama.cpp filters before temperature).
+  const int32_t avail = std::min(count, keep);
+  prob_.resize(avail);
+  const float mx = values[0];
   double sum = 0;
-  for (int32_t i = 0; i < keep; ++i) sum += prob_[i] = std::exp(logits[idx_[i]] - mx);
+  for (int32_t i = 0; i < avail; ++i) sum += prob_[i] = std::exp(values[i] - mx);
+  if (count < keep) sum = sum_exp;  // the candidates are only the first of the kept tokens
   for (auto& p : prob_) p = static_cast<float>(p / sum);
 
   if (p_.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p
     double cum = 0;
     int32_t k = 0;
     while (k < keep) {
+      if (k == avail) return -1;  // it reaches past the candidates
       cum += prob_[k++];
       if (cum >= p_.top_p) break;
     }
@@ -122,22 +162,27 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   if (p_.min_p > 0.0f) {
     const float floor_p = p_.min_p * prob_[0];
     int32_t k = 1;
-    while (k < keep && prob_[k] >= floor_p) ++k;
+    while (k < keep) {
+      if (k == avail) return -1;
+      if (prob_[k] < floor_p) break;
+      ++k;
+    }
     keep = k;
   }
+  if (keep > avail) return -1;  // every token is kept (no top-k, top-p or min-p): the whole row is needed
   // Temperature, then draw among the survivors.
   double total = 0;
   for (int32_t i = 0; i < keep; ++i) {
-    prob_[i] = static_cast<float>(std::exp((logits[idx_[i]] - mx) / p_.temperature));
+    prob_[i] = static_cast<float>(std::exp((values[i] - mx) / p_.temperature));
     total += prob_[i];
   }
   std::uniform_real_distribution<double> u(0.0, total);
   double r = u(rng_), acc = 0;
   for (int32_t i = 0; i < keep; ++i) {
     acc += prob_[i];
-    if (r < acc) return idx_[i];
+    if (r < acc) return ids[i];
   }
-  return idx_[keep - 1];
+  return ids[keep - 1];
 }
 
 }  // namespace upg

@@ -1,6 +1,7 @@
 // Token sampling from a logits vector: greedy, temperature, top-k, top-p (nucleus), min-p and a
 // repetition penalty, applied in llama.cpp's order (penalty -> top-k -> top-p -> min-p ->
-// temperature -> draw). Deterministic for a given seed.
+// temperature -> draw). Deterministic for a given seed. On a GPU the penalties are applied where the
+// logits are and only the largest few come to the host (Sampler::penalties, candidates, choose).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -8,6 +9,8 @@
 #include <string>
 #include <span>
 #include <vector>
+
+#include "kernels/logit_select.h"
 
 namespace upg {
 
@@ -51,15 +54,37 @@ class Sampler {
   explicit Sampler(const SamplingParams& p);
   // Picks the next token. `logits` has vocab entries (modified in place by the penalties);
   // `history` is every token so far (prompt and generated); `generated` the generated ones alone
-  // (what the presence and frequency penalties count).
+  // (what the presence and frequency penalties count). = the penalties, then choose(logits).
   int32_t sample(std::span<float> logits, std::span<const int32_t> history,
                  std::span<const int32_t> generated = {});
+
+  // The two halves of sample(), for logits that stay on a backend (a GPU: StepEngine::sample_kept),
+  // where the penalties are applied and only the largest logits come to the host:
+  // The penalties of the next token's logits (row `row` of a step's), one per token they change, appended to out.
+  void penalties(int32_t row, int64_t vocab, std::span<const int32_t> history, std::span<const int32_t> generated,
+                 std::vector<LogitPenalty>& out) const;
+  // How many of a row's largest logits choose(ids, ...) asks for: 1 when greedy, top_k when that is
+  // set and at most kMaxTopLogits, else kMaxTopLogits (never more than vocab).
+  int candidates(int64_t vocab) const;
+  // The token from a penalised row's largest logits (kernels::top_logits: ids and values, largest
+  // first, lowest id first among equals; sum_exp over the whole row), or -1 when they cannot decide
+  // (top-p or min-p would look past them, or the kept tokens are more): then choose(the whole row).
+  // The same token as choose(row) but for rounding of sum_exp (used only when top_k is off).
+  int32_t choose(std::span<const int32_t> ids, std::span<const float> values, int64_t vocab, double sum_exp);
+  // The token from a whole penalised row.
+  int32_t choose(std::span<const float> logits);
+
   const SamplingParams& params() const { return p_; }
 
  private:
+  // From the first `count` of the row's largest logits, sorted; keep = the tokens top-k keeps
+  // (count >= keep, or keep = vocab and sum_exp given: >= 0).
+  int32_t choose_sorted(const int32_t* ids, const float* values, int32_t count, int32_t keep, double sum_exp);
+
   SamplingParams p_;
   std::mt19937_64 rng_;
   std::vector<int32_t> idx_;
+  std::vector<float> val_;
   std::vector<float> prob_;
 };
 

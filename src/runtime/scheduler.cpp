@@ -230,14 +230,32 @@ int Scheduler::retire() {
 
 void Scheduler::process(std::vector<Active*>& order) {
   const auto now = Clock::now();
+  // The rows to sample from that need no logprobs are drawn from where the engine kept the logits
+  // (a GPU: only the tokens come over); the others come over whole.
+  std::vector<StepEngine::KeptSample> kept;
+  std::vector<int32_t> drawn;
+  std::vector<int32_t> drawn_at(rows_.size(), -1);  // per row: its index in kept, or -1
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    Active& a = *rows_[r].first;
+    if (a.finished || rows_[r].second + 1 < static_cast<int64_t>(a.tokens.size()) || a.req.logprobs >= 0 ||
+        static_cast<int>(a.generated.size()) >= a.req.max_new_tokens)
+      continue;
+    drawn_at[r] = static_cast<int32_t>(kept.size());
+    kept.push_back({static_cast<int64_t>(r), a.sampler.get(), a.tokens, a.generated});
+  }
+  engine_->sample_kept(kept, drawn);
   for (size_t r = 0; r < rows_.size(); ++r) {
     Active& a = *rows_[r].first;
     const int64_t pos = rows_[r].second;
-    const float* row = logits_.data() + r * static_cast<size_t>(vocab_);
     if (a.finished) continue;
+    const float* fetched = nullptr;
+    auto row = [&] {  // the whole row, brought over once
+      if (!fetched) engine_->kept_logits(static_cast<int64_t>(r), logits_), fetched = logits_.data();
+      return fetched;
+    };
     if (pos + 1 < static_cast<int64_t>(a.tokens.size())) {  // a prompt position: its next token's logprob
       if (!a.prompt_lp_done && pos + 1 == a.prompt_lp_next) {  // (a re-run after preemption repeats none)
-        a.out.prompt.push_back(token_logprobs(row, a.tokens[pos + 1], a.req.logprobs));
+        a.out.prompt.push_back(token_logprobs(row(), a.tokens[pos + 1], a.req.logprobs));
         ++a.prompt_lp_next;
       }
       continue;
@@ -247,8 +265,13 @@ void Scheduler::process(std::vector<Active*>& order) {
       finish(a, "length");
       continue;
     }
-    std::vector<float> work(row, row + vocab_);
-    const int32_t next = a.sampler->sample(work, a.tokens, a.generated);
+    int32_t next;
+    if (drawn_at[r] >= 0) {
+      next = drawn[drawn_at[r]];
+    } else {
+      std::vector<float> work(row(), row() + vocab_);
+      next = a.sampler->sample(work, a.tokens, a.generated);
+    }
     if (a.generated.empty()) {
       if (opt_.on_first_token) opt_.on_first_token(seconds_between(a.submitted, now));
     } else if (opt_.on_next_token) {
@@ -259,7 +282,7 @@ void Scheduler::process(std::vector<Active*>& order) {
       finish(a, "stop");
       continue;
     }
-    if (a.req.logprobs >= 0) a.out.tokens.push_back(token_logprobs(row, next, a.req.logprobs));
+    if (a.req.logprobs >= 0) a.out.tokens.push_back(token_logprobs(row(), next, a.req.logprobs));
     else a.out.tokens.push_back(GeneratedToken{next, 0.0f, {}});
     a.generated.push_back(next);
     a.tokens.push_back(next);
@@ -394,7 +417,7 @@ void Scheduler::run_loop() {
       try {
         if (opt_.turns) opt_.turns->lock();
         try {
-          engine_->step(batch_, logits_);
+          engine_->step_kept(batch_);
         } catch (...) {
           if (opt_.turns) opt_.turns->unlock();
           throw;
@@ -424,7 +447,11 @@ void Scheduler::run_loop() {
       for (auto& a : running_) finish(*a, "error", failure);
     } else if (ran) {
       if (opt_.on_step) opt_.on_step(static_cast<int>(batch_.size()), static_cast<int>(order.size()));
-      process(order);
+      try {
+        process(order);  // samples where the engine kept the logits (a device error may come from there)
+      } catch (const std::exception& e) {
+        for (auto& a : running_) finish(*a, "error", e.what());
+      }
     }
     finished += retire();
     if (running_.empty() && finished > 0) {

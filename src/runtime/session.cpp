@@ -34,7 +34,22 @@ void Session::truncate(int pos) {
   engine_->truncate(seq_, pos);
 }
 
+int32_t Session::forward_sample(std::span<const int32_t> tokens, Sampler& sampler, std::span<const int32_t> history,
+                                std::span<const int32_t> generated) {
+  set_batch(tokens, false);
+  engine_->step_kept(batch_);  // validates the token ids (an error changes nothing)
+  const StepEngine::KeptSample row{0, &sampler, history, generated};
+  std::vector<int32_t> next;
+  engine_->sample_kept(std::span(&row, 1), next);
+  return next[0];
+}
+
 void Session::forward(std::span<const int32_t> tokens, std::vector<float>& logits, bool all_logits) {
+  set_batch(tokens, all_logits);
+  engine_->step(batch_, logits);  // validates the token ids (an error changes nothing)
+}
+
+void Session::set_batch(std::span<const int32_t> tokens, bool all_logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t pos = position();
   UPG_CHECK(n > 0, "forward: no tokens given");
@@ -42,7 +57,6 @@ void Session::forward(std::span<const int32_t> tokens, std::vector<float>& logit
             " tokens (", pos + n, " needed)");
   batch_.resize(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) batch_[t] = BatchEntry{seq_, tokens[t], pos + t, all_logits || t == n - 1};
-  engine_->step(batch_, logits);  // validates the token ids (an error changes nothing)
 }
 
 }  // namespace upg

@@ -34,6 +34,11 @@ class Session {
   // Throws Error (and changes nothing) when tokens is empty, an id is out of range, or
   // position() + n exceeds max_context().
   void forward(std::span<const int32_t> tokens, std::vector<float>& logits, bool all_logits);
+  // Runs `tokens` as forward() does and returns the next token, drawn from the last one's logits by
+  // `sampler` as Sampler::sample(logits, history, generated) draws it. On a GPU the logits stay there
+  // (StepEngine::sample_kept): only the token, or a few candidates, come to the host.
+  int32_t forward_sample(std::span<const int32_t> tokens, Sampler& sampler, std::span<const int32_t> history,
+                         std::span<const int32_t> generated);
 
   int position() const { return static_cast<int>(engine_->length(seq_)); }
   int max_context() const { return static_cast<int>(capacity_); }
@@ -49,6 +54,9 @@ class Session {
   void set_observer(Observer observer) { engine_->set_observer(std::move(observer)); }
 
  private:
+  // batch_ = tokens at the next positions (logits for all, or the last); checks n and the context.
+  void set_batch(std::span<const int32_t> tokens, bool all_logits);
+
   std::unique_ptr<StepEngine> engine_;
   SeqId seq_;
   int64_t capacity_;

@@ -11,6 +11,7 @@
 
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
+#include "runtime/sampler.h"
 
 namespace upg {
 
@@ -42,6 +43,27 @@ class StepEngine {
   // Engine::step (a bad batch or KvCacheFull change nothing).
   virtual void step(std::span<const BatchEntry> batch, std::vector<float>& logits) = 0;
 
+  // ---- Logits kept where they were computed ------------------------------------------------------
+  // So that on a GPU only token ids (or a few candidates per row) cross to the host each step:
+  // step_kept() runs a step like step() but keeps its logits rows (the entries with logits = true,
+  // in batch order) where they were computed, until the next step; sample_kept() draws the next
+  // token of some of them and kept_logits() brings a whole row over. The defaults keep the rows on
+  // the host (step() into a host vector); Engine keeps them on its backend.
+  virtual void step_kept(std::span<const BatchEntry> batch) { step(batch, kept_); }
+  // Row `row` of the kept logits (vocab values): as computed, or with the penalties a sample_kept
+  // of it applied.
+  virtual void kept_logits(int64_t row, std::vector<float>& out) const;
+  // Kept row `row`, drawn from by `sampler` as Sampler::sample(row, history, generated) draws (the
+  // same token; on a device the penalties are applied there and only the row's largest logits come
+  // over, unless they cannot decide). The penalties stay applied to the kept row.
+  struct KeptSample {
+    int64_t row;
+    Sampler* sampler;
+    std::span<const int32_t> history, generated;
+  };
+  // tokens[i] = the token drawn for rows[i].
+  virtual void sample_kept(std::span<const KeptSample> rows, std::vector<int32_t>& tokens);
+
   // The KV cache: of a tensor-parallel group, rank 0's (every rank's holds the same sequences and
   // positions, its own heads of them).
   virtual const KvCache& cache() const = 0;
@@ -52,6 +74,9 @@ class StepEngine {
   // tensor parallelism).
   using Observer = std::function<void(const std::string& weight_name, const float* x, int64_t n, int64_t cols)>;
   virtual void set_observer(Observer observer) = 0;
+
+ protected:
+  std::vector<float> kept_;  // the default step_kept's logits (host)
 };
 
 }  // namespace upg

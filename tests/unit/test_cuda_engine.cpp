@@ -27,6 +27,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
+#include "runtime/sampler.h"
 #include "runtime/session.h"
 #include "engine_schedule.h"
 #include "kernels/cuda/nccl_ops.h"
@@ -276,6 +277,78 @@ TEST(CudaEngine, BatchOfSequencesEqualsEachAlone) {
   batch_equals_each_alone(1e-2, "mixtral_moe_bf16");
   batch_equals_each_alone(1e-2, "qwen2_moe_shared_bf16");
   batch_equals_each_alone(1e-2, "deepseek_v3_mla_bf16");
+}
+
+// Sampling where the logits are (StepEngine::sample_kept: penalties and the candidates on the GPU)
+// draws, step after step, the tokens a host Sampler with the same seed draws from the same rows
+// brought over whole, for every kind of setting; four sequences decoding together.
+TEST(CudaEngine, SamplingOnTheDeviceDrawsWhatTheHostDraws) {
+  REQUIRE_CUDA_DEVICE();
+  const fs::path dir = fs::path(test::source_dir()) / "tests" / "golden" / "phi4_gqa_bf16";
+  auto gpu = load_on(dir.string(), "cuda");
+  const int64_t V = gpu->config().vocab_size;
+  std::vector<SamplingParams> cases;
+  auto add = [&](float temp, int top_k, float top_p, float min_p, float rp = 1.0f, float pres = 0.0f) {
+    SamplingParams p;
+    p.temperature = temp, p.top_k = top_k, p.top_p = top_p, p.min_p = min_p, p.repeat_penalty = rp;
+    p.presence_penalty = pres, p.frequency_penalty = pres / 2, p.seed = 9;
+    cases.push_back(p);
+  };
+  add(0.0f, 0, 1.0f, 0.0f);
+  add(0.0f, 0, 1.0f, 0.0f, 1.5f, 1.0f);
+  add(0.8f, 40, 0.95f, 0.05f);
+  add(1.5f, 0, 0.9f, 0.0f);
+  add(1.0f, 0, 1.0f, 0.0f);
+  add(1.2f, 100, 0.9f, 0.02f, 1.3f, 0.5f);
+  for (size_t c = 0; c < cases.size(); ++c) {
+    Engine e(*gpu);
+    std::vector<SeqId> seqs;
+    std::vector<std::vector<int32_t>> hist, gen(4);
+    std::vector<Sampler> host, dev;
+    std::vector<BatchEntry> batch;
+    for (int i = 0; i < 4; ++i) {
+      seqs.push_back(e.new_sequence());
+      hist.push_back(random_prompt(3 + 2 * i, V, 40 + i));
+      for (size_t t = 0; t < hist[i].size(); ++t)
+        batch.push_back({seqs[i], hist[i][t], static_cast<int64_t>(t), t + 1 == hist[i].size()});
+      host.emplace_back(cases[c]);
+      dev.emplace_back(cases[c]);
+    }
+    for (int step = 0; step < 8; ++step) {
+      e.step_kept(batch);
+      std::vector<std::vector<float>> rows(4);
+      for (int i = 0; i < 4; ++i) e.kept_logits(i, rows[i]);
+      std::vector<StepEngine::KeptSample> ks;
+      for (int i = 0; i < 4; ++i) ks.push_back({i, &dev[i], hist[i], gen[i]});
+      std::vector<int32_t> drawn;
+      e.sample_kept(ks, drawn);
+      batch.clear();
+      for (int i = 0; i < 4; ++i) {
+        const int32_t want = host[i].sample(rows[i], hist[i], gen[i]);
+        ASSERT_EQ(drawn[i], want) << "case " << c << " step " << step << " sequence " << i;
+        std::vector<float> penalised;
+        e.kept_logits(i, penalised);  // the penalties stay applied on the device
+        for (int64_t j = 0; j < V; ++j) ASSERT_EQ(penalised[j], rows[i][j]) << "case " << c << " logit " << j;
+        batch.push_back({seqs[i], want, static_cast<int64_t>(hist[i].size()), true});
+        hist[i].push_back(want);
+        gen[i].push_back(want);
+      }
+    }
+  }
+  // Session::forward_sample (what `upg run` decodes with) greedy: the argmax of forward()'s logits.
+  Session a(*gpu, 0), b(*gpu, 0);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Sampler sa(greedy);
+  std::vector<int32_t> toks = random_prompt(6, V, 77), out;
+  std::vector<float> l;
+  for (int i = 0; i < 10; ++i) {
+    const int32_t t = a.forward_sample(i == 0 ? std::span<const int32_t>(toks) : std::span<const int32_t>(&toks.back(), 1), sa, toks, out);
+    b.forward(i == 0 ? std::span<const int32_t>(toks) : std::span<const int32_t>(&toks.back(), 1), l, false);
+    ASSERT_EQ(t, argmax(l.data(), V)) << "token " << i;
+    toks.push_back(t);
+    out.push_back(t);
+  }
 }
 
 // CUDA graphs: decode steps replayed from recordings give the logits of the same steps run op by op

@@ -26,6 +26,7 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/logit_select.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/gemv_layout.h"
 #include "test_util.h"
@@ -891,4 +892,56 @@ TEST(CudaOps, GatedRowsEveryActivation) {
         ASSERT_NEAR(got[i], ref[i], 2e-6f * (1 + std::fabs(ref[i]))) << "act " << static_cast<int>(act) << " n " << n
                                                                       << " width " << width << " i " << i;
     }
+}
+
+// Sampling's kernels against kernels/cpu/logit_select.cpp: the penalties bit for bit, then the same
+// candidates (ids and values, in order, ties broken by the lowest id, also where ties straddle the
+// k-th place), the normaliser to rounding, on rows of real vocabulary sizes and a subset of rows.
+TEST(CudaSampling, PenaltiesAndTopLogitsEqualTheReference) {
+  REQUIRE_CUDA_DEVICE();
+  std::mt19937 g(3);
+  for (auto [rows, V, k] : {std::tuple<int64_t, int64_t, int>{1, 152064, 1}, {3, 100352, 40}, {5, 32000, 1024},
+                            {2, 7, 7}, {4, 5000, 300}, {2, 1024, 1024}}) {
+    const int64_t ld = V + 3;
+    std::vector<float> m(static_cast<size_t>(rows * ld), 1e30f);  // padding that would win if read
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::vector<float> v = randn(static_cast<size_t>(V), r % 2 ? 0.02f : 4.0f);
+      std::copy(v.begin(), v.end(), m.begin() + r * ld);
+      float* x = m.data() + r * ld;
+      const float top = *std::max_element(x, x + V);
+      for (int64_t i = 0; i < std::min<int64_t>(V, 2 * k + 3); i += 2) x[(i * 7919) % V] = top + 1;  // ties at the top
+      x[g() % V] = -INFINITY;
+      for (int64_t i = 0; i < V / 50; ++i) x[g() % V] = x[g() % V];
+    }
+    std::vector<LogitPenalty> pen;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t t = 0; t < std::min<int64_t>(V, 60); ++t)
+        if (g() % 2) pen.push_back({static_cast<int32_t>(r), static_cast<int32_t>((t * 131) % V), 0.1f * (g() % 5), 1.0f + 0.1f * (g() % 4)});
+    std::vector<int32_t> pick;
+    for (int64_t r = rows - 1; r >= 0; r -= (rows > 3 ? 2 : 1)) pick.push_back(static_cast<int32_t>(r));
+    const int64_t n = static_cast<int64_t>(pick.size());
+
+    cu::DeviceBuffer dm = to_dev(m), dp = to_dev(pen), dr = to_dev(pick);
+    cu::DeviceBuffer di(sizeof(int32_t) * n * k), dv(sizeof(float) * n * k), ds(sizeof(double) * n);
+    cu::penalize_logits(dm.as<float>(), ld, dp.as<LogitPenalty>(), static_cast<int64_t>(pen.size()));
+    cu::top_logits(dm.as<float>(), ld, dr.as<int32_t>(), n, V, k, di.as<int32_t>(), dv.as<float>(), ds.as<double>());
+    cu::synchronize();
+    kernels::penalize_logits(m.data(), ld, pen.data(), static_cast<int64_t>(pen.size()));
+    std::vector<int32_t> ids(n * k), got_ids(n * k);
+    std::vector<float> values(n * k), got_values(n * k);
+    std::vector<double> sums(n), got_sums(n);
+    kernels::top_logits(m.data(), ld, pick.data(), n, V, k, ids.data(), values.data(), sums.data());
+    const auto rows_back = from_dev(dm, m.size());
+    for (size_t i = 0; i < m.size(); ++i) ASSERT_EQ(rows_back[i], m[i]) << "penalised logit " << i << " V " << V;
+    di.download(got_ids.data(), got_ids.size() * sizeof(int32_t));
+    dv.download(got_values.data(), got_values.size() * sizeof(float));
+    ds.download(got_sums.data(), got_sums.size() * sizeof(double));
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(got_sums[i], sums[i], 1e-5 * sums[i]) << "sum_exp V " << V << " row " << pick[i];
+      for (int j = 0; j < k; ++j) {
+        ASSERT_EQ(got_ids[i * k + j], ids[i * k + j]) << "V " << V << " k " << k << " row " << pick[i] << " rank " << j;
+        ASSERT_EQ(got_values[i * k + j], values[i * k + j]) << "V " << V << " row " << pick[i] << " rank " << j;
+      }
+    }
+  }
 }

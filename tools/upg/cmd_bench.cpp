@@ -1,7 +1,9 @@
 // upg bench MODEL: prompt-processing and generation speed, modelled on llama.cpp's llama-bench.
 //   pp<P>:      one sequence, a prompt of P random tokens in one step (logits of the last only).
 //   tg<N>@b<B>: B sequences decoding together, N steps of one token each (B x N tokens); the
-//               aggregate rate counts every sequence's tokens.
+//               aggregate rate counts every sequence's tokens. Each step's tokens are the greedy
+//               choices of the step before, drawn where the logits are (StepEngine::sample_kept:
+//               on a GPU only token ids come back), as `upg run` decodes.
 // Each test runs -r times after one warm-up run; rates are mean +/- sample standard deviation.
 // The machine's memory read bandwidth is measured in the same run (a 1 GiB buffer summed by every
 // thread, best of 3) and the batch-1 decode rate is turned into the weight bytes it reads per
@@ -114,6 +116,9 @@ std::vector<Result> run_tests(E& e, const BenchOptions& o, int64_t vocab, Fill f
   std::mt19937 rng(1234);
   std::vector<Result> results;
   std::vector<float> logits;
+  SamplingParams greedy_params;
+  greedy_params.temperature = 0;
+  Sampler greedy(greedy_params);
   auto random_token = [&] { return static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab)); };
   for (int p : o.prompt) {
     if (p <= 0) continue;
@@ -141,10 +146,15 @@ std::vector<Result> run_tests(E& e, const BenchOptions& o, int64_t vocab, Fill f
           fill(e, seqs.back(), rng);
         }
         std::vector<BatchEntry> batch(static_cast<size_t>(b));
+        std::vector<int32_t> next(static_cast<size_t>(b));
+        for (auto& t : next) t = random_token();
+        std::vector<StepEngine::KeptSample> rows(static_cast<size_t>(b));
+        for (int i = 0; i < b; ++i) rows[i] = {i, &greedy, {}, {}};
         const auto ts = Clock::now();
         for (int step = 0; step < n; ++step) {
-          for (int i = 0; i < b; ++i) batch[i] = {seqs[i], random_token(), o.depth + step, true};
-          e.step(batch, logits);
+          for (int i = 0; i < b; ++i) batch[i] = {seqs[i], next[i], o.depth + step, true};
+          e.step_kept(batch);
+          e.sample_kept(rows, next);  // the greedy choices, drawn where the logits are
         }
         const double dt = seconds_since(ts);
         for (SeqId s : seqs) e.release(s);

@@ -113,6 +113,15 @@ void CpuBackend::deinterleave_pairs(float* x, int64_t segments, int64_t ld, int6
   }
 }
 
+void CpuBackend::penalize_logits(StepContext&, float* logits, int64_t ld, std::span<const LogitPenalty> penalties) {
+  kernels::penalize_logits(logits, ld, penalties.data(), static_cast<int64_t>(penalties.size()));
+}
+
+void CpuBackend::top_logits(StepContext&, const float* logits, int64_t ld, std::span<const int32_t> rows, int64_t vocab,
+                            int k, int32_t* ids, float* values, double* sum_exp) {
+  kernels::top_logits(logits, ld, rows.data(), static_cast<int64_t>(rows.size()), vocab, k, ids, values, sum_exp);
+}
+
 void CpuBackend::head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols,
                                const float* x, int64_t x_ld, int64_t n, float* y, int64_t y_ld) {
   parallel_for(n * heads, [&](int64_t i0, int64_t i1) {  // (token, head) pairs

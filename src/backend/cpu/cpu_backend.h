@@ -46,6 +46,9 @@ class CpuBackend final : public Backend {
   void deinterleave_pairs(float* x, int64_t segments, int64_t ld, int64_t width) override;
   void head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols, const float* x,
                      int64_t x_ld, int64_t n, float* y, int64_t y_ld) override;
+  void penalize_logits(StepContext& ctx, float* logits, int64_t ld, std::span<const LogitPenalty> penalties) override;
+  void top_logits(StepContext& ctx, const float* logits, int64_t ld, std::span<const int32_t> rows, int64_t vocab, int k,
+                  int32_t* ids, float* values, double* sum_exp) override;
 
   std::unique_ptr<StepContext> new_context() override;
   void bind_kv(StepContext& ctx, std::span<const KvLayerView> layer0, std::span<const int64_t> blocks,

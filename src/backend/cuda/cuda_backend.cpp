@@ -30,6 +30,7 @@ struct CudaStep : StepContext {
   KvLayerView geom{};
   size_t layer_stride = 0;
   cuda::DeviceBuffer table, pos, rows, weights, workspace, tiles;
+  cuda::DeviceBuffer penalties, top_rows, top_ids, top_values, top_sums;  // sampling (logit_select.cu)
   std::vector<const uint8_t*> table_host;
   std::vector<int32_t> pos_host, tiles_host;  // tiles: cuda::prompt_attention_tiles of the table
   // The prompt kernel when the entries come in runs of one sequence (2+ tokens a tile on average).
@@ -222,6 +223,31 @@ void CudaBackend::deinterleave_pairs(float* x, int64_t segments, int64_t ld, int
 void CudaBackend::head_products(const float* w, bool transpose, int64_t heads, int64_t rows, int64_t cols,
                                 const float* x, int64_t x_ld, int64_t n, float* y, int64_t y_ld) {
   cuda::head_products(w, transpose, heads, rows, cols, x, x_ld, n, y, y_ld, stream());
+}
+
+void CudaBackend::penalize_logits(StepContext& ctx, float* logits, int64_t ld, std::span<const LogitPenalty> penalties) {
+  if (penalties.empty()) return;
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  reserve(c.penalties, penalties.size_bytes());
+  cuda::copy_to_device(c.penalties.data(), penalties.data(), penalties.size_bytes(), stream());
+  cuda::penalize_logits(logits, ld, c.penalties.as<LogitPenalty>(), static_cast<int64_t>(penalties.size()), stream());
+}
+
+void CudaBackend::top_logits(StepContext& ctx, const float* logits, int64_t ld, std::span<const int32_t> rows,
+                             int64_t vocab, int k, int32_t* ids, float* values, double* sum_exp) {
+  if (rows.empty()) return;
+  CudaStep& c = static_cast<CudaStep&>(ctx);
+  const size_t n = rows.size(), kk = static_cast<size_t>(k);
+  reserve(c.top_rows, rows.size_bytes());
+  reserve(c.top_ids, sizeof(int32_t) * n * kk);
+  reserve(c.top_values, sizeof(float) * n * kk);
+  reserve(c.top_sums, sizeof(double) * n);
+  cuda::copy_to_device(c.top_rows.data(), rows.data(), rows.size_bytes(), stream());
+  cuda::top_logits(logits, ld, c.top_rows.as<int32_t>(), static_cast<int64_t>(n), vocab, k, c.top_ids.as<int32_t>(),
+                   c.top_values.as<float>(), c.top_sums.as<double>(), stream());
+  cuda::copy_to_host(ids, c.top_ids.data(), sizeof(int32_t) * n * kk, stream());
+  cuda::copy_to_host(values, c.top_values.data(), sizeof(float) * n * kk, stream());
+  cuda::copy_to_host(sum_exp, c.top_sums.data(), sizeof(double) * n, stream());
 }
 
 std::unique_ptr<StepContext> CudaBackend::new_context() { return std::make_unique<CudaStep>(); }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/activation_kind.h"
+#include "kernels/logit_select.h"
 
 namespace upg::cuda {
 
@@ -228,6 +229,14 @@ void add_weighted_rows(float* dst, const float* src, const int32_t* rows, const 
                        int64_t width, void* stream = nullptr);
 // x[i] = v for i < n.
 void fill(float* x, int64_t n, float v, void* stream = nullptr);
+
+// ---- Sampling (logit_select.cu; the maths in kernels/logit_select.h) ------------------------------
+// logits[p.row * ld + p.token] = penalized(that, p) for each of the n penalties (device array).
+void penalize_logits(float* logits, int64_t ld, const LogitPenalty* penalties, int64_t n, void* stream = nullptr);
+// kernels::top_logits on the device: rows (device, nrows int32), ids and values (nrows x k) and
+// sum_exp (nrows) device arrays. The same ids and values as the reference; sum_exp to rounding.
+void top_logits(const float* logits, int64_t ld, const int32_t* rows, int64_t nrows, int64_t vocab, int k,
+                int32_t* ids, float* values, double* sum_exp, void* stream = nullptr);
 
 // ---- The paged bf16 KV cache (kernels/kv_layout.h) ---------------------------------------------
 // A table of block pointers with one row per entry (an entry: one query token, or one token to
