@@ -143,7 +143,7 @@ class Backend : public BackendMemory {
   // The penalties (host) applied in place to the logits rows (ld apart) they name.
   virtual void penalize_logits(StepContext& ctx, float* logits, int64_t ld, std::span<const LogitPenalty> penalties) = 0;
   // kernels::top_logits of the rows `rows` (host) of logits into host memory: ids and values
-  // (rows.size() x k), sum_exp (rows.size()); returns when they are there.
+  // (rows.size() x k), sum_exp (rows.size(), or null: not computed); returns when they are there.
   virtual void top_logits(StepContext& ctx, const float* logits, int64_t ld, std::span<const int32_t> rows,
                           int64_t vocab, int k, int32_t* ids, float* values, double* sum_exp) = 0;
 

@@ -41,7 +41,8 @@ void penalize_logits(float* logits, int64_t ld, const LogitPenalty* penalties, i
 
 // For i < nrows and r = rows[i], from row r of logits (vocab values at logits + r * ld): ids and
 // values (i * k ...) = its k largest values, largest first and the lowest id first among equal
-// values; sum_exp[i] = the sum over the whole row of exp(v - its largest), accumulated in double. 1 <= k <= min(vocab, kMaxTopLogits).
+// values; sum_exp[i] = the sum over the whole row of exp(v - its largest), accumulated in double
+// (sum_exp may be null: not computed; greedy sampling and top-k need no sum). 1 <= k <= min(vocab, kMaxTopLogits).
 void top_logits(const float* logits, int64_t ld, const int32_t* rows, int64_t nrows, int64_t vocab, int k,
                 int32_t* ids, float* values, double* sum_exp);
 

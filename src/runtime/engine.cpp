@@ -1,6 +1,7 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 
@@ -197,9 +198,19 @@ void Engine::sample_kept(std::span<const KeptSample> rows, std::vector<int32_t>&
   const int64_t n = static_cast<int64_t>(rows.size());
   tokens.assign(rows.size(), -1);
   if (n == 0) return;
+  // UPG_SAMPLE_ON_HOST=1: every row comes over whole and the host samples it (to compare).
+  static const bool on_host = [] { const char* e = std::getenv("UPG_SAMPLE_ON_HOST"); return e && std::atoi(e) != 0; }();
+  if (on_host) {
+    for (int64_t i = 0; i < n; ++i) {
+      kept_logits(rows[i].row, row_);
+      tokens[i] = rows[i].sampler->sample(row_, rows[i].history, rows[i].generated);
+    }
+    return;
+  }
   penalties_.clear();
   top_rows_.resize(rows.size());
   int k = 1;
+  bool need_sum = false;
   for (int64_t i = 0; i < n; ++i) {
     const KeptSample& r = rows[i];
     UPG_CHECK(r.row >= 0 && r.row < kept_rows_, "sample_kept: row ", r.row, " of a step that kept ", kept_rows_,
@@ -207,6 +218,7 @@ void Engine::sample_kept(std::span<const KeptSample> rows, std::vector<int32_t>&
     top_rows_[i] = static_cast<int32_t>(r.row);
     r.sampler->penalties(static_cast<int32_t>(r.row), V, r.history, r.generated, penalties_);
     k = std::max(k, r.sampler->candidates(V));
+    need_sum = need_sum || r.sampler->needs_row_sum(V);
   }
   top_ids_.resize(static_cast<size_t>(n * k));
   top_values_.resize(static_cast<size_t>(n * k));
@@ -214,7 +226,8 @@ void Engine::sample_kept(std::span<const KeptSample> rows, std::vector<int32_t>&
   {
     const auto exclusive = backend_->exclusive();
     backend_->penalize_logits(*ctx_, kept_dev_, V, penalties_);
-    backend_->top_logits(*ctx_, kept_dev_, V, top_rows_, V, k, top_ids_.data(), top_values_.data(), top_sums_.data());
+    backend_->top_logits(*ctx_, kept_dev_, V, top_rows_, V, k, top_ids_.data(), top_values_.data(),
+                          need_sum ? top_sums_.data() : nullptr);
   }
   for (int64_t i = 0; i < n; ++i) {
     const std::span<const int32_t> ids(top_ids_.data() + i * k, static_cast<size_t>(k));

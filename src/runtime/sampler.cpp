@@ -101,6 +101,11 @@ int Sampler::candidates(int64_t vocab) const {
   return static_cast<int>(std::max<int64_t>(1, std::min(k, vocab)));
 }
 
+bool Sampler::needs_row_sum(int64_t vocab) const {
+  const int64_t keep = (p_.top_k > 0 && p_.top_k < vocab) ? p_.top_k : vocab;
+  return p_.temperature != 0.0f && keep == vocab && keep > candidates(vocab);
+}
+
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history,
                         std::span<const int32_t> generated) {
   const int32_t n = static_cast<int32_t>(logits.size());

@@ -66,6 +66,8 @@ class Sampler {
   // How many of a row's largest logits choose(ids, ...) asks for: 1 when greedy, top_k when that is
   // set and at most kMaxTopLogits, else kMaxTopLogits (never more than vocab).
   int candidates(int64_t vocab) const;
+  // Whether choose(ids, ...) reads sum_exp (top-k off and more tokens than candidates; not greedy).
+  bool needs_row_sum(int64_t vocab) const;
   // The token from a penalised row's largest logits (kernels::top_logits: ids and values, largest
   // first, lowest id first among equals; sum_exp over the whole row), or -1 when they cannot decide
   // (top-p or min-p would look past them, or the kept tokens are more): then choose(the whole row).

@@ -936,6 +936,18 @@ TEST(CudaSampling, PenaltiesAndTopLogitsEqualTheReference) {
     di.download(got_ids.data(), got_ids.size() * sizeof(int32_t));
     dv.download(got_values.data(), got_values.size() * sizeof(float));
     ds.download(got_sums.data(), got_sums.size() * sizeof(double));
+    // Greedy (k = 1 without the sum: the one-pass path): the largest value's lowest id.
+    cu::top_logits(dm.as<float>(), ld, dr.as<int32_t>(), n, V, 1, di.as<int32_t>(), dv.as<float>(), nullptr);
+    std::vector<int32_t> g_ids(n);
+    std::vector<float> g_values(n);
+    di.download(g_ids.data(), n * sizeof(int32_t));
+    dv.download(g_values.data(), n * sizeof(float));
+    for (int64_t i = 0; i < n; ++i) {
+      const float* x = m.data() + pick[i] * ld;
+      const int32_t best = static_cast<int32_t>(std::max_element(x, x + V) - x);
+      ASSERT_EQ(g_ids[i], best) << "greedy V " << V << " row " << pick[i];
+      ASSERT_EQ(g_values[i], x[best]);
+    }
     for (int64_t i = 0; i < n; ++i) {
       EXPECT_NEAR(got_sums[i], sums[i], 1e-5 * sums[i]) << "sum_exp V " << V << " row " << pick[i];
       for (int j = 0; j < k; ++j) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "backend/cuda/cuda_codecs.h"
@@ -30,7 +31,8 @@ struct CudaStep : StepContext {
   KvLayerView geom{};
   size_t layer_stride = 0;
   cuda::DeviceBuffer table, pos, rows, weights, workspace, tiles;
-  cuda::DeviceBuffer penalties, top_rows, top_ids, top_values, top_sums;  // sampling (logit_select.cu)
+  cuda::DeviceBuffer penalties, top_rows, top_out;  // sampling (logit_select.cu)
+  std::vector<uint8_t> top_host;
   std::vector<const uint8_t*> table_host;
   std::vector<int32_t> pos_host, tiles_host;  // tiles: cuda::prompt_attention_tiles of the table
   // The prompt kernel when the entries come in runs of one sequence (2+ tokens a tile on average).
@@ -237,17 +239,24 @@ void CudaBackend::top_logits(StepContext& ctx, const float* logits, int64_t ld, 
                              int64_t vocab, int k, int32_t* ids, float* values, double* sum_exp) {
   if (rows.empty()) return;
   CudaStep& c = static_cast<CudaStep&>(ctx);
-  const size_t n = rows.size(), kk = static_cast<size_t>(k);
+  // One device array [sums (n doubles) | ids (n k int32) | values (n k floats)], one copy back.
+  const size_t n = rows.size(), nk = n * static_cast<size_t>(k);
+  const size_t bytes = sizeof(double) * n + (sizeof(int32_t) + sizeof(float)) * nk;
   reserve(c.top_rows, rows.size_bytes());
-  reserve(c.top_ids, sizeof(int32_t) * n * kk);
-  reserve(c.top_values, sizeof(float) * n * kk);
-  reserve(c.top_sums, sizeof(double) * n);
+  reserve(c.top_out, bytes);
+  uint8_t* d = c.top_out.as<uint8_t>();
+  double* d_sums = reinterpret_cast<double*>(d);
+  int32_t* d_ids = reinterpret_cast<int32_t*>(d + sizeof(double) * n);
+  float* d_values = reinterpret_cast<float*>(d + sizeof(double) * n + sizeof(int32_t) * nk);
   cuda::copy_to_device(c.top_rows.data(), rows.data(), rows.size_bytes(), stream());
-  cuda::top_logits(logits, ld, c.top_rows.as<int32_t>(), static_cast<int64_t>(n), vocab, k, c.top_ids.as<int32_t>(),
-                   c.top_values.as<float>(), c.top_sums.as<double>(), stream());
-  cuda::copy_to_host(ids, c.top_ids.data(), sizeof(int32_t) * n * kk, stream());
-  cuda::copy_to_host(values, c.top_values.data(), sizeof(float) * n * kk, stream());
-  cuda::copy_to_host(sum_exp, c.top_sums.data(), sizeof(double) * n, stream());
+  cuda::top_logits(logits, ld, c.top_rows.as<int32_t>(), static_cast<int64_t>(n), vocab, k, d_ids, d_values,
+                   sum_exp ? d_sums : nullptr, stream());
+  c.top_host.resize(bytes);
+  cuda::copy_to_host(c.top_host.data(), d, bytes, stream());
+  const uint8_t* h = c.top_host.data();
+  if (sum_exp) std::memcpy(sum_exp, h, sizeof(double) * n);
+  std::memcpy(ids, h + sizeof(double) * n, sizeof(int32_t) * nk);
+  std::memcpy(values, h + sizeof(double) * n + sizeof(int32_t) * nk, sizeof(float) * nk);
 }
 
 std::unique_ptr<StepContext> CudaBackend::new_context() { return std::make_unique<CudaStep>(); }

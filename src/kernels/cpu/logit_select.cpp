@@ -28,10 +28,12 @@ void top_logits(const float* logits, int64_t ld, const int32_t* rows, int64_t nr
     std::iota(idx.begin(), idx.end(), 0);
     std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
                       [&](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
-    const float mx = x[idx[0]];
-    double sum = 0;
-    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(x[j] - mx);
-    sum_exp[i] = sum;
+    if (sum_exp) {
+      const float mx = x[idx[0]];
+      double sum = 0;
+      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(x[j] - mx);
+      sum_exp[i] = sum;
+    }
     for (int j = 0; j < k; ++j) {
       ids[i * k + j] = idx[j];
       values[i * k + j] = x[idx[j]];

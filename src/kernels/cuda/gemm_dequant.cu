@@ -234,9 +234,10 @@ void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, bool accumula
   const CublasLib& l = cublas_lib();
   // Overlap: the scratch in two halves, each chunk's tiles decoded on a side stream into one half
   // while the GEMM of the chunk before reads the other (the weights depend on nothing the step
-  // computes), so decoding hides behind the tensor-core work. UPG_CUDA_GEMM_OVERLAP=0: one buffer,
-  // decode and GEMM in turn on the caller's stream.
-  static const bool env_overlap = [] { const char* e = std::getenv("UPG_CUDA_GEMM_OVERLAP"); return !e || std::atoi(e) != 0; }();
+  // computes), so decoding could hide behind the tensor-core work. Off unless UPG_CUDA_GEMM_OVERLAP=1:
+  // on an H100 it was no faster (Phi-4 3.2 bpw pp512 5,521-5,623 t/s on, 5,935-6,829 off, alternated
+  // in one call; docs/PERFORMANCE-GPU.md), so by default one buffer, decode and GEMM in turn.
+  static const bool env_overlap = [] { const char* e = std::getenv("UPG_CUDA_GEMM_OVERLAP"); return e && std::atoi(e) != 0; }();
   const bool overlap = env_overlap && ws.weight_bytes_ >= 2 * static_cast<size_t>(kTileRows * S * kTileCols * 2);
   const std::vector<DequantChunk> plan = dequant_plan(mtiles, S, overlap ? ws.weight_bytes_ / 2 : ws.weight_bytes_);
   size_t wbytes = 0;

@@ -38,6 +38,9 @@ __device__ __forceinline__ float key_value(uint32_t key) {
 struct MaxOp {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
+struct MaxU64Op {
+  __device__ unsigned long long operator()(unsigned long long a, unsigned long long b) const { return a > b ? a : b; }
+};
 struct SumOp {
   __device__ double operator()(double a, double b) const { return a + b; }
 };
@@ -70,6 +73,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ unsigned hist[256];
   __shared__ float red_f[kWarps];
   __shared__ double red_d[kWarps];
+  __shared__ unsigned long long red_u[kWarps];
   __shared__ unsigned warp_count[kWarps];
   __shared__ unsigned long long cand[kMaxTopLogits];  // (~key << 32) | id: ascending = largest first
   __shared__ unsigned s_digit, s_remaining, s_greater;
@@ -78,12 +82,25 @@ __global__ void __launch_bounds__(kThreads)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const float* x = logits + static_cast<int64_t>(rows[blockIdx.x]) * ld;
 
+  if (k == 1 && !sum_exp) {  // greedy: the largest key and its lowest id, one pass
+    unsigned long long best = 0;  // (key << 32) | ~id: the largest is the largest value, then the lowest id
+    for (int64_t i = tid; i < vocab; i += kThreads)
+      best = max(best, (static_cast<unsigned long long>(order_key(x[i])) << 32) | static_cast<uint32_t>(~i));
+    best = block_reduce(best, MaxU64Op{}, red_u);
+    if (tid == 0) {
+      ids[blockIdx.x] = static_cast<int32_t>(~static_cast<uint32_t>(best & 0xFFFFFFFFull));
+      values[blockIdx.x] = key_value(static_cast<uint32_t>(best >> 32));
+    }
+    return;
+  }
   float mx = -INFINITY;
   for (int64_t i = tid; i < vocab; i += kThreads) mx = fmaxf(mx, x[i]);
   mx = block_reduce(mx, MaxOp{}, red_f);
   double sum = 0;
-  for (int64_t i = tid; i < vocab; i += kThreads) sum += static_cast<double>(expf(x[i] - mx));
-  sum = block_reduce(sum, SumOp{}, red_d);
+  if (sum_exp) {
+    for (int64_t i = tid; i < vocab; i += kThreads) sum += static_cast<double>(expf(x[i] - mx));
+    sum = block_reduce(sum, SumOp{}, red_d);
+  }
 
   // The k-th largest key, 8 bits at a time from the top; `remaining`: how many of the values whose
   // key starts with `prefix` (under `mask`) are still to be taken.
@@ -173,7 +190,7 @@ __global__ void __launch_bounds__(kThreads)
     ids[out + j] = static_cast<int32_t>(c & 0xFFFFFFFFull);
     values[out + j] = key_value(~static_cast<uint32_t>(c >> 32));
   }
-  if (tid == 0) sum_exp[blockIdx.x] = sum;
+  if (tid == 0 && sum_exp) sum_exp[blockIdx.x] = sum;
 }
 
 }  // namespace
