@@ -5,6 +5,7 @@
 // runtime/sampler.h decides from these candidates.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #if defined(__CUDACC__)
 #define UPG_HOST_DEVICE __host__ __device__
@@ -35,6 +36,10 @@ UPG_HOST_DEVICE inline float penalized(float logit, const LogitPenalty& p) {
 constexpr int kMaxTopLogits = 1024;
 
 namespace kernels {
+
+// idx (resized to n) = the ids 0 .. n-1, its first k those of x's k largest values, largest first
+// and the lowest id first among equal values (as torch.topk's order on ties); k <= n.
+void largest_first(const float* x, int64_t n, int64_t k, std::vector<int32_t>& idx);
 
 // logits[p.row * ld + p.token] = penalized(that, p) for each of the n penalties.
 void penalize_logits(float* logits, int64_t ld, const LogitPenalty* penalties, int64_t n);

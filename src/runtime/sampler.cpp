@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -121,11 +120,8 @@ int32_t Sampler::choose(std::span<const float> logits) {
   UPG_CHECK(n > 0, "sampling from an empty logits vector");
   if (p_.temperature == 0.0f) return argmax(logits);
   // Candidates sorted by logit, descending; top-k keeps the first k.
-  idx_.resize(n);
-  std::iota(idx_.begin(), idx_.end(), 0);
   const int32_t keep = (p_.top_k > 0 && p_.top_k < n) ? p_.top_k : n;
-  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  std::partial_sort(idx_.begin(), idx_.begin() + keep, idx_.end(), by_logit);
+  kernels::largest_first(logits.data(), n, keep, idx_);
   val_.resize(keep);
   for (int32_t i = 0; i < keep; ++i) val_[i] = logits[idx_[i]];
   return choose_sorted(idx_.data(), val_.data(), keep, keep, -1.0);

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "kernels/logit_select.h"
 #include "runtime/text_stream.h"
 
 namespace upg {
@@ -169,11 +170,9 @@ GeneratedToken Scheduler::token_logprobs(const float* row, int32_t chosen, int t
   const float lse = mx + static_cast<float>(std::log(sum));
   GeneratedToken g{chosen, row[chosen] - lse, {}};
   if (top > 0) {
-    std::vector<int32_t> idx(static_cast<size_t>(vocab_));
-    for (int32_t i = 0; i < vocab_; ++i) idx[i] = i;
+    std::vector<int32_t> idx;
     const int k = std::min<int>(top, vocab_);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
-                      [&](int32_t x, int32_t y) { return row[x] > row[y] || (row[x] == row[y] && x < y); });
+    kernels::largest_first(row, vocab_, k, idx);
     for (int i = 0; i < k; ++i) g.top.push_back({idx[i], row[idx[i]] - lse});
   }
   return g;

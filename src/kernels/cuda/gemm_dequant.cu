@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <memory>
 #include <mutex>
 
 #include "kernels/cuda/cuda_check.cuh"
@@ -186,21 +185,6 @@ struct GemmWorkspace::Impl {
   cublasHandle_t handle = nullptr;
   std::string why_not;
   DeviceBuffer wbuf, xrot, xb;
-  // Overlap (see gemm()): a second half of the scratch, the stream the tiles are decoded on, and
-  // events: the product's start on the caller's stream, each half decoded, each half's GEMM done.
-  DeviceBuffer wbuf2;
-  std::unique_ptr<Stream> side;
-  cudaEvent_t start = nullptr, decoded[2] = {nullptr, nullptr}, consumed[2] = {nullptr, nullptr};
-  void make_side() {
-    if (side) return;
-    side = std::make_unique<Stream>();
-    for (cudaEvent_t* e : {&start, &decoded[0], &decoded[1], &consumed[0], &consumed[1]})
-      UPG_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
-  }
-  ~Impl() {
-    for (cudaEvent_t e : {start, decoded[0], decoded[1], consumed[0], consumed[1]})
-      if (e) cudaEventDestroy(e);
-  }
 };
 
 GemmWorkspace::GemmWorkspace(size_t weight_bytes) : impl_(new Impl) {
@@ -218,37 +202,22 @@ GemmWorkspace::GemmWorkspace(size_t weight_bytes) : impl_(new Impl) {
 
 GemmWorkspace::~GemmWorkspace() {
   if (impl_->handle) cublas_lib().destroy(impl_->handle);
-  impl_->side.reset();
   delete impl_;
 }
 
 bool GemmWorkspace::available() const { return impl_->handle != nullptr; }
 std::string GemmWorkspace::why_not() const { return impl_->why_not; }
-size_t GemmWorkspace::device_bytes() const {
-  return impl_->wbuf.size() + impl_->wbuf2.size() + impl_->xrot.size() + impl_->xb.size();
-}
+size_t GemmWorkspace::device_bytes() const { return impl_->wbuf.size() + impl_->xrot.size() + impl_->xb.size(); }
 
 void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, bool accumulate, GemmWorkspace& ws,
                               void* stream) const {
   GemmWorkspace::Impl& g = *ws.impl_;
   const CublasLib& l = cublas_lib();
-  // Overlap: the scratch in two halves, each chunk's tiles decoded on a side stream into one half
-  // while the GEMM of the chunk before reads the other (the weights depend on nothing the step
-  // computes), so decoding could hide behind the tensor-core work. Off unless UPG_CUDA_GEMM_OVERLAP=1:
-  // on an H100 it was no faster (Phi-4 3.2 bpw pp512 5,521-5,623 t/s on, 5,935-6,829 off, alternated
-  // in one call; docs/PERFORMANCE-GPU.md), so by default one buffer, decode and GEMM in turn.
-  static const bool env_overlap = [] { const char* e = std::getenv("UPG_CUDA_GEMM_OVERLAP"); return e && std::atoi(e) != 0; }();
-  const bool overlap = env_overlap && ws.weight_bytes_ >= 2 * static_cast<size_t>(kTileRows * S * kTileCols * 2);
-  const std::vector<DequantChunk> plan = dequant_plan(mtiles, S, overlap ? ws.weight_bytes_ / 2 : ws.weight_bytes_);
+  const std::vector<DequantChunk> plan = dequant_plan(mtiles, S, ws.weight_bytes_);
   size_t wbytes = 0;
   for (const DequantChunk& c : plan)
     wbytes = std::max(wbytes, static_cast<size_t>((c.mt1 - c.mt0) * kTileRows * S * kTileCols * 2));
   if (g.wbuf.size() < wbytes) g.wbuf = DeviceBuffer(wbytes);
-  if (overlap && plan.size() > 1) {
-    g.make_side();
-    if (g.wbuf2.size() < wbytes) g.wbuf2 = DeviceBuffer(wbytes);
-  }
-  const bool two = overlap && plan.size() > 1;
   const size_t xcount = static_cast<size_t>(n) * cols;
   if (g.xb.size() < xcount * 2) g.xb = DeviceBuffer(std::max(xcount * 2, 2 * g.xb.size()));
   const float* src = x;
@@ -268,11 +237,6 @@ void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, bool accumula
   a.scales = scales.data();
   a.lut = lut.as<const uint4>();
   a.out = g.wbuf.as<__nv_bfloat16>();
-  void* const main = stream;
-  if (two) {  // the side stream starts after what the caller queued (a previous product's GEMMs read the halves)
-    UPG_CUDA_CHECK(cudaEventRecord(g.start, as_stream(main)));
-    UPG_CUDA_CHECK(cudaStreamWaitEvent(as_stream(g.side->get()), g.start, 0));
-  }
   a.rows = static_cast<int>(rows);
   a.S = static_cast<int>(S);
   a.cb_tiles = static_cast<int>(cb_tiles > 0 ? cb_tiles : mtiles);
@@ -290,36 +254,24 @@ void DeviceMatrix::Impl::gemm(const float* x, int64_t n, float* y, bool accumula
   const int warps = warps_dividing(S, 8);
   a.ld = ld;
   a.spw = static_cast<int>(std::clamp<int64_t>(spw, 1, (S + warps - 1) / warps));
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const DequantChunk& c = plan[i];
+  for (const DequantChunk& c : plan) {
     const int64_t r0 = c.mt0 * kTileRows, r1 = std::min(rows, c.mt1 * kTileRows);
-    const int half = static_cast<int>(i % 2);
-    void* const buf = two && half ? g.wbuf2.data() : g.wbuf.data();
-    void* const dstream = two ? g.side->get() : main;
-    // The half's previous GEMM (chunk i - 2) must be done before it is overwritten.
-    if (two && i >= 2) UPG_CUDA_CHECK(cudaStreamWaitEvent(as_stream(dstream), g.consumed[half], 0));
-    a.out = static_cast<__nv_bfloat16*>(buf);
     if (dec == Dec::Trellis) {
-      launch_trellis_to_bf16(*this, r0, r1, buf, ld, dstream);
+      launch_trellis_to_bf16(*this, r0, r1, g.wbuf.data(), ld, stream);
     } else {
       a.mt0 = static_cast<int>(c.mt0), a.mt1 = static_cast<int>(c.mt1);
       a.tpb = static_cast<int>(std::clamp<int64_t>(tpb, 1, c.mt1 - c.mt0));
       const dim3 grid(static_cast<unsigned>((c.mt1 - c.mt0 + a.tpb - 1) / a.tpb),
                       static_cast<unsigned>((S + warps * a.spw - 1) / (warps * a.spw)));
-      fn<<<grid, warps * 32, 0, as_stream(dstream)>>>(a);
+      fn<<<grid, warps * 32, 0, as_stream(stream)>>>(a);
       UPG_CUDA_LAUNCHED("tiles_to_bf16_kernel");
-    }
-    if (two) {
-      UPG_CUDA_CHECK(cudaEventRecord(g.decoded[half], as_stream(dstream)));
-      UPG_CUDA_CHECK(cudaStreamWaitEvent(as_stream(main), g.decoded[half], 0));
     }
     // Column-major view: y^T (rows x n, ld rows) = W_chunk (as k x m, transposed) * x^T (k x n).
     check_cublas(l.gemm(g.handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(r1 - r0), static_cast<int>(n),
-                        static_cast<int>(cols), &one, buf, CUDA_R_16BF, static_cast<int>(ld), g.xb.data(),
+                        static_cast<int>(cols), &one, g.wbuf.data(), CUDA_R_16BF, static_cast<int>(ld), g.xb.data(),
                         CUDA_R_16BF, static_cast<int>(cols), &beta, y + r0, CUDA_R_32F, static_cast<int>(rows),
                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
-    if (two) UPG_CUDA_CHECK(cudaEventRecord(g.consumed[half], as_stream(main)));
   }
 }
 

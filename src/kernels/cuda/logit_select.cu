@@ -93,11 +93,11 @@ __global__ void __launch_bounds__(kThreads)
     }
     return;
   }
-  float mx = -INFINITY;
-  for (int64_t i = tid; i < vocab; i += kThreads) mx = fmaxf(mx, x[i]);
-  mx = block_reduce(mx, MaxOp{}, red_f);
   double sum = 0;
-  if (sum_exp) {
+  if (sum_exp) {  // the largest value, then the softmax normaliser
+    float mx = -INFINITY;
+    for (int64_t i = tid; i < vocab; i += kThreads) mx = fmaxf(mx, x[i]);
+    mx = block_reduce(mx, MaxOp{}, red_f);
     for (int64_t i = tid; i < vocab; i += kThreads) sum += static_cast<double>(expf(x[i] - mx));
     sum = block_reduce(sum, SumOp{}, red_d);
   }
