@@ -113,6 +113,20 @@ class Backend : public BackendMemory {
                     const float* sin) = 0;
   // out (n x width) = act(gate) * up, where row t of gate_up is [gate (width) | up (width)].
   virtual void gated_activation(Activation act, const float* gate_up, int64_t n, int64_t width, float* out) = 0;
+  // rmsnorm and gated_activation whose out is next multiplied by `next` (matmul or matmul_add of next on
+  // out, n rows, with no op writing out in between; next null: not known). A backend may prepare that
+  // product's input in the same pass (CUDA: the rotation of a rotated codec). The defaults are the
+  // plain ops.
+  virtual void rmsnorm_for(const WeightMatrix* next, const float* x, const float* weight, int64_t rows, int64_t dim,
+                           float eps, float* out) {
+    (void)next;
+    rmsnorm(x, weight, rows, dim, eps, out);
+  }
+  virtual void gated_activation_for(const WeightMatrix* next, Activation act, const float* gate_up, int64_t n,
+                                    int64_t width, float* out) {
+    (void)next;
+    gated_activation(act, gate_up, n, width, out);
+  }
   // y[r * ld + c] += bias[c], r < rows, c < width.
   virtual void add_bias(float* y, const float* bias, int64_t rows, int64_t width, int64_t ld) = 0;
   virtual void add(float* x, const float* y, int64_t count) = 0;  // x += y

@@ -38,7 +38,7 @@ uint64_t tensor_seed(uint64_t seed, const std::string& name) {
 }
 
 // Random codebook arrays (see the header comment), built directly in the codec's layout.
-EncodedTensor random_codebook(int64_t rows, int64_t cols, int k, uint64_t seed) {
+EncodedTensor random_codebook(int64_t rows, int64_t cols, int k, uint64_t seed, bool rotate) {
   const CodecParams params = {{"bits", k}, {"group", 64}, {"levels", "gaussian"}};
   const CodebookLayout l = read_codebook_layout(params, rows, cols);
   std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
@@ -55,7 +55,9 @@ EncodedTensor random_codebook(int64_t rows, int64_t cols, int k, uint64_t seed) 
     for (int64_t i = 0; i < l.ngroups; ++i) scales[r * l.ngroups + i] = 0.05f * (0.75f + 0.5f * g.uniform());
   }
   const std::vector<float> levels = gaussian_levels(k);
-  return codebook_from_codes(params, rows, cols, codes.data(), scales.data(), levels.data());
+  EncodedTensor t = codebook_from_codes(params, rows, cols, codes.data(), scales.data(), levels.data());
+  if (rotate) t.params["rotate"] = {{"seed", seed >> 1}, {"block", default_rotation_block(cols)}};  // seeds are < 2^63
+  return t;
 }
 
 // Random trellis arrays: K bits, L = 12, one scale per 512 columns, rotated (the converter's trellis
@@ -151,7 +153,7 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
   }
   w.set_converter({{"name", "upg synth"},
                    {"version", UPG_VERSION},
-                   {"options", {{"bpw", o.bpw}, {"seed", o.seed}, {"bits", rep.bits}, {"codec", rep.codec}, {"random", true}}}});
+                   {"options", {{"bpw", o.bpw}, {"seed", o.seed}, {"bits", rep.bits}, {"codec", rep.codec}, {"rotate", o.rotate || o.codec == "trellis"}, {"random", true}}}});
   uint64_t done = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     const ModelTensor& t = plan[i];
@@ -170,7 +172,7 @@ SynthReport synth_model(const nlohmann::json& config, const std::string& source,
       done += t.numel() * 2;
     } else {
       w.add(t.name, meta, o.codec == "trellis" ? random_trellis(t.shape[0], t.shape[1], rep.bits, seed)
-                                               : random_codebook(t.shape[0], t.shape[1], rep.bits, seed));
+                                               : random_codebook(t.shape[0], t.shape[1], rep.bits, seed, o.rotate));
       done += t.numel() * rep.bits / 8;
     }
     if (o.progress) o.progress(i + 1, plan.size(), done, total, t.name);

@@ -329,7 +329,10 @@ void Engine::run_step(std::span<const BatchEntry> batch, std::vector<float>* log
   auto run_layers = [&] {
     for (size_t l = 0; l < layers.size(); ++l) {
       const LayerWeights& L = layers[l];
-      be.rmsnorm(x_.data(), be.vector(L.input_norm), n, H, eps, h_.data());
+      // (rmsnorm_for: the norm's output is next multiplied by the first q/k/v matrix, or below by the
+      // MLP's first gate/up matrix, so a backend may prepare that product's input in the same pass.)
+      be.rmsnorm_for(c.mla.enabled() ? nullptr : L.qkv.front().get(), x_.data(), be.vector(L.input_norm), n, H, eps,
+                     h_.data());
       if (observer_) observe(l, LinearInput::AttnIn, h_.data(), n, H);
       if (c.mla.enabled()) {
         mla_attention(l, n);
@@ -350,7 +353,8 @@ void Engine::run_step(std::span<const BatchEntry> batch, std::vector<float>* log
         add_residual(tmp_.data(), L.o_bias, L.attn_out_norm, n, H, eps);
       }
 
-      be.rmsnorm(x_.data(), be.vector(L.post_attention_norm), n, H, eps, h_.data());
+      be.rmsnorm_for(L.router ? nullptr : L.mlp.gate_up.front().get(), x_.data(), be.vector(L.post_attention_norm), n,
+                     H, eps, h_.data());
       if (observer_) observe(l, LinearInput::MlpIn, h_.data(), n, H);
       if (L.router) {
         moe_mlp(l, h_.data(), n, tmp_.data());
@@ -401,7 +405,7 @@ void Engine::run_step(std::span<const BatchEntry> batch, std::vector<float>* log
   if (m == 0) return;
   xs_.resize(n * H);
   be.gather_rows(*ctx_, xs_.data(), x_.data(), rows, H);
-  be.rmsnorm(xs_.data(), be.vector(model_.final_norm()), m, H, eps, h_.data());
+  be.rmsnorm_for(&model_.lm_head(), xs_.data(), be.vector(model_.final_norm()), m, H, eps, h_.data());
   if (observer_) observer_(head_name_, h_.data(), m, H);
   // On the host the logits are computed in place; a device computes them in part_ and sends them.
   // A tensor-parallel rank computes its vocabulary rows (in part_) and gathers the others'.

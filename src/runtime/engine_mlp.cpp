@@ -19,14 +19,16 @@ void Engine::gated_mlp(size_t layer, int64_t expert, const GatedMlp& g, const fl
   if (observer_ && observe_input) observe(layer, LinearInput::MlpIn, in, n, H, expert);
   project(g.gate_up, g.gate_up_bias, in, n, mlp_.data(), 2 * I);
   Backend& be = *backend_;
-  be.gated_activation(c.block.activation, mlp_.data(), n, I, act_.data());
+  // down multiplies act_ itself next, unless the ranks' columns must first be gathered (combined_matmul).
+  const TensorParallelPlan* tp = model_.tensor_parallel();
+  const bool down_reads_act = !split || !comm_ || (tp && tp->down_by_columns);
+  be.gated_activation_for(down_reads_act ? g.down.get() : nullptr, c.block.activation, mlp_.data(), n, I, act_.data());
   if (observer_) observe(layer, LinearInput::MlpAct, act_.data(), n, I, expert);
   if (accumulate) {
     be.matmul_add(*g.down, act_.data(), n, out);  // out += (the residual stream)
   } else if (!split) {
     be.matmul(*g.down, act_.data(), n, out);
   } else {
-    const TensorParallelPlan* tp = model_.tensor_parallel();
     combined_matmul(*g.down, tp && tp->down_by_columns, act_.data(), tp_inter_, n, out);
   }
   if (!g.down_bias.empty()) be.add_bias(out, be.vector(g.down_bias), n, H, H);

@@ -495,6 +495,30 @@ TEST(Synth, WritesALoadableRandomModel) {
     const auto lg = all_logits(*m, random_tokens(8, m->config().vocab_size, 1));
     for (float v : lg) ASSERT_TRUE(std::isfinite(v));
   }
+  {  // rotated codebook (--rotate): the same codes as without, stored as W R, so decoding (which undoes
+     // R) and rotating again gives the unrotated file's weights; logits finite
+    SynthOptions o;
+    o.bpw = 3.2;
+    o.seed = 9;
+    o.rotate = true;
+    const std::string out = (dir / "r.upg").string(), plain = (dir / "p.upg").string();
+    synth_model(cfg, "config.json", out, o);
+    o.rotate = false;
+    synth_model(cfg, "config.json", plain, o);
+    auto m = Model::load(out), p = Model::load(plain);
+    const WeightMatrix& down = *m->layers()[0].mlp.down;
+    ASSERT_TRUE(down.stored() && down.stored()->params.contains("rotate"));
+    const RotateOpt rot = read_rotate(down.stored()->params, down.codec(), down.cols(), false);
+    ASSERT_TRUE(rot.on);
+    const std::vector<float> signs = rotation_signs(rot.seed, down.cols(), rot.first);
+    std::vector<float> a(static_cast<size_t>(down.rows() * down.cols())), b(a.size());
+    down.decode_rows(0, down.rows(), a.data());
+    p->layers()[0].mlp.down->decode_rows(0, down.rows(), b.data());
+    for (int64_t r = 0; r < down.rows(); ++r) rotate_row(a.data() + r * down.cols(), down.cols(), signs.data(), rot.block);
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f) << i;
+    const auto lg = all_logits(*m, random_tokens(8, m->config().vocab_size, 1));
+    for (float v : lg) ASSERT_TRUE(std::isfinite(v));
+  }
   SynthOptions too_few;
   too_few.bpw = 0.5;
   EXPECT_THROW(synth_model(cfg, "config.json", (dir / "x.upg").string(), too_few), Error);

@@ -22,6 +22,7 @@
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "base/cpu_features.h"
 #include "convert/converter.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -410,6 +411,58 @@ TEST(CudaEngine, RecordedStepsEqualStepsRunOpByOp) {
     tb = next(lp, 0);
   }
   EXPECT_GT(na, 256);
+}
+
+// The norms and the MLP's activation rotate the next matmul's input in their own pass
+// (Backend::rmsnorm_for / gated_activation_for) where that matrix's codec rotates: logits equal to
+// those of the separate kernels (UPG_CUDA_FUSE=0) on a dense model, one with GELU-tanh and
+// soft-capping, and a mixture of experts, each converted to a rotated 4-bit codebook; a prompt of 17
+// entries (past the fused ops' 16 rows) and decode steps of two sequences, recorded and replayed.
+TEST(CudaEngine, InputRotationFusedIntoNormAndActivation) {
+  REQUIRE_CUDA_DEVICE();
+  const fs::path golden = fs::path(test::source_dir()) / "tests" / "golden";
+  for (const char* name : {"phi4_gqa_bf16", "gemma2_softcap_bf16", "mixtral_moe_bf16"}) {
+    const std::string out =
+        (fs::temp_directory_path() / (std::string("upg_fuse_") + name + "_" + std::to_string(::getpid()) + ".upg")).string();
+    ConvertOptions o;
+    o.codec = "codebook:bits=4,group=32,levels=gaussian,rotate=true";
+    convert_model((golden / name).string(), out, o);
+    ::setenv("UPG_CUDA_FUSE", "0", 1);
+    auto plain = load_on(out, "cuda");
+    ::unsetenv("UPG_CUDA_FUSE");
+    auto fused = load_on(out, "cuda");
+    fs::remove(out);
+    const int64_t V = plain->config().vocab_size;
+    Engine ep(*plain), ef(*fused);
+    const SeqId a = ep.new_sequence(), b = ep.new_sequence();
+    ASSERT_EQ(ef.new_sequence(), a);
+    ASSERT_EQ(ef.new_sequence(), b);
+    const auto pa = random_prompt(12, V, 31), pb = random_prompt(5, V, 32);
+    std::vector<float> lp, lf;
+    int steps = 0;
+    auto step = [&](const std::vector<BatchEntry>& batch) {
+      ep.step(batch, lp);
+      ef.step(batch, lf);
+      ASSERT_EQ(lp.size(), lf.size());
+      for (int64_t r = 0; r < static_cast<int64_t>(lp.size()) / V; ++r)
+        EXPECT_LT(row_err(lf.data() + r * V, lp.data() + r * V, V), 1e-4) << name << " step " << steps << " row " << r;
+      ++steps;
+    };
+    std::vector<BatchEntry> pre;
+    for (int i = 0; i < 12; ++i) pre.push_back({a, pa[i], i, i == 11});
+    for (int i = 0; i < 5; ++i) pre.push_back({b, pb[i], i, i == 4});
+    step(pre);
+    int32_t ta = argmax(lp.data(), V), tb = argmax(lp.data() + V, V);
+    for (int i = 0; i < 8; ++i) {
+      step({{a, ta, 12 + i, true}, {b, tb, 5 + i, true}});
+      ta = argmax(lp.data(), V), tb = argmax(lp.data() + V, V);
+    }
+    const auto* fb = dynamic_cast<const CudaBackend*>(fused->backend().get());
+    const auto* pb_ = dynamic_cast<const CudaBackend*>(plain->backend().get());
+    ASSERT_TRUE(fb && pb_);
+    EXPECT_GT(fb->fused_input_rotations(), 0) << name;
+    EXPECT_EQ(pb_->fused_input_rotations(), 0) << name;
+  }
 }
 
 TEST(CudaEngine, RefusesWhatItCannotRun) {

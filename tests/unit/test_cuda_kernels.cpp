@@ -18,6 +18,7 @@
 #include <random>
 #include <tuple>
 
+#include "base/error.h"
 #include "base/half.h"
 #include "codecs/codebook/codebook_codec.h"
 #include "codecs/codec_registry.h"
@@ -892,6 +893,100 @@ TEST(CudaOps, GatedRowsEveryActivation) {
         ASSERT_NEAR(got[i], ref[i], 2e-6f * (1 + std::fabs(ref[i]))) << "act " << static_cast<int>(act) << " n " << n
                                                                       << " width " << width << " i " << i;
     }
+}
+
+// The ops that rotate the next matmul's input in their own pass (rmsnorm_rotate, gated_rows_rotate)
+// against the two kernels they replace (rmsnorm or gated_rows, then hadamard_rotate): the same bits
+// in out and in the rotated copy; refused (false, nothing written) where they do not apply.
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(CudaOps, NormAndActivationRotateInTheirOwnPass) {
+  REQUIRE_CUDA_DEVICE();
+  for (auto [rows, dim, block] : {std::tuple<int64_t, int64_t, int64_t>{1, 5120, 1024}, {16, 3072, 1024},
+                                  {3, 4096, 4096}, {2, 9000, 8}, {5, 512, 64}, {7, 128, 4}}) {
+    const std::vector<float> x = randn(static_cast<size_t>(rows * dim), 3.f), w = randn(static_cast<size_t>(dim));
+    const std::vector<float> s = rotation_signs(rng()(), dim);
+    cu::DeviceBuffer dx = to_dev(x), dw = to_dev(w), ds = to_dev(s);
+    cu::DeviceBuffer ref = poisoned(x.size()), ref_rot = poisoned(x.size()), out = poisoned(x.size()),
+                     rot = poisoned(x.size());
+    cu::rmsnorm(dx.as<float>(), dw.as<float>(), rows, dim, 1e-5f, ref.as<float>());
+    cu::hadamard_rotate(ref.as<float>(), ref_rot.as<float>(), rows, dim, ds.as<float>(), block);
+    ASSERT_TRUE(cu::rmsnorm_rotate(dx.as<float>(), dw.as<float>(), rows, dim, 1e-5f, out.as<float>(), ds.as<float>(),
+                                   block, rot.as<float>()));
+    cu::synchronize();
+    EXPECT_TRUE(same_bits(from_dev(out, x.size()), from_dev(ref, x.size()))) << rows << " x " << dim << " block " << block;
+    EXPECT_TRUE(same_bits(from_dev(rot, x.size()), from_dev(ref_rot, x.size())))
+        << "rotated, " << rows << " x " << dim << " block " << block;
+  }
+  {  // not for it: a row length not a multiple of 4, out == x, a block that does not divide the row
+    const std::vector<float> x = randn(3 * 301), w = randn(301), s = rotation_signs(1, 1024);
+    cu::DeviceBuffer dx = to_dev(x), dw = to_dev(w), ds = to_dev(s), o = poisoned(3 * 1024);
+    EXPECT_FALSE(cu::rmsnorm_rotate(dx.as<float>(), dw.as<float>(), 3, 301, 1e-5f, o.as<float>(), ds.as<float>(), 1,
+                                    o.as<float>()));
+    EXPECT_FALSE(cu::rmsnorm_rotate(dx.as<float>(), dw.as<float>(), 1, 256, 1e-5f, dx.as<float>(), ds.as<float>(), 256,
+                                    o.as<float>()));
+    EXPECT_FALSE(cu::rmsnorm_rotate(dx.as<float>(), dw.as<float>(), 1, 96, 1e-5f, o.as<float>(), ds.as<float>(), 64,
+                                    o.as<float>()));
+  }
+  for (upg::Activation act : {upg::Activation::Silu, upg::Activation::GeluTanh, upg::Activation::Gelu})
+    for (auto [n, width, block] : {std::tuple<int64_t, int64_t, int64_t>{1, 17920, 512}, {16, 1536, 512},
+                                   {5, 1000, 8}, {2, 4096, 4096}, {3, 96, 1}}) {
+      const std::vector<float> gu = randn(static_cast<size_t>(n * 2 * width), 3.f);
+      const std::vector<float> s = rotation_signs(rng()(), width);
+      const size_t count = static_cast<size_t>(n * width);
+      cu::DeviceBuffer dgu = to_dev(gu), ds = to_dev(s), ref = poisoned(count), ref_rot = poisoned(count),
+                       out = poisoned(count), rot = poisoned(count);
+      cu::gated_rows(act, dgu.as<float>(), n, width, ref.as<float>());
+      cu::hadamard_rotate(ref.as<float>(), ref_rot.as<float>(), n, width, ds.as<float>(), block);
+      ASSERT_TRUE(cu::gated_rows_rotate(act, dgu.as<float>(), n, width, out.as<float>(), ds.as<float>(), block,
+                                        rot.as<float>()));
+      cu::synchronize();
+      const std::string what = "act " + std::to_string(static_cast<int>(act)) + ", " + std::to_string(n) + " x " +
+                               std::to_string(width) + " block " + std::to_string(block);
+      EXPECT_TRUE(same_bits(from_dev(out, count), from_dev(ref, count))) << what;
+      EXPECT_TRUE(same_bits(from_dev(rot, count), from_dev(ref_rot, count))) << "rotated, " << what;
+      // out over gate_up: refused
+      EXPECT_FALSE(cu::gated_rows_rotate(act, dgu.as<float>(), n, width, dgu.as<float>() + width, ds.as<float>(),
+                                         block, rot.as<float>()));
+    }
+}
+
+// A rotated matrix told that its input was rotated in another op's pass (input_rotated) multiplies
+// that copy once, and rotates x itself again on the next product.
+TEST(CudaGemm, ProductOfAnInputRotatedElsewhere) {
+  REQUIRE_CUDA_DEVICE();
+  const int64_t rows = 96, cols = 1024, n = 3;
+  std::vector<float> W;
+  cu::RotateParams rot;
+  EncodedTensor t = encode_random("codebook", {{"bits", 4}, {"group", 64}, {"levels", "gaussian"}, {"rotate", true}},
+                                  rows, cols, W, rot);
+  ASSERT_TRUE(rot.on);
+  const cu::DeviceMatrix dm = cu::DeviceMatrix::upload(
+      cu::CodebookHost{t.arrays.at("qweight").bytes.data(), t.arrays.at("scales").bytes.data(),
+                       t.arrays.at("codebook").bytes.data(), rows, cols, 4, 64, 0, rot});
+  const cu::DeviceMatrix::InputRotation r = dm.input_rotation();
+  ASSERT_NE(r.signs, nullptr);
+  ASSERT_EQ(r.block, rot.block);
+  const std::vector<float> x = randn(static_cast<size_t>(n * cols)), w = randn(static_cast<size_t>(cols));
+  cu::DeviceBuffer dx = to_dev(x), dw = to_dev(w), h = poisoned(x.size()), y_ref = poisoned(n * rows),
+                   y = poisoned(n * rows), y_again = poisoned(n * rows);
+  cu::rmsnorm(dx.as<float>(), dw.as<float>(), n, cols, 1e-5f, h.as<float>());
+  dm.matmul(h.as<float>(), n, y_ref.as<float>());
+  ASSERT_TRUE(cu::rmsnorm_rotate(dx.as<float>(), dw.as<float>(), n, cols, 1e-5f, h.as<float>(), r.signs, r.block, r.xrot));
+  dm.input_rotated(h.as<float>(), n);
+  dm.matmul(h.as<float>(), n, y.as<float>());
+  // The mark is spent: scribble over the scratch, then the next product rotates h itself.
+  cu::fill(r.xrot, n * cols, 1e30f);
+  dm.matmul(h.as<float>(), n, y_again.as<float>());
+  cu::synchronize();
+  const auto want = from_dev(y_ref, n * rows);
+  for (const auto* got : {&y, &y_again}) {
+    const auto g = from_dev(*got, n * rows);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(g[i], want[i], 1e-4f * (1 + std::fabs(want[i]))) << i;
+  }
+  EXPECT_THROW(dm.input_rotated(h.as<float>(), 17), Error);
 }
 
 // Sampling's kernels against kernels/cpu/logit_select.cpp: the penalties bit for bit, then the same

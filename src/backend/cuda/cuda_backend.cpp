@@ -69,6 +69,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
                  gemm_->why_not().c_str());
   if (const char* e = std::getenv("UPG_CUDA_GRAPHS")) graphs_ = std::string(e) != "0";
   if (const char* e = std::getenv("UPG_CUDA_PROMPT_ATTENTION")) prompt_attention_ = std::string(e) != "0";
+  if (const char* e = std::getenv("UPG_CUDA_FUSE")) fuse_input_rotation_ = std::string(e) != "0";
   if (const char* e = std::getenv("UPG_CUDA_GEMM_MIN_TOKENS")) gemm_min_tokens_ = std::max(17L, std::atol(e));
 }
 
@@ -171,6 +172,36 @@ const float* CudaBackend::vector(const std::vector<float>& v) {
 
 void CudaBackend::rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
   cuda::rmsnorm(x, weight, rows, dim, eps, out, stream());
+}
+
+void CudaBackend::rmsnorm_for(const WeightMatrix* next, const float* x, const float* weight, int64_t rows, int64_t dim,
+                              float eps, float* out) {
+  if (next) prepared(*next).m.input_rotated(nullptr, 0);  // (whatever an unfinished step left)
+  if (fuse_input_rotation_ && next && rows <= 16 && next->cols() == dim) {
+    const cuda::DeviceMatrix& m = prepared(*next).m;
+    const cuda::DeviceMatrix::InputRotation r = m.input_rotation();
+    if (r.signs && cuda::rmsnorm_rotate(x, weight, rows, dim, eps, out, r.signs, r.block, r.xrot, stream())) {
+      m.input_rotated(out, rows);
+      ++fused_input_rotations_;
+      return;
+    }
+  }
+  rmsnorm(x, weight, rows, dim, eps, out);
+}
+
+void CudaBackend::gated_activation_for(const WeightMatrix* next, Activation act, const float* gate_up, int64_t n,
+                                       int64_t width, float* out) {
+  if (next) prepared(*next).m.input_rotated(nullptr, 0);
+  if (fuse_input_rotation_ && next && n <= 16 && next->cols() == width) {
+    const cuda::DeviceMatrix& m = prepared(*next).m;
+    const cuda::DeviceMatrix::InputRotation r = m.input_rotation();
+    if (r.signs && cuda::gated_rows_rotate(act, gate_up, n, width, out, r.signs, r.block, r.xrot, stream())) {
+      m.input_rotated(out, n);
+      ++fused_input_rotations_;
+      return;
+    }
+  }
+  gated_activation(act, gate_up, n, width, out);
 }
 
 void CudaBackend::rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t rotary_dim, const float* cos,

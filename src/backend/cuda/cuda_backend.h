@@ -40,6 +40,11 @@ class CudaBackend final : public Backend {
   void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t rotary_dim, const float* cos,
             const float* sin) override;
   void gated_activation(Activation act, const float* gate_up, int64_t n, int64_t width, float* out) override;
+  // Fused with the rotation of next's input when next rotates and n <= 16 (UPG_CUDA_FUSE=0: never).
+  void rmsnorm_for(const WeightMatrix* next, const float* x, const float* weight, int64_t rows, int64_t dim, float eps,
+                   float* out) override;
+  void gated_activation_for(const WeightMatrix* next, Activation act, const float* gate_up, int64_t n, int64_t width,
+                            float* out) override;
   void add_bias(float* y, const float* bias, int64_t rows, int64_t width, int64_t ld) override;
   void add(float* x, const float* y, int64_t count) override;
   void scale(float* x, int64_t count, float s) override;
@@ -69,6 +74,10 @@ class CudaBackend final : public Backend {
                        float* q_out, float* k_scratch) override;
   void attention(StepContext& ctx, int64_t layer, const AttentionSpec& s, const float* q, float* out) override;
 
+  // How many rmsnorm_for / gated_activation_for calls rotated next's input in their own pass (ops
+  // queued, not graph replays).
+  int64_t fused_input_rotations() const { return fused_input_rotations_; }
+
   // CUDA graphs of the engine's layer loop (off with UPG_CUDA_GRAPHS=0): a key is recorded the second
   // time it is seen (by then every buffer its ops use has its final size) and replayed after that.
   bool replay(StepContext& ctx, std::span<const uint64_t> key) override;
@@ -97,6 +106,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::GemmWorkspace> gemm_;  // prompt processing: W decoded to bf16, cuBLAS
   int64_t gemm_min_tokens_ = 64;               // products of fewer tokens take the skinny path
   bool graphs_ = true;
+  bool fuse_input_rotation_ = true;            // UPG_CUDA_FUSE=0: rmsnorm_for / gated_activation_for unfused
+  int64_t fused_input_rotations_ = 0;
   bool prompt_attention_ = true;               // UPG_CUDA_PROMPT_ATTENTION=0: every step on the decode kernel
   mutable std::mutex mu_;  // prepare() / vector() may come from several engines
   std::mutex step_mu_;     // exclusive(): one step at a time

@@ -187,6 +187,20 @@ class DeviceMatrix {
   void prepare(const float* x, int64_t n, void* stream = nullptr) const;
   void multiply_prepared(int64_t n, float* y, void* stream = nullptr) const;
 
+  // For the ops that make a matmul's input and rotate it in the same pass (rmsnorm_rotate,
+  // gated_rows_rotate): where x R goes for this matrix (n <= 16 rows), and the signs and block of R;
+  // signs is null when the codec does not rotate.
+  struct InputRotation {
+    const float* signs = nullptr;
+    int64_t block = 0;
+    float* xrot = nullptr;
+  };
+  InputRotation input_rotation() const;
+  // x (n <= 16 rows) has been written rotated into input_rotation().xrot (queued on the stream): the
+  // next product by this matrix on x with n rows takes it from there instead of rotating x again.
+  // Any product forgets it; x must not change in between. x null: forget it now.
+  void input_rotated(const float* x, int64_t n) const;
+
   struct Impl;
 
  private:
@@ -197,6 +211,12 @@ class DeviceMatrix {
 // out = weight * x * rsqrt(mean(x^2) + eps), rows x dim; out may alias x.
 void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out,
              void* stream = nullptr);
+// rmsnorm (out must not alias x) that also writes out R (sign flip, then the Walsh-Hadamard transform of
+// each block of `block` columns, as hadamard_rotate) to xrot, in one kernel: the same bits as rmsnorm then
+// hadamard_rotate. Returns false, having done nothing, where it does not apply (dim not a multiple of 4
+// or of block, pointers not 16-byte aligned, out == x): then call the two.
+bool rmsnorm_rotate(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out,
+                    const float* signs, int64_t block, float* xrot, void* stream = nullptr);
 // Rotary embedding, rotate-half convention, in place on x (n_tokens x n_heads x head_dim); cos, sin:
 // n_tokens x rotary_dim/2 (kernels/cpu/rope.h).
 void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rotary_dim,
@@ -207,6 +227,11 @@ void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, vo
 // out (n x width) = act(gate) * up, row t of gate_up being [gate (width) | up (width)]: silu,
 // gelu-tanh, or gelu with erf (kernels/cpu/activation.h).
 void gated_rows(Activation act, const float* gate_up, int64_t n, int64_t width, float* out, void* stream = nullptr);
+// gated_rows that also writes out R to xrot (as rmsnorm_rotate): the same bits as gated_rows then
+// hadamard_rotate. Returns false, having done nothing, when out overlaps gate_up or block does not
+// divide width.
+bool gated_rows_rotate(Activation act, const float* gate_up, int64_t n, int64_t width, float* out, const float* signs,
+                       int64_t block, float* xrot, void* stream = nullptr);
 // out (n x cols) = x R: sign flip by signs (device, cols values of +-1), then the orthonormal
 // Walsh-Hadamard transform of each block of `block` columns (codecs/compose.h). out may alias x.
 void hadamard_rotate(const float* x, float* out, int64_t n, int64_t cols, const float* signs, int64_t block,

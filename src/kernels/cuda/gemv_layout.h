@@ -64,6 +64,8 @@ struct DeviceMatrix::Impl {
   DeviceBuffer signs;    // cols floats when rotated
   mutable DeviceBuffer xrot;  // scratch: rotated x (16 x cols f32)
   mutable const float* prepared = nullptr;  // what DeviceMatrix::prepare made ready
+  mutable const float* rotated_x = nullptr;  // DeviceMatrix::input_rotated: x whose x R is in xrot
+  mutable int64_t rotated_n = 0;
   std::string layout;
   // Launch configuration per n-tile count (1, 2), worked out on first use (no host queries after).
   struct LaunchCfg {
@@ -76,8 +78,8 @@ struct DeviceMatrix::Impl {
   mutable LaunchCfg cfg[2];
 
   void alloc_scratch();
-  // x itself, or x rotated into xrot when the codec rotates (n <= 16).
-  const float* source(const float* x, int64_t n, void* stream) const;
+  // x itself, or x rotated into xrot when the codec rotates (n <= 16); `ready`: it is there already.
+  const float* source(const float* x, int64_t n, void* stream, bool ready = false) const;
   // y (+)= src W^T, n <= 16, src from source().
   void multiply(const float* src, int64_t n, float* y, bool accumulate, void* stream) const;
   // y (+)= x W^T for any n through ws (gemm_dequant.cu); ws must be available().

@@ -122,8 +122,9 @@ void DeviceMatrix::Impl::alloc_scratch() {
   xrot = DeviceBuffer(rot.on ? static_cast<size_t>(16) * cols * sizeof(float) : 0);
 }
 
-const float* DeviceMatrix::Impl::source(const float* x, int64_t n, void* stream) const {
+const float* DeviceMatrix::Impl::source(const float* x, int64_t n, void* stream, bool ready) const {
   if (!rot.on) return x;
+  if (ready) return xrot.as<const float>();
   hadamard_rotate(x, xrot.as<float>(), n, cols, signs.as<const float>(), rot.block, stream);
   return xrot.as<const float>();
 }
@@ -138,6 +139,12 @@ void DeviceMatrix::Impl::multiply(const float* src, int64_t n, float* y, bool ac
 void DeviceMatrix::Impl::product(const float* x, int64_t n, float* y, bool accumulate, void* stream,
                                  GemmWorkspace* gemm_ws, int64_t gemm_min_tokens) const {
   UPG_CHECK(n >= 1, "DeviceMatrix::matmul: n = ", n);
+  const bool ready = rotated_x == x && rotated_n == n && n <= 16;
+  rotated_x = nullptr;
+  if (ready) {
+    multiply(source(x, n, stream, true), n, y, accumulate, stream);
+    return;
+  }
   if (gemm_ws && n > 16 && n >= gemm_min_tokens && gemm_ws->available()) {
     gemm(x, n, y, accumulate, *gemm_ws, stream);
     return;
@@ -326,6 +333,16 @@ void DeviceMatrix::matmul(const float* x, int64_t n, float* y, void* stream, Gem
 void DeviceMatrix::matmul_add(const float* x, int64_t n, float* y, void* stream, GemmWorkspace* gemm,
                               int64_t gemm_min_tokens) const {
   impl_->product(x, n, y, true, stream, gemm, gemm_min_tokens);
+}
+DeviceMatrix::InputRotation DeviceMatrix::input_rotation() const {
+  if (!impl_->rot.on) return {};
+  return {impl_->signs.as<const float>(), impl_->rot.block, impl_->xrot.as<float>()};
+}
+void DeviceMatrix::input_rotated(const float* x, int64_t n) const {
+  UPG_CHECK(!x || (impl_->rot.on && n >= 1 && n <= 16), "DeviceMatrix::input_rotated: n = ", n,
+            " (rotated: ", impl_->rot.on, ")");
+  impl_->rotated_x = x;
+  impl_->rotated_n = n;
 }
 void DeviceMatrix::prepare(const float* x, int64_t n, void* stream) const {
   UPG_CHECK(n >= 1 && n <= 16, "DeviceMatrix::prepare: n = ", n, " must be 1..16");

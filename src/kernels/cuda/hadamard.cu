@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/hadamard.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace upg::cuda {
@@ -24,15 +25,7 @@ __global__ void hadamard_kernel(const float* __restrict__ x, float* out, int col
   const float* xr = x + row * cols + b0;
   for (int i = threadIdx.x; i < block; i += blockDim.x) sh[i] = xr[i] * signs[b0 + i];
   __syncthreads();
-  for (int h = 1; h < block; h <<= 1) {
-    for (int p = threadIdx.x; p < block / 2; p += blockDim.x) {
-      const int i = (p / h) * 2 * h + (p % h);
-      const float a = sh[i], b = sh[i + h];
-      sh[i] = a + b;
-      sh[i + h] = a - b;
-    }
-    __syncthreads();
-  }
+  fwht_shared(sh, block);
   float* o = out + row * cols + b0;
   for (int i = threadIdx.x; i < block; i += blockDim.x) o[i] = sh[i] * norm;
 }

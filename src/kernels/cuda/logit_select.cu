@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/pdl.cuh"
@@ -33,28 +34,6 @@ __device__ __forceinline__ uint32_t order_key(float v) {
 }
 __device__ __forceinline__ float key_value(uint32_t key) {
   return __uint_as_float((key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key);
-}
-
-struct MaxOp {
-  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-};
-struct MaxU64Op {
-  __device__ unsigned long long operator()(unsigned long long a, unsigned long long b) const { return a > b ? a : b; }
-};
-struct SumOp {
-  __device__ double operator()(double a, double b) const { return a + b; }
-};
-
-// The whole block's op over v (every thread gets it); scratch: kWarps values of shared memory.
-template <class T, class Op>
-__device__ T block_reduce(T v, Op op, T* scratch) {
-  for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  __syncthreads();  // scratch may still be read from a previous call
-  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = scratch[threadIdx.x & 31];
-  for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
 }
 
 __global__ void penalize_kernel(float* logits, int64_t ld, const LogitPenalty* __restrict__ p, int64_t n) {
@@ -86,7 +65,7 @@ __global__ void __launch_bounds__(kThreads)
     unsigned long long best = 0;  // (key << 32) | ~id: the largest is the largest value, then the lowest id
     for (int64_t i = tid; i < vocab; i += kThreads)
       best = max(best, (static_cast<unsigned long long>(order_key(x[i])) << 32) | static_cast<uint32_t>(~i));
-    best = block_reduce(best, MaxU64Op{}, red_u);
+    best = block_reduce(best, MaxU64Op{}, 0ull, red_u);
     if (tid == 0) {
       ids[blockIdx.x] = static_cast<int32_t>(~static_cast<uint32_t>(best & 0xFFFFFFFFull));
       values[blockIdx.x] = key_value(static_cast<uint32_t>(best >> 32));
@@ -97,9 +76,9 @@ __global__ void __launch_bounds__(kThreads)
   if (sum_exp) {  // the largest value, then the softmax normaliser
     float mx = -INFINITY;
     for (int64_t i = tid; i < vocab; i += kThreads) mx = fmaxf(mx, x[i]);
-    mx = block_reduce(mx, MaxOp{}, red_f);
+    mx = block_reduce(mx, MaxOp{}, -INFINITY, red_f);
     for (int64_t i = tid; i < vocab; i += kThreads) sum += static_cast<double>(expf(x[i] - mx));
-    sum = block_reduce(sum, SumOp{}, red_d);
+    sum = block_reduce(sum, SumOp{}, 0.0, red_d);
   }
 
   // The k-th largest key, 8 bits at a time from the top; `remaining`: how many of the values whose
