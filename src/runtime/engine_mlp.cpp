@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "kernels/cpu/activation.h"
+#include "kernels/logit_select.h"
 #include "runtime/engine.h"
 
 namespace upg {
@@ -46,18 +47,13 @@ void Engine::moe_mlp(size_t layer, const float* in, int64_t n, float* out) {
   routed_rows_.resize(static_cast<size_t>(E));
   routed_weights_.resize(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e) routed_rows_[e].clear(), routed_weights_[e].clear();
-  std::vector<int64_t> order(static_cast<size_t>(E)), gorder(static_cast<size_t>(m.groups));
+  std::vector<int32_t> order, gorder;  // largest first, ties to the lower index
   std::vector<float> choice(static_cast<size_t>(E)), gscore(static_cast<size_t>(m.groups));
-  auto top = [](std::vector<int64_t>& idx, const float* v, int64_t k) {
-    std::iota(idx.begin(), idx.end(), int64_t{0});
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
-                      [&](int64_t a, int64_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
-  };
   for (int64_t t = 0; t < n; ++t) {
     float* p = route_.data() + t * E;
     if (m.router == RouterKind::Softmax) {
       kernels::softmax(p, E);
-      top(order, p, K);
+      kernels::largest_first(p, E, K, order);
     } else {
       // DeepSeek V3: sigmoid scores; choose by score + bias among the best groups (the others
       // masked to 0, as transformers does), weigh by the unbiased score.
@@ -75,12 +71,12 @@ void Engine::moe_mlp(size_t layer, const float* in, int64_t n, float* out) {
         }
         gscore[g] = b1 + b2;
       }
-      top(gorder, gscore.data(), m.top_groups);
+      kernels::largest_first(gscore.data(), m.groups, m.top_groups, gorder);
       std::vector<bool> keep(static_cast<size_t>(m.groups), false);
       for (int64_t k = 0; k < m.top_groups; ++k) keep[static_cast<size_t>(gorder[k])] = true;
       for (int64_t e = 0; e < E; ++e)
         if (!keep[static_cast<size_t>(e / per)]) choice[e] = 0.0f;
-      top(order, choice.data(), K);
+      kernels::largest_first(choice.data(), E, K, order);
     }
     float sum = 0;
     for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
