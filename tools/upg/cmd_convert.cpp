@@ -121,7 +121,7 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--codec", o->codec, "One codec for every matrix: NAME[:key=value,...], e.g. codebook:bits=3,group=64");
   cmd->add_option("--candidates", o->candidates,
                   "Encodings the allocation (--bpw) chooses among: default (codebook 2-6 bits, int8, bf16), or trellis "
-                  "(those plus the trellis codec at 2-5 bits: lower error, slower matmuls, decoded to bf16 on a GPU)")
+                  "(those plus the trellis codec at 2-5 bits: lower error, slower matmuls on the CPU and the GPU)")
       ->check(CLI::IsMember({"default", "trellis"}));
   cmd->add_option("--calib", o->calib, "Calibration text file (plain text; not the evaluation text)");
   cmd->add_option("--calib-tokens", o->calib_tokens, "Calibration tokens used (default 16384)")->check(CLI::PositiveNumber);
