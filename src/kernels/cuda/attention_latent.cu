@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(kWarps * 32) latent_attention_kernel(LatentArg
   pdl_wait();
   pdl_launch_dependents();
   extern __shared__ float smem[];  // q (row), then per warp: max, sum, value_dim sums
-  const int entry = blockIdx.x / a.n_heads, head = blockIdx.x % a.n_heads;
+  const int entry = blockIdx.x / a.n_heads;  // (blockIdx.x % n_heads: the head, whose row q is)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float* q = smem;
   const float* qg = a.q + static_cast<int64_t>(blockIdx.x) * a.row;
