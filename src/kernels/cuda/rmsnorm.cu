@@ -84,10 +84,6 @@ __global__ void rmsnorm4_rotate_kernel(const float4* x, const float4* __restrict
   for (int i = threadIdx.x; i < block; i += blockDim.x) r[i] = sh[i] * norm;
 }
 
-}  // namespace
-
-namespace {
-
 bool float4_rows(const float* x, const float* weight, const float* out, int64_t dim) {
   return dim % 4 == 0 && ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(weight) |
                            reinterpret_cast<uintptr_t>(out)) & 15u) == 0;
