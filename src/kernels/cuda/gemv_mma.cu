@@ -238,7 +238,16 @@ void launch_tiles_gemm(const DeviceMatrix::Impl& m, const float* x, int64_t n, f
   DeviceMatrix::Impl::LaunchCfg& c = m.cfg[NT - 1];
   if (!c.fn) {
     const KernelFn fn = NT == 1 ? pick<1>(m) : pick<2>(m);
-    const int warps = warps_dividing(m.S, NT == 1 ? 16 : 8);
+    int warps = warps_dividing(m.S, NT == 1 ? 16 : 8);
+    // UPG_CUDA_GEMV_WARPS=W (one n-tile): the divisor of S nearest W, up to 32, to compare (W >= S: one
+    // block over all of a row tile's column slices, so no atomics and no zeroing of y first).
+    if (const char* e = std::getenv("UPG_CUDA_GEMV_WARPS"); e && NT == 1) {
+      const long v = std::atol(e);
+      int best = 0;
+      for (int w = 1; w <= std::min<int64_t>(32, m.S); ++w)
+        if (m.S % w == 0 && (best == 0 || std::abs(w - v) <= std::abs(best - v))) best = w;
+      if (v > 0 && best > 0) warps = best;
+    }
     const int64_t kchunks = (m.S + warps - 1) / warps;
     // Tiles per reduction group: as many as fit beside the level table in about 40 KB (at least one).
     const size_t slot_bytes = static_cast<size_t>(warps) * 16 * NT * 8 * sizeof(float);
