@@ -62,7 +62,7 @@ bool have_vnni() { return cpu_simd_level() >= SimdLevel::Avx512Vnni; }
 
 }  // namespace
 
-TEST(TrellisI16, QuantizesEachChunkToInt16Pairs) {
+TEST(TrellisI16, QuantizesEachChunkToInt16PairsInLaneOrder) {
   const int64_t n = 3, cols = 192;
   std::vector<float> x = activations(n, cols, 1);
   ActI16 a;
@@ -82,15 +82,21 @@ TEST(TrellisI16, QuantizesEachChunkToInt16Pairs) {
       const float d = a.d[t * 3 + c];
       EXPECT_EQ(d, m / 32767.0f);
       int32_t sum = 0;
-      for (int j = 0; j < 64; ++j) {
-        const int32_t p = a.pair[t * cols + 64 * c + j];
-        const int16_t lo = static_cast<int16_t>(p & 0xffff), hi = static_cast<int16_t>(p >> 16);
-        ASSERT_EQ(lo, hi);
-        const float xv = x[t * cols + 64 * c + j];
-        ASSERT_EQ(lo, m == 0 ? 0 : static_cast<int32_t>(std::lrint(xv * (32767.0f / m))));
-        ASSERT_LE(std::fabs(lo * d - xv), d * 0.5f + 1e-6f * m);
-        sum += lo;
-      }
+      std::vector<int> seen(64, 0);
+      for (int step = 0; step < 2; ++step)
+        for (int l = 0; l < 16; ++l) {  // lane l of a step of 32: columns o, o + 1 (trellis_i16.h)
+          const int32_t p = a.pair[(t * cols + 64 * c) / 2 + 16 * step + l];
+          const int64_t o = 32 * step + trellis_i16_lane_column(l);
+          for (int h = 0; h < 2; ++h) {
+            const int16_t q = static_cast<int16_t>(h ? p >> 16 : p & 0xffff);
+            const float xv = x[t * cols + 64 * c + o + h];
+            ASSERT_EQ(q, m == 0 ? 0 : static_cast<int32_t>(std::lrint(xv * (32767.0f / m))));
+            ASSERT_LE(std::fabs(q * d - xv), d * 0.5f + 1e-6f * m);
+            sum += q;
+            ++seen[static_cast<size_t>(o + h)];
+          }
+        }
+      for (int j = 0; j < 64; ++j) ASSERT_EQ(seen[static_cast<size_t>(j)], 1) << "column " << j;
       EXPECT_EQ(a.qsum[t * 3 + c], sum);
     }
   x[100] = NAN;

@@ -21,7 +21,8 @@ namespace upg::kernels {
 
 namespace {
 
-// One chunk of Q activations: its scale, q as (q, q) int16 pairs, the sum of q.
+// One chunk of Q activations: its scale, q as int16 pairs in the lane order of trellis_i16.h
+// (Q / 2 int32), the sum of q.
 void quantize_chunk(const float* x, int64_t Q, int32_t* pair, float& d, int32_t& qsum, bool& finite) {
   float m = 0.0f;
   for (int64_t i = 0; i < Q; ++i) {
@@ -30,32 +31,28 @@ void quantize_chunk(const float* x, int64_t Q, int32_t* pair, float& d, int32_t&
   }
   if (!finite || m == 0.0f) {
     d = 0.0f, qsum = 0;
-    std::memset(pair, 0, static_cast<size_t>(Q) * sizeof(int32_t));
+    std::memset(pair, 0, static_cast<size_t>(Q / 2) * sizeof(int32_t));
     return;
   }
   d = m / 32767.0f;
   const float inv = 32767.0f / m;
-  int32_t s = 0;
+  int32_t q[512];  // Q <= 512
   int64_t i = 0;
 #if defined(__AVX2__)
   const __m256 vinv = _mm256_set1_ps(inv), lim = _mm256_set1_ps(32767.0f);
-  __m256i vs = _mm256_setzero_si256();
   for (; i < Q; i += 8) {  // round to nearest even, as std::lrint below
     const __m256 p = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv), _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim);
-    const __m256i q = _mm256_cvtps_epi32(p);
-    vs = _mm256_add_epi32(vs, q);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pair + i),
-                        _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(q, 16)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), _mm256_cvtps_epi32(p));
   }
-  alignas(32) int32_t lanes[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vs);
-  for (int l = 0; l < 8; ++l) s += lanes[l];
 #endif
-  for (; i < Q; ++i) {
-    const int32_t q = static_cast<int32_t>(std::lrint(std::clamp(x[i] * inv, -32767.0f, 32767.0f)));
-    s += q;
-    pair[i] = static_cast<int32_t>((static_cast<uint32_t>(q) & 0xffffu) | (static_cast<uint32_t>(q) << 16));
-  }
+  for (; i < Q; ++i) q[i] = static_cast<int32_t>(std::lrint(std::clamp(x[i] * inv, -32767.0f, 32767.0f)));
+  int32_t s = 0;
+  for (int64_t j = 0; j < Q; ++j) s += q[j];
+  for (int64_t j = 0; j < Q; j += 32)
+    for (int l = 0; l < 16; ++l) {
+      const int64_t o = j + trellis_i16_lane_column(l);
+      pair[j / 2 + l] = static_cast<int32_t>((static_cast<uint32_t>(q[o]) & 0xffffu) | (static_cast<uint32_t>(q[o + 1]) << 16));
+    }
   qsum = s;
 }
 
@@ -71,7 +68,7 @@ void quantize_act_i16(const float* x, int64_t n, int64_t cols, int64_t chunk, Ac
   UPG_CHECK((chunk == 64 || chunk == 128 || chunk == 256 || chunk == 512) && cols % chunk == 0,
             "quantize_act_i16: chunk ", chunk, " does not divide cols ", cols);
   out.n = n, out.cols = cols, out.chunk = chunk, out.nch = cols / chunk;
-  out.pair.resize(static_cast<size_t>(n * cols));
+  out.pair.resize(static_cast<size_t>(n * cols / 2));
   out.d.resize(static_cast<size_t>(n * out.nch));
   out.qsum.resize(static_cast<size_t>(n * out.nch));
   std::vector<char> fin(static_cast<size_t>(n), 1);
@@ -79,7 +76,7 @@ void quantize_act_i16(const float* x, int64_t n, int64_t cols, int64_t chunk, Ac
     for (int64_t t = t0; t < t1; ++t) {
       bool finite = true;
       for (int64_t c = 0; c < out.nch; ++c)
-        quantize_chunk(x + t * cols + chunk * c, chunk, out.pair.data() + t * cols + chunk * c, out.d[t * out.nch + c],
+        quantize_chunk(x + t * cols + chunk * c, chunk, out.pair.data() + (t * cols + chunk * c) / 2, out.d[t * out.nch + c],
                        out.qsum[t * out.nch + c], finite);
       fin[t] = finite;
     }
@@ -107,10 +104,11 @@ void trellis_matmul_i16_reference(const TrellisView& v, const ActI16& x, float* 
       float F[16] = {}, K = 0.0f;
       for (int64_t c = 0; c < x.nch; ++c) {
         int32_t C[16] = {};
-        for (int64_t i = 0; i < x.chunk / 16; ++i)
+        for (int64_t i = 0; i < x.chunk / 32; ++i)
           for (int l = 0; l < 16; ++l) {
-            const int64_t j = x.chunk * c + 16 * i + l;
-            C[l] += P[j] * static_cast<int16_t>(x.pair[t * x.cols + j] & 0xffff);
+            const int64_t j = x.chunk * c + 32 * i, o = j + trellis_i16_lane_column(l);
+            const int32_t p = x.pair[(t * x.cols + j) / 2 + l];
+            C[l] += P[o] * static_cast<int16_t>(p & 0xffff) + P[o + 1] * static_cast<int16_t>(p >> 16);
           }
         uint16_t h;
         std::memcpy(&h, v.scales + 2 * (r * v.ngroups + x.chunk * c / v.group), 2);

@@ -18,28 +18,39 @@ namespace {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-// The pair sums (b0 + b1, b2 + b3) of the hashes of 16 weights as 32 int16 (vpmaddubsw against ones).
-struct PairSums16 {
+// The codes' integers + 510 (P, the byte sums of the hashes: vpdpbusd against ones) of 32 weights as
+// 32 int16, in the lane order of trellis_i16.h (vpackssdw of the two halves' 16 int32).
+struct CodeInts32 {
   TrellisStates16 st;
   __m512i ones;
-  explicit PairSums16(const TrellisView& v) : st(v), ones(_mm512_set1_epi8(1)) {}
-  __m512i operator()(const uint8_t* src) const { return _mm512_maddubs_epi16(st.hashes(src), ones); }
+  explicit CodeInts32(const TrellisView& v) : st(v), ones(_mm512_set1_epi8(1)) {}
+  __m512i half(const uint8_t* src) const { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), st.hashes(src), ones); }
+  __m512i operator()(const uint8_t* lo, const uint8_t* hi) const { return _mm512_packs_epi32(half(lo), half(hi)); }
 };
 
-// Row r's pair sums of columns [b0, b1) (multiples of 16), (b1 - b0) / 16 vectors of 16 int32 lanes.
-void decode_row(const TrellisView& v, const PairSums16& ps, int64_t r, int64_t b0, int64_t b1, int32_t* out) {
+// Row r's code integers of columns [b0, b1) (multiples of 32): (b1 - b0) / 32 vectors of 16 int32
+// lanes, each two int16.
+void decode_row(const TrellisView& v, const CodeInts32& ci, int64_t r, int64_t b0, int64_t b1, int32_t* out) {
   const uint8_t* row = v.q + r * v.row_bytes;
-  const int64_t step_bytes = 2 * v.k;  // 16 weights x K bits
-  int64_t j = b0;
-  for (; j < b1 && (j * v.k) / 8 + 16 <= v.row_bytes; j += 16) {
-    if ((((j * v.k) / 8) & 63) < step_bytes) _mm_prefetch(reinterpret_cast<const char*>(row + (j * v.k) / 8 + 1024), _MM_HINT_T0);
-    _mm512_store_si512(out + (j - b0), ps(row + (j * v.k) / 8));
-  }
-  if (j < b1) {  // the row's last steps: their 16-byte loads would pass its end; read a padded copy
-    alignas(64) uint8_t pad[64] = {};  // the tail is under 16 bytes, and loads reach 16 past its last step
-    const int64_t first = (j * v.k) / 8, n = v.row_bytes - first;
-    std::memcpy(pad, row + first, static_cast<size_t>(n));
-    for (; j < b1; j += 16) _mm512_store_si512(out + (j - b0), ps(pad + (j * v.k) / 8 - first));
+  alignas(64) uint8_t pad[64];  // the row's last steps: their 16-byte loads would pass its end
+  int64_t first = -1;
+  auto src = [&](int64_t j) -> const uint8_t* {  // 16 readable bytes from weight j's first state
+    const int64_t byte = (j * v.k) / 8;
+    if (byte + 16 <= v.row_bytes) {
+      if ((byte & 63) < 2 * v.k) _mm_prefetch(reinterpret_cast<const char*>(row + byte + 1024), _MM_HINT_T0);
+      return row + byte;
+    }
+    if (first < 0) {  // the tail is under 16 bytes, and later loads reach under 32 past its start
+      first = byte;
+      std::memset(pad, 0, sizeof pad);
+      std::memcpy(pad, row + first, static_cast<size_t>(v.row_bytes - first));
+    }
+    return pad + (byte - first);
+  };
+  for (int64_t j = b0; j < b1; j += 32) {
+    const uint8_t* lo = src(j);  // (in this order: the first call past the row's end makes the copy)
+    const uint8_t* hi = src(j + 16);
+    _mm512_store_si512(out + (j - b0) / 2, ci(lo, hi));
   }
 }
 
@@ -60,22 +71,23 @@ struct Sums {
 };
 
 // Chunks [c0, c1) (of x.chunk columns; blocks of kTrellisI16Block hold whole chunks) of tokens
-// t0 .. t0 + NT - 1 for R rows whose pair sums are P (stride `ld`, column c0 * chunk at P[0]).
+// t0 .. t0 + NT - 1 for R rows whose code integers are P (int32 pairs, stride `ld`, columns c0 * chunk
+// and the next at P[0]).
 template <int R, int NT>
 void pass(const TrellisView& v, const TrellisI16Act& x, const int32_t* P, int64_t ld, const float* s, int64_t c0,
           int64_t c1, int64_t t0, Sums& sums) {
   const int32_t* A[NT];
-  for (int t = 0; t < NT; ++t) A[t] = x.pair + (t0 + t) * v.cols;
+  for (int t = 0; t < NT; ++t) A[t] = x.pair + (t0 + t) * (v.cols / 2);
   for (int64_t c = c0; c < c1; ++c) {
     __m512i C[R][NT];  // the only accumulators in registers (R x NT <= 16); F and K fold in memory
     for (int i = 0; i < R; ++i)
       for (int t = 0; t < NT; ++t) C[i][t] = _mm512_setzero_si512();
-    for (int64_t q = 0; q < x.chunk / 16; ++q) {
-      const int64_t j = x.chunk * c + 16 * q;
+    for (int64_t q = 0; q < x.chunk / 32; ++q) {
+      const int64_t j = x.chunk * c + 32 * q;
       __m512i a[NT];
-      for (int t = 0; t < NT; ++t) a[t] = _mm512_loadu_si512(A[t] + j);
+      for (int t = 0; t < NT; ++t) a[t] = _mm512_loadu_si512(A[t] + j / 2);
       for (int i = 0; i < R; ++i) {
-        const __m512i p = _mm512_load_si512(P + i * ld + (j - x.chunk * c0));
+        const __m512i p = _mm512_load_si512(P + i * ld + (j - x.chunk * c0) / 2);
         for (int t = 0; t < NT; ++t) C[i][t] = _mm512_dpwssd_epi32(C[i][t], p, a[t]);
       }
     }
@@ -110,7 +122,7 @@ void block(const TrellisView& v, const TrellisI16Act& x, const int32_t* P, int64
 
 void trellis_i16_vnni_rows(const TrellisView& v, const TrellisI16Act& x, const float* sc, float* y, int64_t r, int nr,
                            int32_t* buf) {
-  const PairSums16 ps(v);
+  const CodeInts32 ci(v);
   float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf) + 63) & ~uintptr_t{63});
   Sums all{base, base + kTrellisI16Rows * 16 * x.n, x.n};
   int32_t* P = reinterpret_cast<int32_t*>(base + kTrellisI16Rows * 17 * x.n + 16);
@@ -121,12 +133,13 @@ void trellis_i16_vnni_rows(const TrellisView& v, const TrellisI16Act& x, const f
   // activations of the block in L2, whatever the token count.
   for (int64_t b0 = 0; b0 < v.cols; b0 += kTrellisI16Block) {
     const int64_t b1 = b0 + kTrellisI16Block < v.cols ? b0 + kTrellisI16Block : v.cols;
-    for (int i = 0; i < nr; ++i) decode_row(v, ps, r + i, b0, b1, P + i * kTrellisI16Block);
+    constexpr int64_t ld = kTrellisI16Block / 2;
+    for (int i = 0; i < nr; ++i) decode_row(v, ci, r + i, b0, b1, P + i * ld);
     switch (nr) {
-      case 1: block<1>(v, x, P, kTrellisI16Block, sc, b0 / x.chunk, b1 / x.chunk, all); break;
-      case 2: block<2>(v, x, P, kTrellisI16Block, sc, b0 / x.chunk, b1 / x.chunk, all); break;
-      case 3: block<3>(v, x, P, kTrellisI16Block, sc, b0 / x.chunk, b1 / x.chunk, all); break;
-      default: block<4>(v, x, P, kTrellisI16Block, sc, b0 / x.chunk, b1 / x.chunk, all); break;
+      case 1: block<1>(v, x, P, ld, sc, b0 / x.chunk, b1 / x.chunk, all); break;
+      case 2: block<2>(v, x, P, ld, sc, b0 / x.chunk, b1 / x.chunk, all); break;
+      case 3: block<3>(v, x, P, ld, sc, b0 / x.chunk, b1 / x.chunk, all); break;
+      default: block<4>(v, x, P, ld, sc, b0 / x.chunk, b1 / x.chunk, all); break;
     }
   }
   for (int i = 0; i < nr; ++i)
