@@ -32,25 +32,21 @@ struct CodeInts32 {
 // lanes, each two int16.
 void decode_row(const TrellisView& v, const CodeInts32& ci, int64_t r, int64_t b0, int64_t b1, int32_t* out) {
   const uint8_t* row = v.q + r * v.row_bytes;
-  alignas(64) uint8_t pad[64];  // the row's last steps: their 16-byte loads would pass its end
-  int64_t first = -1;
-  auto src = [&](int64_t j) -> const uint8_t* {  // 16 readable bytes from weight j's first state
+  const int64_t step_bytes = 4 * v.k;  // 32 weights x K bits
+  int64_t j = b0;
+  for (; j < b1 && ((j + 16) * v.k) / 8 + 16 <= v.row_bytes; j += 32) {
     const int64_t byte = (j * v.k) / 8;
-    if (byte + 16 <= v.row_bytes) {
-      if ((byte & 63) < 2 * v.k) _mm_prefetch(reinterpret_cast<const char*>(row + byte + 1024), _MM_HINT_T0);
-      return row + byte;
+    if ((byte & 63) < step_bytes) _mm_prefetch(reinterpret_cast<const char*>(row + byte + 1024), _MM_HINT_T0);
+    _mm512_store_si512(out + (j - b0) / 2, ci(row + byte, row + byte + 2 * v.k));
+  }
+  if (j < b1) {  // the row's last steps: their 16-byte loads would pass its end; read a padded copy
+    alignas(64) uint8_t pad[96] = {};  // the tail is under 16 + 2K bytes, and loads reach 16 past its last half step
+    const int64_t first = (j * v.k) / 8, n = v.row_bytes - first;
+    std::memcpy(pad, row + first, static_cast<size_t>(n));
+    for (; j < b1; j += 32) {
+      const uint8_t* p = pad + (j * v.k) / 8 - first;
+      _mm512_store_si512(out + (j - b0) / 2, ci(p, p + 2 * v.k));
     }
-    if (first < 0) {  // the tail is under 16 bytes, and later loads reach under 32 past its start
-      first = byte;
-      std::memset(pad, 0, sizeof pad);
-      std::memcpy(pad, row + first, static_cast<size_t>(v.row_bytes - first));
-    }
-    return pad + (byte - first);
-  };
-  for (int64_t j = b0; j < b1; j += 32) {
-    const uint8_t* lo = src(j);  // (in this order: the first call past the row's end makes the copy)
-    const uint8_t* hi = src(j + 16);
-    _mm512_store_si512(out + (j - b0) / 2, ci(lo, hi));
   }
 }
 
