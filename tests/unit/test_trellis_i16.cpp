@@ -128,8 +128,13 @@ TEST(TrellisI16, ReferenceIsTheProductUpToTheActivationRounding) {
   }
 }
 
-TEST(TrellisI16, VnniKernelEqualsReferenceBitForBit) {
-  if (!have_vnni()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI: the int16 kernel is not run here";
+// Both kernels (AVX-512 VNNI where the CPU has it, and AVX2, forced by capping the SIMD level) against
+// the reference, bit for bit.
+static void kernels_equal_reference(SimdLevel cap) {
+  struct Uncap {
+    ~Uncap() { set_simd_cap(std::nullopt); }
+  } uncap;
+  set_simd_cap(cap);
   uint32_t seed = 100;
   for (int k = 1; k <= 5; ++k)
     for (int l : {k + 1, 8, 12, 16})
@@ -146,10 +151,17 @@ TEST(TrellisI16, VnniKernelEqualsReferenceBitForBit) {
           for (int64_t i = 0; i < n * rows; ++i)
             ASSERT_EQ(std::memcmp(&fast[i], &ref[i], 4), 0)
                 << "K=" << k << " L=" << l << " G=" << group << " " << rows << "x" << cols << " n=" << n << " entry " << i
-                << ": " << fast[i] << " vs " << ref[i];
+                << ": " << fast[i] << " vs " << ref[i] << " (" << simd_level_name(simd_level()) << ")";
         }
       }
 }
+
+TEST(TrellisI16, VnniKernelEqualsReferenceBitForBit) {
+  if (!have_vnni()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI: the VNNI kernel is not run here (the AVX2 one is)";
+  kernels_equal_reference(SimdLevel::Avx512Vnni);
+}
+
+TEST(TrellisI16, Avx2KernelEqualsReferenceBitForBit) { kernels_equal_reference(SimdLevel::Avx2); }
 
 TEST(TrellisI16, MatmulTakesThePathItSays) {
   RandomTrellis m(3, 12, 512, 6, 1024, 7);
@@ -164,16 +176,16 @@ TEST(TrellisI16, MatmulTakesThePathItSays) {
   trellis_matmul(m.v, x.data(), n, fp32.data());
   set_int8_activations(true);
   trellis_matmul(m.v, x.data(), n, y.data());
-  if (have_vnni()) {
-    EXPECT_TRUE(trellis_i16_active(m.v));
-    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * 4), 0);
-    set_simd_cap(SimdLevel::Avx512);
-    EXPECT_FALSE(trellis_i16_active(m.v));
-    set_simd_cap(std::nullopt);
-  } else {
-    EXPECT_FALSE(trellis_i16_active(m.v));
-    EXPECT_EQ(y, fp32);
-  }
+  // On (the default): the int16 path on every CPU, whichever kernel its SIMD level picks.
+  EXPECT_TRUE(trellis_i16_active(m.v));
+  EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * 4), 0);
+  set_simd_cap(SimdLevel::Avx2);
+  EXPECT_TRUE(trellis_i16_active(m.v));
+  std::fill(y.begin(), y.end(), NAN);
+  trellis_matmul(m.v, x.data(), n, y.data());
+  EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * 4), 0);
+  set_simd_cap(std::nullopt);
+  EXPECT_NE(std::memcmp(fp32.data(), ref.data(), fp32.size() * 4), 0);  // the fp32 path rounds differently
   // Layouts the path does not take: a group or width not a multiple of 64.
   RandomTrellis odd(3, 12, 48, 2, 960, 9);
   EXPECT_FALSE(trellis_i16_supported(odd.v));

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/half.h"
 #include "base/thread_pool.h"
+#include "kernels/cpu/trellis_i16_avx2.h"
 #include "kernels/cpu/trellis_i16_avx512vnni.h"
 #include "kernels/trellis_code.h"
 
@@ -88,9 +89,7 @@ void quantize_act_i16(const float* x, int64_t n, int64_t cols, int64_t chunk, Ac
 
 bool trellis_i16_supported(const TrellisView& v) { return v.cols > 0 && trellis_i16_chunk(v.cols, v.group) > 0; }
 
-bool trellis_i16_active(const TrellisView& v) {
-  return trellis_i16_supported(v) && simd_level() >= SimdLevel::Avx512Vnni && int8_activations();
-}
+bool trellis_i16_active(const TrellisView& v) { return trellis_i16_supported(v) && int8_activations(); }
 
 void trellis_matmul_i16_reference(const TrellisView& v, const ActI16& x, float* y) {
   UPG_CHECK(trellis_i16_supported(v) && x.cols == v.cols && x.chunk == trellis_i16_chunk(v.cols, v.group),
@@ -127,7 +126,7 @@ void trellis_matmul_i16_reference(const TrellisView& v, const ActI16& x, float* 
 void trellis_matmul_i16(const TrellisView& v, const ActI16& x, float* y) {
   UPG_CHECK(trellis_i16_supported(v) && x.cols == v.cols && x.chunk == trellis_i16_chunk(v.cols, v.group),
             "trellis_matmul_i16: unsupported layout");
-  UPG_CHECK(cpu_simd_level() >= SimdLevel::Avx512Vnni, "trellis_matmul_i16: this CPU has no AVX-512 VNNI");
+  const bool vnni = simd_level() >= SimdLevel::Avx512Vnni;  // else the AVX2 kernel (the same bits)
   constexpr int64_t R = kTrellisI16Rows;
   const TrellisI16Act a{x.pair.data(), x.d.data(), x.qsum.data(), x.n, x.nch, x.chunk};
   parallel_for_dynamic((v.rows + R - 1) / R, 2, [&](int64_t g0, int64_t g1) {
@@ -143,7 +142,8 @@ void trellis_matmul_i16(const TrellisView& v, const ActI16& x, float* y) {
         std::memcpy(&h, v.scales + 2 * (r * v.ngroups + i), 2);
         sc[static_cast<size_t>(i)] = f16_to_f32(h);
       }
-      trellis_i16_vnni_rows(v, a, sc.data(), y, r, nr, buf.data());
+      if (vnni) trellis_i16_vnni_rows(v, a, sc.data(), y, r, nr, buf.data());
+      else trellis_i16_avx2_rows(v, a, sc.data(), y, r, nr, buf.data());
     }
   });
 }

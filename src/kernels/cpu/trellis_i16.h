@@ -1,4 +1,4 @@
-// The trellis codec's products with 16-bit activations (AVX-512 VNNI: vpdpwssd), every token count,
+// The trellis codec's products with 16-bit activations (AVX-512 VNNI: vpdpwssd; AVX2: vpmaddwd), every token count,
 // so a token's product does not depend on its batch. The fp32 path of trellis_kernels.h converts
 // each code to fp32 and multiplies by its group scale before the FMA; here the code stays an integer
 // and the activations become integers, so the inner loop is one int16 dot product per 32 weights
@@ -60,14 +60,15 @@ void quantize_act_i16(const float* x, int64_t n, int64_t cols, int64_t chunk, Ac
 
 // Whether the layout allows the path (cols, group multiples of 64).
 bool trellis_i16_supported(const TrellisView& v);
-// Whether trellis_matmul takes this path for v on this CPU now: supported, AVX-512 VNNI at the
-// current SIMD level (UPG_SIMD / set_simd_cap), int8_activations() (UPG_INT8_ACTIVATIONS=0 keeps
-// fp32; the switch is shared with the codebook's int8 path).
+// Whether trellis_matmul takes this path for v now: supported and int8_activations()
+// (UPG_INT8_ACTIVATIONS=0 keeps fp32; the switch is shared with the codebook's int8 path). The kernel
+// is the AVX-512 VNNI one at that SIMD level (UPG_SIMD / set_simd_cap), else the AVX2 one
+// (trellis_i16_avx2.cpp): the same bits.
 bool trellis_i16_active(const TrellisView& v);
 
 // y (n x rows) overwritten, by the scalar reference of the arithmetic above (tests).
 void trellis_matmul_i16_reference(const TrellisView& v, const ActI16& x, float* y);
-// The same through the AVX-512 VNNI kernel (requires cpu_simd_level() >= Avx512Vnni), multithreaded.
+// The same through the AVX-512 VNNI kernel (at simd_level() >= Avx512Vnni) or the AVX2 one, multithreaded.
 void trellis_matmul_i16(const TrellisView& v, const ActI16& x, float* y);
 
 }  // namespace upg::kernels

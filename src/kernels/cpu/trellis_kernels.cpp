@@ -220,7 +220,7 @@ void rows_fused_any(const TrellisView& v, int64_t r, int nr, const float* sc, co
 }  // namespace
 
 void trellis_matmul(const TrellisView& v, const float* x, int64_t n, float* y) {
-  if (trellis_i16_active(v)) {  // AVX-512 VNNI: int16 activations, every token count (trellis_i16.h)
+  if (trellis_i16_active(v)) {  // int16 activations, every token count (trellis_i16.h)
     thread_local ActI16 a;
     quantize_act_i16(x, n, v.cols, trellis_i16_chunk(v.cols, v.group), a);
     if (a.finite) return trellis_matmul_i16(v, a, y);

@@ -44,7 +44,7 @@ void trellis_decode_segment(const TrellisView& v, int64_t r, int64_t c0, int64_t
 void trellis_decode_segment_scalar(const TrellisView& v, int64_t r, int64_t c0, int64_t m, float* out);
 
 // y (n x rows) = x (n x cols) * W^T, y fully overwritten. Multithreaded (the current thread pool).
-// Where trellis_i16_active(v) (AVX-512 VNNI, cols and group multiples of 64, int8_activations() on)
+// Where trellis_i16_active(v) (cols and group multiples of 64, int8_activations() on)
 // and x is finite, the int16-activation path of trellis_i16.h; otherwise the fp32 paths above.
 void trellis_matmul(const TrellisView& v, const float* x, int64_t n, float* y);
 
