@@ -415,7 +415,7 @@ TEST(CudaEngine, RecordedStepsEqualStepsRunOpByOp) {
 
 // The norms and the MLP's activation rotate the next matmul's input in their own pass
 // (Backend::rmsnorm_for / gated_activation_for) where that matrix's codec rotates: logits equal to
-// those of the separate kernels (UPG_CUDA_FUSE=0) on a dense model, one with GELU-tanh and
+// those of the separate kernels (the default; UPG_CUDA_FUSE=1 turns the fusion on) on a dense model, one with GELU-tanh and
 // soft-capping, and a mixture of experts, each converted to a rotated 4-bit codebook; a prompt of 17
 // entries (past the fused ops' 16 rows) and decode steps of two sequences, recorded and replayed.
 TEST(CudaEngine, InputRotationFusedIntoNormAndActivation) {
@@ -427,10 +427,11 @@ TEST(CudaEngine, InputRotationFusedIntoNormAndActivation) {
     ConvertOptions o;
     o.codec = "codebook:bits=4,group=32,levels=gaussian,rotate=true";
     convert_model((golden / name).string(), out, o);
-    ::setenv("UPG_CUDA_FUSE", "0", 1);
-    auto plain = load_on(out, "cuda");
     ::unsetenv("UPG_CUDA_FUSE");
+    auto plain = load_on(out, "cuda");
+    ::setenv("UPG_CUDA_FUSE", "1", 1);
     auto fused = load_on(out, "cuda");
+    ::unsetenv("UPG_CUDA_FUSE");
     fs::remove(out);
     const int64_t V = plain->config().vocab_size;
     Engine ep(*plain), ef(*fused);

@@ -69,7 +69,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
                  gemm_->why_not().c_str());
   if (const char* e = std::getenv("UPG_CUDA_GRAPHS")) graphs_ = std::string(e) != "0";
   if (const char* e = std::getenv("UPG_CUDA_PROMPT_ATTENTION")) prompt_attention_ = std::string(e) != "0";
-  if (const char* e = std::getenv("UPG_CUDA_FUSE")) fuse_input_rotation_ = std::string(e) != "0";
+  if (const char* e = std::getenv("UPG_CUDA_FUSE")) fuse_input_rotation_ = std::string(e) == "1";
   if (const char* e = std::getenv("UPG_CUDA_GEMM_MIN_TOKENS")) gemm_min_tokens_ = std::max(17L, std::atol(e));
 }
 

@@ -40,7 +40,9 @@ class CudaBackend final : public Backend {
   void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t rotary_dim, const float* cos,
             const float* sin) override;
   void gated_activation(Activation act, const float* gate_up, int64_t n, int64_t width, float* out) override;
-  // Fused with the rotation of next's input when next rotates and n <= 16 (UPG_CUDA_FUSE=0: never).
+  // With UPG_CUDA_FUSE=1: fused with the rotation of next's input when next rotates and n <= 16. Off
+  // by default until the fused kernels have run on a GPU (written and compiled in session 19, when no
+  // GPU could be had; test_cuda_kernels / test_cuda_engine check them against the separate kernels).
   void rmsnorm_for(const WeightMatrix* next, const float* x, const float* weight, int64_t rows, int64_t dim, float eps,
                    float* out) override;
   void gated_activation_for(const WeightMatrix* next, Activation act, const float* gate_up, int64_t n, int64_t width,
@@ -106,7 +108,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::GemmWorkspace> gemm_;  // prompt processing: W decoded to bf16, cuBLAS
   int64_t gemm_min_tokens_ = 64;               // products of fewer tokens take the skinny path
   bool graphs_ = true;
-  bool fuse_input_rotation_ = true;            // UPG_CUDA_FUSE=0: rmsnorm_for / gated_activation_for unfused
+  bool fuse_input_rotation_ = false;           // UPG_CUDA_FUSE=1: rmsnorm_for / gated_activation_for fused
   int64_t fused_input_rotations_ = 0;
   bool prompt_attention_ = true;               // UPG_CUDA_PROMPT_ATTENTION=0: every step on the decode kernel
   mutable std::mutex mu_;  // prepare() / vector() may come from several engines
