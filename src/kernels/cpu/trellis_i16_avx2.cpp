@@ -9,53 +9,23 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/trellis_states_avx2.h"
 #include "kernels/trellis_code.h"
 
 namespace upg::kernels {
 
 namespace {
 
-// The code integers + 510 (P) of 8 weights as int32, from the 8 bytes at their first state's byte
-// (8 weights are K whole bytes): the states by an in-lane shuffle and two shifts, as the fp32 path's
-// chunk of 8 (trellis_kernels.cpp), the hash's byte sum by vpmaddubsw + vpmaddwd against ones.
-struct CodeInts8 {
-  __m256i vctrl, vshl, mul, add, ones8, ones16;
-  __m128i vshr;
-  explicit CodeInts8(const TrellisView& v) {
-    alignas(32) uint8_t ctrl[32];
-    alignas(32) int32_t shl[8];
-    static_assert(((7 * trellis::kMaxBits) >> 3) + 3 < 8, "chunk of 8: its bytes must lie in the 8 loaded");
-    for (int i = 0; i < 8; ++i) {
-      const int o = (i * v.k) >> 3;
-      for (int b = 0; b < 4; ++b) ctrl[4 * i + b] = static_cast<uint8_t>(o + 3 - b);
-      shl[i] = (i * v.k) & 7;
-    }
-    vctrl = _mm256_load_si256(reinterpret_cast<const __m256i*>(ctrl));
-    vshl = _mm256_load_si256(reinterpret_cast<const __m256i*>(shl));
-    vshr = _mm_cvtsi32_si128(32 - v.l);
-    mul = _mm256_set1_epi32(static_cast<int>(trellis::kCodeMul));
-    add = _mm256_set1_epi32(static_cast<int>(trellis::kCodeAdd));
-    ones8 = _mm256_set1_epi8(1);
-    ones16 = _mm256_set1_epi16(1);
-  }
-  __m256i operator()(const uint8_t* src) const {
-    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src)));
-    const __m256i s = _mm256_srl_epi32(_mm256_sllv_epi32(_mm256_shuffle_epi8(b, vctrl), vshl), vshr);
-    const __m256i h = _mm256_add_epi32(_mm256_mullo_epi32(s, mul), add);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(h, ones8), ones16);
-  }
-};
-
 // 32 weights from the byte of the first: lanes 0-7 (columns 0-7 and 16-23, as int16 pairs) and 8-15
 // (8-15 and 24-31), the order trellis_i16.h defines (vpackssdw's, per 128-bit lane).
-inline void step32(const CodeInts8& ci, const uint8_t* p, int k, int32_t* out) {
-  const __m256i a = ci(p), b = ci(p + k), c = ci(p + 2 * k), d = ci(p + 3 * k);
+inline void step32(const TrellisStates8& ci, const uint8_t* p, int k, int32_t* out) {
+  const __m256i a = ci.byte_sums(p), b = ci.byte_sums(p + k), c = ci.byte_sums(p + 2 * k), d = ci.byte_sums(p + 3 * k);
   _mm256_store_si256(reinterpret_cast<__m256i*>(out), _mm256_packs_epi32(a, c));
   _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8), _mm256_packs_epi32(b, d));
 }
 
 // Row r's code integers of columns [b0, b1) (multiples of 32): 16 int32 per 32 columns.
-void decode_row(const TrellisView& v, const CodeInts8& ci, int64_t r, int64_t b0, int64_t b1, int32_t* out) {
+void decode_row(const TrellisView& v, const TrellisStates8& ci, int64_t r, int64_t b0, int64_t b1, int32_t* out) {
   const uint8_t* row = v.q + r * v.row_bytes;
   const int k = v.k;
   int64_t j = b0;
@@ -117,7 +87,7 @@ inline float hsum16(const float* f) {  // lanes l + 8, then + 4, + 2, + 1 (trell
 
 void trellis_i16_avx2_rows(const TrellisView& v, const TrellisI16Act& x, const float* sc, float* y, int64_t r, int nr,
                            int32_t* buf) {
-  const CodeInts8 ci(v);
+  const TrellisStates8 ci(v);
   const int64_t n = x.n;
   float* F = reinterpret_cast<float*>(buf);  // [nr][n][16]
   float* K = F + kTrellisI16Rows * 16 * n;   // [nr][n]

@@ -15,6 +15,8 @@
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
+
+#include "kernels/cpu/trellis_states_avx2.h"
 #define UPG_TRELLIS_AVX2 1
 #endif
 
@@ -45,32 +47,12 @@ namespace {
 
 #ifdef UPG_TRELLIS_AVX2
 // 8 weights (code * scale) from the chunk whose first state starts at byte `src` (bit offset 0);
-// needs 8 readable bytes. The shuffle control and shifts depend only on K and L.
+// needs 8 readable bytes.
 struct Chunk8 {
-  __m256i vctrl, vshl;
-  __m128i vshr;
-  explicit Chunk8(const TrellisView& v) {
-    alignas(32) uint8_t ctrl[32];
-    alignas(32) int32_t shl[8];
-    static_assert(((7 * trellis::kMaxBits) >> 3) + 3 < 8, "chunk of 8: its bytes must lie in the 8 loaded");
-    for (int i = 0; i < 8; ++i) {
-      const int o = (i * v.k) >> 3;
-      for (int b = 0; b < 4; ++b) ctrl[4 * i + b] = static_cast<uint8_t>(o + 3 - b);
-      shl[i] = (i * v.k) & 7;
-    }
-    // Lane 1 indexes its own copy of the 16 bytes: the same control values.
-    vctrl = _mm256_load_si256(reinterpret_cast<const __m256i*>(ctrl));
-    vshl = _mm256_load_si256(reinterpret_cast<const __m256i*>(shl));
-    vshr = _mm_cvtsi32_si128(32 - v.l);
-  }
+  TrellisStates8 st;
+  explicit Chunk8(const TrellisView& v) : st(v) {}
   __m256 weights(const uint8_t* src, float scale) const {
-    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src)));
-    __m256i s = _mm256_shuffle_epi8(b, vctrl);
-    s = _mm256_srl_epi32(_mm256_sllv_epi32(s, vshl), vshr);
-    const __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(s, _mm256_set1_epi32(static_cast<int>(trellis::kCodeMul))),
-                                       _mm256_set1_epi32(static_cast<int>(trellis::kCodeAdd)));
-    const __m256i sum = _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
-    const __m256 c = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, _mm256_set1_epi32(510)));
+    const __m256 c = _mm256_cvtepi32_ps(_mm256_sub_epi32(st.byte_sums(src), _mm256_set1_epi32(510)));
     return _mm256_mul_ps(c, _mm256_set1_ps(scale * trellis::kCodeUnit));
   }
 };

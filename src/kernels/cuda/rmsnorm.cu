@@ -29,6 +29,20 @@ __global__ void rmsnorm_kernel(const float* x, const float* __restrict__ w, int 
   for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = w[i] * (xr[i] * inv);
 }
 
+// 1 / rms of a row of dim4 float4 (+ eps), the sum of squares per thread over its float4s in order,
+// then block_reduce: both float4 kernels call it, so they compute the same bits. v0: the thread's
+// first float4 (zeros past the row).
+__device__ __forceinline__ float inv_rms4(const float4* xr, int dim4, float eps, float* part, float4& v0) {
+  const int i0 = threadIdx.x;
+  v0 = i0 < dim4 ? xr[i0] : make_float4(0.f, 0.f, 0.f, 0.f);
+  float ss = v0.x * v0.x + v0.y * v0.y + v0.z * v0.z + v0.w * v0.w;
+  for (int i = i0 + blockDim.x; i < dim4; i += blockDim.x) {
+    const float4 v = xr[i];
+    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  return rsqrtf(block_reduce(ss, SumOp{}, 0.f, part) / static_cast<float>(4 * dim4) + eps);
+}
+
 // dim % 4 == 0, pointers 16-byte aligned. Each thread keeps its first float4 in registers.
 __global__ void rmsnorm4_kernel(const float4* x, const float4* __restrict__ w, int dim4, float eps, float4* out) {
   pdl_wait();
@@ -36,13 +50,8 @@ __global__ void rmsnorm4_kernel(const float4* x, const float4* __restrict__ w, i
   __shared__ float part[32];
   const float4* xr = x + static_cast<int64_t>(blockIdx.x) * dim4;
   const int i0 = threadIdx.x;
-  const float4 v0 = i0 < dim4 ? xr[i0] : make_float4(0.f, 0.f, 0.f, 0.f);
-  float ss = v0.x * v0.x + v0.y * v0.y + v0.z * v0.z + v0.w * v0.w;
-  for (int i = i0 + blockDim.x; i < dim4; i += blockDim.x) {
-    const float4 v = xr[i];
-    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-  }
-  const float inv = rsqrtf(block_reduce(ss, SumOp{}, 0.f, part) / static_cast<float>(4 * dim4) + eps);
+  float4 v0;
+  const float inv = inv_rms4(xr, dim4, eps, part, v0);
   float4* o = out + static_cast<int64_t>(blockIdx.x) * dim4;
   for (int i = i0; i < dim4; i += blockDim.x) {
     const float4 v = i == i0 ? v0 : xr[i], g = w[i];
@@ -62,14 +71,8 @@ __global__ void rmsnorm4_rotate_kernel(const float4* x, const float4* __restrict
   extern __shared__ float sh[];
   const int64_t row = blockIdx.y;
   const float4* xr = x + row * dim4;
-  const int i0 = threadIdx.x;
-  const float4 v0 = i0 < dim4 ? xr[i0] : make_float4(0.f, 0.f, 0.f, 0.f);
-  float ss = v0.x * v0.x + v0.y * v0.y + v0.z * v0.z + v0.w * v0.w;
-  for (int i = i0 + blockDim.x; i < dim4; i += blockDim.x) {
-    const float4 v = xr[i];
-    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-  }
-  const float inv = rsqrtf(block_reduce(ss, SumOp{}, 0.f, part) / static_cast<float>(4 * dim4) + eps);
+  float4 v0;
+  const float inv = inv_rms4(xr, dim4, eps, part, v0);
   const int c4 = blockIdx.x * (block / 4);
   for (int i = threadIdx.x; i < block / 4; i += blockDim.x) {
     const float4 v = xr[c4 + i], g = w[c4 + i];
