@@ -37,6 +37,12 @@ uint64_t tensor_seed(uint64_t seed, const std::string& name) {
   return h;
 }
 
+// The "rotate" params of a synthetic matrix: its own seed (tensor seeds halved: rotation seeds are
+// < 2^63), the default block.
+nlohmann::json rotate_params(uint64_t seed, int64_t cols) {
+  return {{"seed", seed >> 1}, {"block", default_rotation_block(cols)}};
+}
+
 // Random codebook arrays (see the header comment), built directly in the codec's layout.
 EncodedTensor random_codebook(int64_t rows, int64_t cols, int k, uint64_t seed, bool rotate) {
   const CodecParams params = {{"bits", k}, {"group", 64}, {"levels", "gaussian"}};
@@ -56,7 +62,7 @@ EncodedTensor random_codebook(int64_t rows, int64_t cols, int k, uint64_t seed, 
   }
   const std::vector<float> levels = gaussian_levels(k);
   EncodedTensor t = codebook_from_codes(params, rows, cols, codes.data(), scales.data(), levels.data());
-  if (rotate) t.params["rotate"] = {{"seed", seed >> 1}, {"block", default_rotation_block(cols)}};  // seeds are < 2^63
+  if (rotate) t.params["rotate"] = rotate_params(seed, cols);
   return t;
 }
 
@@ -88,7 +94,7 @@ EncodedTensor random_trellis(int64_t rows, int64_t cols, int k, uint64_t seed) {
   }
   t.arrays["qweight"] = std::move(q);
   t.arrays["scales"] = std::move(s);
-  t.params["rotate"] = {{"seed", seed >> 1}, {"block", default_rotation_block(cols)}};  // seeds are < 2^63
+  t.params["rotate"] = rotate_params(seed, cols);
   return t;
 }
 

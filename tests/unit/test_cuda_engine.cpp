@@ -352,6 +352,27 @@ TEST(CudaEngine, SamplingOnTheDeviceDrawsWhatTheHostDraws) {
   }
 }
 
+// Two loads of one file (differing in an option) stepped side by side: every logits row of `other`
+// within tol (relative, test::rel_max_error) of `ref`'s, which gives the greedy tokens fed back.
+struct SideBySide {
+  Engine ref, other;
+  int64_t V;
+  std::string what;
+  std::vector<float> lr, lo;
+  int steps = 0;
+  SideBySide(const Model& a, const Model& b, std::string w)
+      : ref(a), other(b), V(a.config().vocab_size), what(std::move(w)) {}
+  void step(const std::vector<BatchEntry>& batch, double tol = 1e-4) {
+    ref.step(batch, lr);
+    other.step(batch, lo);
+    ASSERT_EQ(lr.size(), lo.size()) << what;
+    for (int64_t r = 0; r < static_cast<int64_t>(lr.size()) / V; ++r)
+      EXPECT_LT(row_err(lo.data() + r * V, lr.data() + r * V, V), tol) << what << " step " << steps << " row " << r;
+    ++steps;
+  }
+  int32_t greedy(int64_t row) const { return argmax(lr.data() + row * V, V); }
+};
+
 // CUDA graphs: decode steps replayed from recordings give the logits of the same steps run op by op
 // (UPG_CUDA_GRAPHS=0), while sequences join and leave (the batch size changes), the attention's
 // split count changes (past 256 positions) and the block table widens. Not bit for bit: the split-K
@@ -363,52 +384,40 @@ TEST(CudaEngine, RecordedStepsEqualStepsRunOpByOp) {
   auto plain = load_on(dir.string(), "cuda");
   ::unsetenv("UPG_CUDA_GRAPHS");
   auto graphs = load_on(dir.string(), "cuda");
+  SideBySide e(*plain, *graphs, "phi3_su_short, recorded steps");
   const int64_t V = plain->config().vocab_size;
-  Engine ep(*plain), eg(*graphs);
-  const SeqId a = ep.new_sequence(), b = ep.new_sequence();
-  ASSERT_EQ(eg.new_sequence(), a);
-  ASSERT_EQ(eg.new_sequence(), b);
+  const SeqId a = e.ref.new_sequence(), b = e.ref.new_sequence();
+  ASSERT_EQ(e.other.new_sequence(), a);
+  ASSERT_EQ(e.other.new_sequence(), b);
   const auto pa = random_prompt(240, V, 21), pb = random_prompt(5, V, 22);
-  std::vector<float> lp, lg;
   int64_t na = 0, nb = 0;
-  int steps = 0;
-  auto step = [&](const std::vector<BatchEntry>& batch) {
-    ep.step(batch, lp);
-    eg.step(batch, lg);
-    ASSERT_EQ(lp.size(), lg.size());
-    const int64_t rows = static_cast<int64_t>(lp.size()) / V;
-    for (int64_t r = 0; r < rows; ++r)
-      EXPECT_LT(row_err(lg.data() + r * V, lp.data() + r * V, V), 1e-4) << "step " << steps << " row " << r;
-    ++steps;
-  };
-  auto next = [&](const std::vector<float>& l, int64_t row) { return argmax(l.data() + row * V, V); };
   {
     std::vector<BatchEntry> pre;
     for (int i = 0; i < 240; ++i) pre.push_back({a, pa[i], i, i == 239});
-    step(pre);
+    e.step(pre);
     na = 240;
   }
-  int32_t ta = next(lp, 0), tb = 0;
+  int32_t ta = e.greedy(0), tb = 0;
   for (int i = 0; i < 6; ++i) {  // A alone
-    step({{a, ta, na++, true}});
-    ta = next(lp, 0);
+    e.step({{a, ta, na++, true}});
+    ta = e.greedy(0);
   }
   {
     std::vector<BatchEntry> pre;
     for (int i = 0; i < 5; ++i) pre.push_back({b, pb[i], i, i == 4});
-    step(pre);
+    e.step(pre);
     nb = 5;
-    tb = next(lp, 0);
+    tb = e.greedy(0);
   }
   for (int i = 0; i < 24; ++i) {  // A and B together; A crosses position 256
-    step({{a, ta, na++, true}, {b, tb, nb++, true}});
-    ta = next(lp, 0), tb = next(lp, 1);
+    e.step({{a, ta, na++, true}, {b, tb, nb++, true}});
+    ta = e.greedy(0), tb = e.greedy(1);
   }
-  ep.release(a);
-  eg.release(a);
+  e.ref.release(a);
+  e.other.release(a);
   for (int i = 0; i < 6; ++i) {  // B alone again
-    step({{b, tb, nb++, true}});
-    tb = next(lp, 0);
+    e.step({{b, tb, nb++, true}});
+    tb = e.greedy(0);
   }
   EXPECT_GT(na, 256);
 }
@@ -433,30 +442,20 @@ TEST(CudaEngine, InputRotationFusedIntoNormAndActivation) {
     auto fused = load_on(out, "cuda");
     ::unsetenv("UPG_CUDA_FUSE");
     fs::remove(out);
+    SideBySide e(*plain, *fused, name);
     const int64_t V = plain->config().vocab_size;
-    Engine ep(*plain), ef(*fused);
-    const SeqId a = ep.new_sequence(), b = ep.new_sequence();
-    ASSERT_EQ(ef.new_sequence(), a);
-    ASSERT_EQ(ef.new_sequence(), b);
+    const SeqId a = e.ref.new_sequence(), b = e.ref.new_sequence();
+    ASSERT_EQ(e.other.new_sequence(), a);
+    ASSERT_EQ(e.other.new_sequence(), b);
     const auto pa = random_prompt(12, V, 31), pb = random_prompt(5, V, 32);
-    std::vector<float> lp, lf;
-    int steps = 0;
-    auto step = [&](const std::vector<BatchEntry>& batch) {
-      ep.step(batch, lp);
-      ef.step(batch, lf);
-      ASSERT_EQ(lp.size(), lf.size());
-      for (int64_t r = 0; r < static_cast<int64_t>(lp.size()) / V; ++r)
-        EXPECT_LT(row_err(lf.data() + r * V, lp.data() + r * V, V), 1e-4) << name << " step " << steps << " row " << r;
-      ++steps;
-    };
     std::vector<BatchEntry> pre;
     for (int i = 0; i < 12; ++i) pre.push_back({a, pa[i], i, i == 11});
     for (int i = 0; i < 5; ++i) pre.push_back({b, pb[i], i, i == 4});
-    step(pre);
-    int32_t ta = argmax(lp.data(), V), tb = argmax(lp.data() + V, V);
+    e.step(pre);
+    int32_t ta = e.greedy(0), tb = e.greedy(1);
     for (int i = 0; i < 8; ++i) {
-      step({{a, ta, 12 + i, true}, {b, tb, 5 + i, true}});
-      ta = argmax(lp.data(), V), tb = argmax(lp.data() + V, V);
+      e.step({{a, ta, 12 + i, true}, {b, tb, 5 + i, true}});
+      ta = e.greedy(0), tb = e.greedy(1);
     }
     const auto* fb = dynamic_cast<const CudaBackend*>(fused->backend().get());
     const auto* pb_ = dynamic_cast<const CudaBackend*>(plain->backend().get());

@@ -174,32 +174,35 @@ void CudaBackend::rmsnorm(const float* x, const float* weight, int64_t rows, int
   cuda::rmsnorm(x, weight, rows, dim, eps, out, stream());
 }
 
+const cuda::DeviceMatrix* CudaBackend::fusable(const WeightMatrix* next, int64_t n, int64_t width) {
+  if (!next) return nullptr;
+  const cuda::DeviceMatrix& m = prepared(*next).m;
+  m.input_rotated(nullptr, 0);  // (whatever an unfinished step left)
+  if (!fuse_input_rotation_ || n > 16 || next->cols() != width || !m.input_rotation().signs) return nullptr;
+  return &m;
+}
+
+void CudaBackend::rotated_by_op(const cuda::DeviceMatrix& m, const float* out, int64_t n) {
+  m.input_rotated(out, n);
+  ++fused_input_rotations_;
+}
+
 void CudaBackend::rmsnorm_for(const WeightMatrix* next, const float* x, const float* weight, int64_t rows, int64_t dim,
                               float eps, float* out) {
-  if (next) prepared(*next).m.input_rotated(nullptr, 0);  // (whatever an unfinished step left)
-  if (fuse_input_rotation_ && next && rows <= 16 && next->cols() == dim) {
-    const cuda::DeviceMatrix& m = prepared(*next).m;
-    const cuda::DeviceMatrix::InputRotation r = m.input_rotation();
-    if (r.signs && cuda::rmsnorm_rotate(x, weight, rows, dim, eps, out, r.signs, r.block, r.xrot, stream())) {
-      m.input_rotated(out, rows);
-      ++fused_input_rotations_;
-      return;
-    }
+  if (const cuda::DeviceMatrix* m = fusable(next, rows, dim)) {
+    const cuda::DeviceMatrix::InputRotation r = m->input_rotation();
+    if (cuda::rmsnorm_rotate(x, weight, rows, dim, eps, out, r.signs, r.block, r.xrot, stream()))
+      return rotated_by_op(*m, out, rows);
   }
   rmsnorm(x, weight, rows, dim, eps, out);
 }
 
 void CudaBackend::gated_activation_for(const WeightMatrix* next, Activation act, const float* gate_up, int64_t n,
                                        int64_t width, float* out) {
-  if (next) prepared(*next).m.input_rotated(nullptr, 0);
-  if (fuse_input_rotation_ && next && n <= 16 && next->cols() == width) {
-    const cuda::DeviceMatrix& m = prepared(*next).m;
-    const cuda::DeviceMatrix::InputRotation r = m.input_rotation();
-    if (r.signs && cuda::gated_rows_rotate(act, gate_up, n, width, out, r.signs, r.block, r.xrot, stream())) {
-      m.input_rotated(out, n);
-      ++fused_input_rotations_;
-      return;
-    }
+  if (const cuda::DeviceMatrix* m = fusable(next, n, width)) {
+    const cuda::DeviceMatrix::InputRotation r = m->input_rotation();
+    if (cuda::gated_rows_rotate(act, gate_up, n, width, out, r.signs, r.block, r.xrot, stream()))
+      return rotated_by_op(*m, out, n);
   }
   gated_activation(act, gate_up, n, width, out);
 }

@@ -101,6 +101,11 @@ class CudaBackend final : public Backend {
   void on_device() const;
   void* stream() const { return stream_->get(); }
   const Prepared& prepared(const WeightMatrix& w) const;
+  // rmsnorm_for / gated_activation_for: next's uploaded matrix when the fused op may write its input
+  // rotation (fusion on, n <= 16 rows of next's width, a rotating codec), else null; either way any
+  // earlier mark on next is forgotten. rotated_by_op marks out as rotated for it and counts.
+  const cuda::DeviceMatrix* fusable(const WeightMatrix* next, int64_t n, int64_t width);
+  void rotated_by_op(const cuda::DeviceMatrix& m, const float* out, int64_t n);
 
   int device_;
   std::string name_;

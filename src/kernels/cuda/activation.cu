@@ -111,8 +111,7 @@ bool gated_rows_rotate(Activation act, const float* gate_up, int64_t n, int64_t 
   if (n <= 0) return true;
   const auto lo = reinterpret_cast<uintptr_t>(gate_up), hi = lo + static_cast<uintptr_t>(n * 2 * width) * sizeof(float);
   const auto o = reinterpret_cast<uintptr_t>(out), o_end = o + static_cast<uintptr_t>(n * width) * sizeof(float);
-  if ((o < hi && lo < o_end) || block < 1 || block > 4096 || (block & (block - 1)) != 0 || width % block != 0)
-    return false;
+  if ((o < hi && lo < o_end) || !rotation_block_fits(block, width)) return false;
   const dim3 grid(static_cast<unsigned>(width / block), static_cast<unsigned>(n));
   const int threads = static_cast<int>(std::min<int64_t>(512, std::max<int64_t>(32, block / 2)));
   const size_t smem = block * sizeof(float);

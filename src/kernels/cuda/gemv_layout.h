@@ -78,8 +78,8 @@ struct DeviceMatrix::Impl {
   mutable LaunchCfg cfg[2];
 
   void alloc_scratch();
-  // x itself, or x rotated into xrot when the codec rotates (n <= 16); `ready`: it is there already.
-  const float* source(const float* x, int64_t n, void* stream, bool ready = false) const;
+  // x itself, or x rotated into xrot when the codec rotates (n <= 16).
+  const float* source(const float* x, int64_t n, void* stream) const;
   // y (+)= src W^T, n <= 16, src from source().
   void multiply(const float* src, int64_t n, float* y, bool accumulate, void* stream) const;
   // y (+)= x W^T for any n through ws (gemm_dequant.cu); ws must be available().

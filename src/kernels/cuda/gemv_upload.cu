@@ -10,6 +10,7 @@
 #include "base/half.h"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/gemv_layout.h"
+#include "kernels/cuda/hadamard.cuh"
 #include "kernels/rotation_signs.h"
 #include "kernels/trellis_code.h"
 
@@ -102,7 +103,7 @@ DeviceBuffer to_device(const std::vector<T>& v) {
 void set_rotation(DeviceMatrix::Impl& m, const RotateParams& rot) {
   m.rot = rot;
   if (!rot.on) return;
-  UPG_CHECK(rot.block >= 1 && (rot.block & (rot.block - 1)) == 0 && m.cols % rot.block == 0 && rot.block <= 4096,
+  UPG_CHECK(rotation_block_fits(rot.block, m.cols),
             "cuda upload: rotation block ", rot.block, " must be a power of two <= 4096 dividing cols ", m.cols);
   m.signs = to_device(upg::rotation_signs(rot.seed, m.cols, rot.first));
 }
@@ -122,9 +123,8 @@ void DeviceMatrix::Impl::alloc_scratch() {
   xrot = DeviceBuffer(rot.on ? static_cast<size_t>(16) * cols * sizeof(float) : 0);
 }
 
-const float* DeviceMatrix::Impl::source(const float* x, int64_t n, void* stream, bool ready) const {
+const float* DeviceMatrix::Impl::source(const float* x, int64_t n, void* stream) const {
   if (!rot.on) return x;
-  if (ready) return xrot.as<const float>();
   hadamard_rotate(x, xrot.as<float>(), n, cols, signs.as<const float>(), rot.block, stream);
   return xrot.as<const float>();
 }
@@ -141,8 +141,8 @@ void DeviceMatrix::Impl::product(const float* x, int64_t n, float* y, bool accum
   UPG_CHECK(n >= 1, "DeviceMatrix::matmul: n = ", n);
   const bool ready = rotated_x == x && rotated_n == n && n <= 16;
   rotated_x = nullptr;
-  if (ready) {
-    multiply(source(x, n, stream, true), n, y, accumulate, stream);
+  if (ready) {  // x R is in xrot already (input_rotated)
+    multiply(xrot.as<const float>(), n, y, accumulate, stream);
     return;
   }
   if (gemm_ws && n > 16 && n >= gemm_min_tokens && gemm_ws->available()) {

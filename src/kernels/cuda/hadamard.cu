@@ -34,7 +34,7 @@ __global__ void hadamard_kernel(const float* __restrict__ x, float* out, int col
 
 void hadamard_rotate(const float* x, float* out, int64_t n, int64_t cols, const float* signs, int64_t block,
                      void* stream) {
-  UPG_CHECK(block >= 1 && block <= 4096 && (block & (block - 1)) == 0 && cols % block == 0,
+  UPG_CHECK(rotation_block_fits(block, cols),
             "hadamard_rotate: block ", block, " must be a power of two <= 4096 dividing cols ", cols);
   if (n <= 0) return;
   const int threads = static_cast<int>(std::min<int64_t>(512, std::max<int64_t>(32, block / 2)));

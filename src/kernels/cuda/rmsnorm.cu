@@ -111,9 +111,7 @@ void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, flo
 bool rmsnorm_rotate(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out,
                     const float* signs, int64_t block, float* xrot, void* stream) {
   if (rows <= 0) return true;
-  if (!float4_rows(x, weight, out, dim) || x == out || block < 4 || block > 4096 || (block & (block - 1)) != 0 ||
-      dim % block != 0)
-    return false;
+  if (!float4_rows(x, weight, out, dim) || x == out || block < 4 || !rotation_block_fits(block, dim)) return false;
   const int64_t dim4 = dim / 4;
   launch_pdl("rmsnorm4_rotate_kernel", rmsnorm4_rotate_kernel,
       dim3(static_cast<unsigned>(dim / block), static_cast<unsigned>(rows)), float4_threads(dim4),
